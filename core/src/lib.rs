@@ -1,0 +1,41 @@
+//! # scream-ice-core
+//!
+//! The `no_std`, allocation-free heart of scream-ice: everything the
+//! ScreamRouter router and its networked speakers must decide *identically*
+//! about ICE lives here, so both sides run the same code.
+//!
+//! The crate performs no I/O, reads no clock and draws no random numbers:
+//! time ([`time::Instant`], [`time::Duration`], microseconds) and randomness
+//! (transaction ids, seeds) are arguments, and every buffer is either owned
+//! by the caller or has a fixed capacity.
+//!
+//! Layers, bottom up:
+//!
+//! - [`stun`]: the STUN wire format (RFC 8489, compatible with RFC 5389): a
+//!   zero-copy [`stun::Message`] view with typed attributes, a builder that
+//!   writes into a caller's buffer, short-term and long-term credentials,
+//!   MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT.
+//! - [`time`]: the crate's own microsecond `Instant` and `Duration`.
+//!
+//! ## Features
+//!
+//! - `std`: `From` conversions for `std` types and `std::error::Error`.
+//! - `defmt`: `defmt::Format` on public types; logging through defmt.
+//! - `log`: logging through the `log` facade. Mutually exclusive with `defmt`.
+//! - `conformance`: the core's vectors and decision tables as a runnable,
+//!   `no_std` self-test.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+#[macro_use]
+mod fmt;
+
+pub mod stun;
+pub mod time;
+
+pub use time::{Duration, Instant};

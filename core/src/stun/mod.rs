@@ -1,0 +1,1 @@
+//! STUN (RFC 8489, compatible with RFC 5389).
