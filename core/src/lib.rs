@@ -35,6 +35,8 @@ extern crate std;
 #[macro_use]
 mod fmt;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod stun;
 pub mod time;
 
