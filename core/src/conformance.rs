@@ -44,3 +44,12 @@ pub fn run() -> Report {
     crate::stun::conformance(&mut report);
     report
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_conformance_case_passes() {
+        let report = super::run();
+        assert!(report.all_passed(), "{report:?}");
+    }
+}

@@ -1,0 +1,29 @@
+//! The core's conformance tables on a Cortex-M0: prints
+//! `conformance: N passed, N failed` over semihosting and exits with
+//! QEMU's status 0 only when every case passed.
+#![no_std]
+#![no_main]
+
+use cortex_m as _; // links the single-core critical-section implementation
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hprintln};
+
+#[entry]
+fn main() -> ! {
+    let report = scream_ice_core::conformance::run();
+    hprintln!("conformance: {} passed, {} failed", report.passed, report.failed);
+    if let Some(name) = report.first_failure {
+        hprintln!("first failure: {}", name);
+    }
+    debug::exit(if report.all_passed() { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+    #[allow(clippy::empty_loop)]
+    loop {}
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    hprintln!("panic: {}", info);
+    debug::exit(debug::EXIT_FAILURE);
+    #[allow(clippy::empty_loop)]
+    loop {}
+}
