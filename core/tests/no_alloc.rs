@@ -52,7 +52,11 @@ fn parse_verify_and_build_allocate_nothing() {
         assert_eq!(repr.username, Some("evtj:h6vY"));
 
         // ...and answers with its reflexive address.
-        let mut b = MessageBuilder::new(&mut response, MessageType::BINDING_SUCCESS, repr.transaction_id);
+        let mut b = MessageBuilder::new(
+            &mut response,
+            MessageType::BINDING_SUCCESS,
+            repr.transaction_id,
+        );
         b.add(&Attribute::XorMappedAddress(
             "[2001:db8::7]:50000".parse().expect("address"),
         ))

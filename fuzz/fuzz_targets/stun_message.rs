@@ -4,9 +4,7 @@
 //! values.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use scream_ice_core::stun::{
-    message_len, Attribute, IntegrityKey, Message, MessageBuilder, Repr,
-};
+use scream_ice_core::stun::{Attribute, IntegrityKey, Message, MessageBuilder, Repr, message_len};
 
 fuzz_target!(|data: &[u8]| {
     let _ = message_len(data);
@@ -33,10 +31,14 @@ fuzz_target!(|data: &[u8]| {
     let mut originals = 0usize;
     for raw in msg.attributes() {
         let Ok(raw) = raw else { break };
-        let Ok(attr) = Attribute::parse(raw, &tid) else { continue };
+        let Ok(attr) = Attribute::parse(raw, &tid) else {
+            continue;
+        };
         if matches!(
             attr,
-            Attribute::MessageIntegrity(_) | Attribute::MessageIntegritySha256(_) | Attribute::Fingerprint(_)
+            Attribute::MessageIntegrity(_)
+                | Attribute::MessageIntegritySha256(_)
+                | Attribute::Fingerprint(_)
         ) {
             continue;
         }
@@ -53,11 +55,14 @@ fuzz_target!(|data: &[u8]| {
         .filter(|a| {
             !matches!(
                 a,
-                Attribute::MessageIntegrity(_) | Attribute::MessageIntegritySha256(_) | Attribute::Fingerprint(_)
+                Attribute::MessageIntegrity(_)
+                    | Attribute::MessageIntegritySha256(_)
+                    | Attribute::Fingerprint(_)
             )
         });
     for raw in rebuilt.attributes() {
-        let again = Attribute::parse(raw.expect("builder output walks"), &tid).expect("builder output parses");
+        let again = Attribute::parse(raw.expect("builder output walks"), &tid)
+            .expect("builder output parses");
         assert_eq!(Some(again), originals_iter.next());
         reparsed += 1;
     }

@@ -11,11 +11,19 @@ use cortex_m_semihosting::{debug, hprintln};
 #[entry]
 fn main() -> ! {
     let report = scream_ice_core::conformance::run();
-    hprintln!("conformance: {} passed, {} failed", report.passed, report.failed);
+    hprintln!(
+        "conformance: {} passed, {} failed",
+        report.passed,
+        report.failed
+    );
     if let Some(name) = report.first_failure {
         hprintln!("first failure: {}", name);
     }
-    debug::exit(if report.all_passed() { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+    debug::exit(if report.all_passed() {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
     #[allow(clippy::empty_loop)]
     loop {}
 }

@@ -25,7 +25,11 @@ fn main() -> ! {
         if let Ok(repr) = Repr::parse(&msg) {
             if repr.verify_fingerprint().is_ok() && repr.verify_integrity(&key).is_ok() {
                 let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20)), 5000);
-                let mut b = MessageBuilder::new(&mut out, MessageType::BINDING_SUCCESS, repr.transaction_id);
+                let mut b = MessageBuilder::new(
+                    &mut out,
+                    MessageType::BINDING_SUCCESS,
+                    repr.transaction_id,
+                );
                 b.add(&Attribute::XorMappedAddress(black_box(from)))
                     .add_message_integrity(&key)
                     .add_fingerprint();
