@@ -3,7 +3,7 @@
 use core::fmt;
 
 use super::attributes::{Attribute, AttributeType, pad4};
-use super::integrity::{IntegrityKey, fingerprint};
+use super::integrity::{IntegrityKey, IntegrityKeySha256, fingerprint};
 use super::message::{AttributeError, MessageType, TransactionId};
 use super::{HEADER_LEN, MAGIC_COOKIE};
 
@@ -220,7 +220,7 @@ impl<'b> MessageBuilder<'b> {
         let start = self.len;
         if let Some(range) = self.reserve(AttributeType::MESSAGE_INTEGRITY, 20) {
             let length = (range.end - HEADER_LEN) as u16;
-            let mac = key.hmac_sha1(self.buf, start, length);
+            let mac = key.mac(self.buf, start, length);
             self.buf[range].copy_from_slice(&mac);
         }
         self
@@ -228,7 +228,7 @@ impl<'b> MessageBuilder<'b> {
 
     /// Append MESSAGE-INTEGRITY-SHA256 (HMAC-SHA256 with `key`, full 32
     /// bytes) over everything written so far (RFC 8489 section 14.6).
-    pub fn add_message_integrity_sha256(&mut self, key: &IntegrityKey) -> &mut Self {
+    pub fn add_message_integrity_sha256(&mut self, key: &IntegrityKeySha256) -> &mut Self {
         if self.stage >= Stage::IntegritySha256 {
             return self.fail(EncodeError::AfterIntegrity(
                 AttributeType::MESSAGE_INTEGRITY_SHA256,
@@ -238,7 +238,7 @@ impl<'b> MessageBuilder<'b> {
         let start = self.len;
         if let Some(range) = self.reserve(AttributeType::MESSAGE_INTEGRITY_SHA256, 32) {
             let length = (range.end - HEADER_LEN) as u16;
-            let mac = key.hmac_sha256(self.buf, start, length);
+            let mac = key.mac(self.buf, start, length);
             self.buf[range].copy_from_slice(&mac);
         }
         self

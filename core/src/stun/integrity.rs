@@ -1,7 +1,8 @@
 //! Credentials, MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT
 //! (RFC 8489 sections 9, 14.5, 14.6, 14.7).
 //!
-//! An [`IntegrityKey`] holds HMAC states already keyed with the credential,
+//! An [`IntegrityKey`] (HMAC-SHA1) or [`IntegrityKeySha256`] holds an HMAC
+//! state already keyed with the credential,
 //! so checking or signing a message costs two hash compressions per 64 bytes
 //! instead of re-deriving the key each time. MACs are compared in constant
 //! time. Passwords are taken as bytes that the caller has already prepared
@@ -13,94 +14,100 @@ use core::fmt;
 use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
 use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
+use sha2::digest::{self, Digest};
 
 use super::HEADER_LEN;
 
 /// XOR constant of the FINGERPRINT attribute: "STUN" in ASCII.
 pub const FINGERPRINT_XOR: u32 = 0x5354_554e;
 
-/// A STUN credential, pre-keyed for HMAC-SHA1 and HMAC-SHA256.
-///
-/// Build it once per credential (per ICE session, per TURN allocation) and
-/// reuse it: cloning the keyed state per message is what keeps integrity
-/// checks cheap.
-#[derive(Clone)]
-pub struct IntegrityKey {
-    sha1: Hmac<Sha1>,
-    sha256: Hmac<Sha256>,
+macro_rules! integrity_key {
+    ($(#[$doc:meta])* $name:ident, $hash:ty, $tag:literal) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(Hmac<$hash>);
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(..)"))
+            }
+        }
+
+        impl $name {
+            /// A key from raw key bytes (HMAC accepts any length).
+            pub fn from_raw(key: &[u8]) -> Self {
+                $name(<Hmac<$hash> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length"))
+            }
+
+            /// Short-term credential (RFC 8489 section 9.1.1): the key is the
+            /// password itself. ICE uses the peer's `ice-pwd` (RFC 8445 section 7.2.2).
+            pub fn short_term(password: &[u8]) -> Self {
+                Self::from_raw(password)
+            }
+
+            /// Long-term credential with the MD5 password algorithm (RFC 8489
+            /// section 9.2.2): key = MD5(username ":" realm ":" password).
+            pub fn long_term_md5(username: &[u8], realm: &[u8], password: &[u8]) -> Self {
+                Self::from_raw(&long_term_digest::<Md5>(username, realm, password))
+            }
+
+            /// Long-term credential with the SHA-256 password algorithm (RFC 8489
+            /// section 9.2.2): key = SHA-256(username ":" realm ":" password).
+            pub fn long_term_sha256(username: &[u8], realm: &[u8], password: &[u8]) -> Self {
+                Self::from_raw(&long_term_digest::<Sha256>(username, realm, password))
+            }
+
+            /// The MAC over `msg[..end]` with the length field replaced by
+            /// `length` (the length the message has up to and including the
+            /// integrity attribute being computed).
+            pub(crate) fn mac(&self, msg: &[u8], end: usize, length: u16) -> [u8; $tag] {
+                let mut mac = self.0.clone();
+                feed(&mut mac, msg, end, length);
+                mac.finalize().into_bytes().into()
+            }
+
+            /// Constant-time check of a (possibly truncated, left-aligned) tag.
+            pub(crate) fn verify_at(&self, msg: &[u8], offset: usize, tag: &[u8]) -> Result<(), IntegrityError> {
+                let mut mac = self.0.clone();
+                feed(&mut mac, msg, offset, length_through(offset, tag.len()));
+                mac.verify_truncated_left(tag).map_err(|_| IntegrityError::Mismatch)
+            }
+        }
+    };
 }
 
-impl fmt::Debug for IntegrityKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("IntegrityKey(..)")
-    }
-}
+integrity_key!(
+    /// A STUN credential pre-keyed for MESSAGE-INTEGRITY (HMAC-SHA1), the
+    /// integrity ICE uses (RFC 8445 section 7.2.2).
+    ///
+    /// Build it once per credential (per ICE session, per TURN allocation) and
+    /// reuse it: cloning the keyed state per message is what keeps integrity
+    /// checks cheap.
+    IntegrityKey,
+    Sha1,
+    20
+);
 
-impl IntegrityKey {
-    /// A key from raw key bytes (HMAC accepts any length).
-    pub fn from_raw(key: &[u8]) -> IntegrityKey {
-        IntegrityKey {
-            sha1: <Hmac<Sha1> as KeyInit>::new_from_slice(key)
-                .expect("HMAC takes keys of any length"),
-            sha256: <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-                .expect("HMAC takes keys of any length"),
-        }
-    }
+integrity_key!(
+    /// A STUN credential pre-keyed for MESSAGE-INTEGRITY-SHA256 (RFC 8489
+    /// section 14.6), as TURN servers may ask for. A separate type, so that an
+    /// ICE-only speaker links and stores no SHA-256 at all.
+    IntegrityKeySha256,
+    Sha256,
+    32
+);
 
-    /// Short-term credential (RFC 8489 section 9.1.1): the key is the
-    /// password itself. ICE uses the peer's `ice-pwd` (RFC 8445 section 7.2.2).
-    pub fn short_term(password: &[u8]) -> IntegrityKey {
-        IntegrityKey::from_raw(password)
+fn long_term_digest<D: Digest>(
+    username: &[u8],
+    realm: &[u8],
+    password: &[u8],
+) -> digest::Output<D> {
+    let mut h = D::new();
+    for part in [username, b":", realm, b":", password] {
+        h.update(part);
     }
-
-    /// Long-term credential with the MD5 password algorithm (RFC 8489 section
-    /// 9.2.2): key = MD5(username ":" realm ":" password).
-    pub fn long_term_md5(username: &[u8], realm: &[u8], password: &[u8]) -> IntegrityKey {
-        let mut h = Md5::new();
-        for part in [username, b":", realm, b":", password] {
-            h.update(part);
-        }
-        IntegrityKey::from_raw(&h.finalize())
-    }
-
-    /// Long-term credential with the SHA-256 password algorithm (RFC 8489
-    /// section 9.2.2): key = SHA-256(username ":" realm ":" password).
-    pub fn long_term_sha256(username: &[u8], realm: &[u8], password: &[u8]) -> IntegrityKey {
-        let mut h = Sha256::new();
-        for part in [username, b":", realm, b":", password] {
-            h.update(part);
-        }
-        IntegrityKey::from_raw(&h.finalize())
-    }
-
-    /// HMAC-SHA1 over `msg[..end]` with the length field replaced by
-    /// `length` (the length the message has up to and including the
-    /// integrity attribute being computed).
-    pub(crate) fn hmac_sha1(&self, msg: &[u8], end: usize, length: u16) -> [u8; 20] {
-        let mut mac = self.sha1.clone();
-        feed(&mut mac, msg, end, length);
-        mac.finalize().into_bytes().into()
-    }
-
-    /// HMAC-SHA256, as [`IntegrityKey::hmac_sha1`].
-    pub(crate) fn hmac_sha256(&self, msg: &[u8], end: usize, length: u16) -> [u8; 32] {
-        let mut mac = self.sha256.clone();
-        feed(&mut mac, msg, end, length);
-        mac.finalize().into_bytes().into()
-    }
-
-    fn verify_sha1(&self, msg: &[u8], end: usize, length: u16, tag: &[u8]) -> bool {
-        let mut mac = self.sha1.clone();
-        feed(&mut mac, msg, end, length);
-        mac.verify_slice(tag).is_ok()
-    }
-
-    fn verify_sha256(&self, msg: &[u8], end: usize, length: u16, tag: &[u8]) -> bool {
-        let mut mac = self.sha256.clone();
-        feed(&mut mac, msg, end, length);
-        mac.verify_truncated_left(tag).is_ok()
-    }
+    h.finalize()
 }
 
 /// The header with its length field replaced, then the attributes up to `end`.
@@ -170,36 +177,6 @@ impl fmt::Display for FingerprintError {
 }
 
 impl core::error::Error for FingerprintError {}
-
-/// Verify a MESSAGE-INTEGRITY value found at `offset` (its attribute header).
-pub(crate) fn verify_sha1_at(
-    key: &IntegrityKey,
-    msg: &[u8],
-    offset: usize,
-    tag: &[u8],
-) -> Result<(), IntegrityError> {
-    let length = length_through(offset, 20);
-    if key.verify_sha1(msg, offset, length, tag) {
-        Ok(())
-    } else {
-        Err(IntegrityError::Mismatch)
-    }
-}
-
-/// Verify a MESSAGE-INTEGRITY-SHA256 value found at `offset`.
-pub(crate) fn verify_sha256_at(
-    key: &IntegrityKey,
-    msg: &[u8],
-    offset: usize,
-    tag: &[u8],
-) -> Result<(), IntegrityError> {
-    let length = length_through(offset, tag.len());
-    if key.verify_sha256(msg, offset, length, tag) {
-        Ok(())
-    } else {
-        Err(IntegrityError::Mismatch)
-    }
-}
 
 /// Verify a FINGERPRINT value found at `offset`.
 pub(crate) fn verify_fingerprint_at(

@@ -12,8 +12,9 @@
 //! - Writing: [`MessageBuilder`] writes into a caller's `&mut [u8]` and
 //!   returns the length, or [`EncodeError::InsufficientSize`] with the size the
 //!   whole message needs.
-//! - Credentials: [`IntegrityKey`] (short-term for ICE, long-term MD5 or
-//!   SHA-256 for TURN), pre-keyed so a check costs two hash compressions.
+//! - Credentials: [`IntegrityKey`] (HMAC-SHA1: ICE, TURN) and
+//!   [`IntegrityKeySha256`], each short-term or long-term (MD5 or SHA-256
+//!   password algorithm), pre-keyed so a check costs two hash compressions.
 //!
 //! Transaction ids and any other randomness come from the caller.
 //!
@@ -35,7 +36,9 @@ pub use attributes::{
     PasswordAlgorithms, RawAttribute, UnknownAttributes,
 };
 pub use builder::{EncodeError, MAX_MESSAGE_LEN, MessageBuilder};
-pub use integrity::{FINGERPRINT_XOR, FingerprintError, IntegrityError, IntegrityKey, userhash};
+pub use integrity::{
+    FINGERPRINT_XOR, FingerprintError, IntegrityError, IntegrityKey, IntegrityKeySha256, userhash,
+};
 pub use message::{
     AttributeError, Attributes, Class, Message, MessageType, Method, ParseError, TransactionId,
     message_len,

@@ -9,8 +9,7 @@ use super::attributes::{
     Attribute, AttributeType, ErrorCode, PasswordAlgorithm, PasswordAlgorithms, UnknownAttributes,
 };
 use super::integrity::{
-    FingerprintError, IntegrityError, IntegrityKey, verify_fingerprint_at, verify_sha1_at,
-    verify_sha256_at,
+    FingerprintError, IntegrityError, IntegrityKey, IntegrityKeySha256, verify_fingerprint_at,
 };
 use super::message::{AttributeError, Attributes, Message, MessageType, TransactionId};
 
@@ -177,24 +176,13 @@ impl<'a> Repr<'a> {
     /// Check MESSAGE-INTEGRITY (HMAC-SHA1) against `key`, in constant time.
     pub fn verify_integrity(&self, key: &IntegrityKey) -> Result<(), IntegrityError> {
         let (offset, tag) = self.integrity.ok_or(IntegrityError::Missing)?;
-        verify_sha1_at(key, self.bytes, offset, tag)
+        key.verify_at(self.bytes, offset, tag)
     }
 
     /// Check MESSAGE-INTEGRITY-SHA256 against `key`, in constant time.
-    pub fn verify_integrity_sha256(&self, key: &IntegrityKey) -> Result<(), IntegrityError> {
+    pub fn verify_integrity_sha256(&self, key: &IntegrityKeySha256) -> Result<(), IntegrityError> {
         let (offset, tag) = self.integrity_sha256.ok_or(IntegrityError::Missing)?;
-        verify_sha256_at(key, self.bytes, offset, tag)
-    }
-
-    /// Check whichever integrity attribute is strongest: SHA-256 when
-    /// present, else SHA-1 (RFC 8489 section 9.1.3 for a receiver that
-    /// supports both).
-    pub fn verify_any_integrity(&self, key: &IntegrityKey) -> Result<(), IntegrityError> {
-        if self.integrity_sha256.is_some() {
-            self.verify_integrity_sha256(key)
-        } else {
-            self.verify_integrity(key)
-        }
+        key.verify_at(self.bytes, offset, tag)
     }
 
     /// Check FINGERPRINT.
