@@ -1572,6 +1572,15 @@ mod tests {
         String::from_utf8(buf[..n].to_vec()).unwrap()
     }
 
+    #[cfg(feature = "conformance")]
+    #[test]
+    fn conformance_cases_pass() {
+        let mut r = crate::conformance::Report::default();
+        conformance(&mut r);
+        assert_eq!(r.failed, 0, "{:?}", r.first_failure);
+        assert_eq!(r.passed, 17);
+    }
+
     #[test]
     fn candidate_size() {
         let size = core::mem::size_of::<Candidate>();
