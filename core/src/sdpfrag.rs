@@ -27,6 +27,34 @@
 //! value, in whichever section it appears.
 //!
 //! Nothing here allocates or panics on any input.
+//!
+//! ```
+//! use scream_ice_core::sdpfrag::{SdpFrag, SdpFragWriter};
+//!
+//! let body = "a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n\
+//!             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+//!             a=candidate:1 1 udp 2130706431 192.168.1.40 4010 typ host\r\n\
+//!             a=end-of-candidates\r\n";
+//! let frag = SdpFrag::parse(body)?;
+//! assert_eq!(frag.ice_ufrag(), Some("EsAw"));
+//! assert_eq!(frag.candidates().count(), 1);
+//! assert!(frag.end_of_candidates());
+//!
+//! // Our answer: credentials, our candidates, and end-of-candidates at once
+//! // when the policy says no STUN is needed.
+//! let mut buf = [0u8; 512];
+//! let mut w = SdpFragWriter::new(&mut buf);
+//! w.ice_options(&["trickle"]).unwrap();
+//! w.ice_ufrag("rtr1").unwrap();
+//! w.ice_pwd("0123456789abcdefghijkl").unwrap();
+//! for c in frag.candidates() {
+//!     w.candidate(&c).unwrap(); // (echoing theirs, for the example)
+//! }
+//! w.end_of_candidates();
+//! let n = w.finish().unwrap();
+//! assert!(SdpFrag::parse(core::str::from_utf8(&buf[..n]).unwrap()).is_ok());
+//! # Ok::<(), scream_ice_core::sdpfrag::SdpFragError>(())
+//! ```
 
 use core::fmt::{self, Write as _};
 
