@@ -836,6 +836,10 @@ pub const fn local_preference(
 /// priority of the **controlling** agent's candidate and `D` the
 /// **controlled** agent's, whichever of them is local.
 ///
+/// The usual mistakes this avoids: taking G and D as local/remote instead
+/// of controlling/controlled (the two agents then order pairs differently),
+/// and computing `2^32 * MIN` in 32 bits.
+///
 /// Exact for every pair except `G == D == u32::MAX`, whose true value
 /// `2^64 + 2^32 - 2` does not fit a `u64` and saturates to `u64::MAX`. For
 /// RFC-valid priorities (at most `2^31 - 1`) the value is exact and below

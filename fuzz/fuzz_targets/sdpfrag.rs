@@ -20,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(n) => n,
         Err(e) => {
             buf = vec![0u8; e.required];
-            f.emit(&mut buf).expect("emit fits in the size it asked for")
+            f.emit(&mut buf)
+                .expect("emit fits in the size it asked for")
         }
     };
     let out = core::str::from_utf8(&buf[..n]).expect("emit writes ASCII");
