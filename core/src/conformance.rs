@@ -42,6 +42,8 @@ impl Report {
 pub fn run() -> Report {
     let mut report = Report::default();
     crate::stun::conformance(&mut report);
+    crate::candidate::conformance(&mut report);
+    crate::sdpfrag::conformance(&mut report);
     report
 }
 

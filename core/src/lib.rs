@@ -15,6 +15,12 @@
 //!   zero-copy [`stun::Message`] view with typed attributes, a builder that
 //!   writes into a caller's buffer, short-term and long-term credentials,
 //!   MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT.
+//! - [`candidate`]: ICE candidates (RFC 8445 §5.1): kinds, foundations,
+//!   candidate and pair priorities with a local preference that can rank
+//!   local-network interfaces first, and the zero-copy SDP `candidate`
+//!   attribute codec (RFC 8839 §5.1) that browsers speak.
+//! - [`sdpfrag`]: `application/trickle-ice-sdpfrag` bodies (RFC 8840): a
+//!   zero-copy view and a writer, ufrag/pwd up to 256 characters.
 //! - [`time`]: the crate's own microsecond `Instant` and `Duration`.
 //!
 //! ## Features
@@ -35,8 +41,10 @@ extern crate std;
 #[macro_use]
 mod fmt;
 
+pub mod candidate;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod sdpfrag;
 pub mod stun;
 pub mod time;
 
