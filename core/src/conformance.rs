@@ -42,5 +42,8 @@ impl Report {
 pub fn run() -> Report {
     let mut report = Report::default();
     crate::stun::conformance(&mut report);
+    crate::net::conformance(&mut report);
+    crate::url::conformance(&mut report);
+    crate::policy::conformance(&mut report);
     report
 }

@@ -15,6 +15,13 @@
 //!   zero-copy [`stun::Message`] view with typed attributes, a builder that
 //!   writes into a caller's buffer, short-term and long-term credentials,
 //!   MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT.
+//! - [`net`]: address classes (loopback, link-local, private RFC 1918,
+//!   shared CGNAT, unique-local, global) and configured `local_subnets`.
+//! - [`url`]: `stun:`/`stuns:` (RFC 7064) and `turn:`/`turns:` (RFC 7065)
+//!   server URIs, parsed without copying.
+//! - [`policy`]: the ICE mode and the per-peer [`policy::Decision`]: which
+//!   candidates to gather and offer, from which servers, when
+//!   end-of-candidates may be sent, and the fallback ladder.
 //! - [`time`]: the crate's own microsecond `Instant` and `Duration`.
 //!
 //! ## Features
@@ -37,7 +44,10 @@ mod fmt;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod net;
+pub mod policy;
 pub mod stun;
 pub mod time;
+pub mod url;
 
 pub use time::{Duration, Instant};
