@@ -23,7 +23,7 @@
 //!
 //! | mode | srflx (STUN) | relay (TURN) | end-of-candidates | host fast path |
 //! |---|---|---|---|---|
-//! | `auto` | unknown or remote peer | remote peer | at once if nothing gathered, else after the cap | local peer |
+//! | `auto` | unknown or remote peer | remote peer, symmetric NAT | at once if nothing gathered, else after the cap | local peer |
 //! | `local-only` | never | never | at once | local peer |
 //! | `stun-required` | always | from stage `full` | after the cap | local peer |
 //! | `full` | always | always | after the cap | local peer |
@@ -34,9 +34,10 @@
 //!   the first host pair that succeeds; if no pair works within
 //!   `host_candidate_timeout` the caller widens ([`Decision::widen_after`]).
 //!   An unknown peer gets host candidates at once plus STUN in parallel,
-//!   capped by `stun_gather_cap`. A remote peer ([`NetworkType::Nat`],
-//!   [`NetworkType::SymmetricNat`]) gets STUN and, if configured, TURN, and
-//!   is not offered private host candidates.
+//!   capped by `stun_gather_cap`. A remote peer ([`NetworkType::Nat`]) or
+//!   one behind a symmetric NAT ([`NetworkType::SymmetricNat`]) gets STUN
+//!   and, if configured, TURN; a peer whose address shows it remote is not
+//!   offered private host candidates (until stage full).
 //! - **local-only**: never sends a packet to any server, whatever the stage;
 //!   the ladder does not widen it. For LAN-only deployments with no internet.
 //! - **stun-required**: always STUN (a config without a usable STUN server is
@@ -81,17 +82,17 @@ pub const DEFAULT_STUN_GATHER_CAP: Duration = Duration::from_millis(500);
 /// Default `host_candidate_timeout`: 1 s.
 ///
 /// A host pair on a LAN answers in milliseconds; one second leaves room for
-/// one retransmitted check (the first after 500 ms, RFC 8445 §14.3) and
+/// one retransmitted check (the first after 500 ms, RFC 8445 §14) and
 /// still lets a peer that was wrongly taken for local reach the next stage
 /// well inside the 5 s remote-connection target.
 pub const DEFAULT_HOST_CANDIDATE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Ta, the pacing of connectivity checks, in the general case: 50 ms, the
-/// RFC 8445 §14.2 default for real-time media.
+/// RFC 8445 §14 default.
 pub const TA_DEFAULT: Duration = Duration::from_millis(50);
 
 /// Ta for a peer on the local network with the fast path on: 5 ms, the
-/// floor RFC 8445 §14.2 allows. A LAN carries a handful of checks at this
+/// floor RFC 8445 §14 allows. A LAN carries a handful of checks at this
 /// rate with no risk of congestion, and the first host pair is checked
 /// within a few milliseconds.
 pub const TA_LAN: Duration = Duration::from_millis(5);
@@ -649,7 +650,7 @@ impl ServerSet {
 // What is known of the peer
 // ---------------------------------------------------------------------------
 
-/// A candidate's type (RFC 8445 §5.1.1, SDP `typ`, RFC 8839 §5.1).
+/// A candidate's type (RFC 8445 §5.1.1, SDP `typ` of RFC 8839).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -665,16 +666,19 @@ pub enum CandidateKind {
 }
 
 impl CandidateKind {
-    /// Parse the SDP `typ` token (`host`, `srflx`, `prflx`, `relay`; exact
-    /// case as RFC 8839 writes them). Never panics.
+    /// Parse the SDP `typ` token: `host`, `srflx`, `prflx` or `relay`, ASCII
+    /// case-insensitive as ABNF string literals are (RFC 8839, RFC 5234
+    /// §2.3). Never panics.
     pub fn from_typ(typ: &str) -> Result<CandidateKind, UnknownCandidateType> {
-        match typ {
-            "host" => Ok(CandidateKind::Host),
-            "srflx" => Ok(CandidateKind::ServerReflexive),
-            "prflx" => Ok(CandidateKind::PeerReflexive),
-            "relay" => Ok(CandidateKind::Relayed),
-            _ => Err(UnknownCandidateType),
-        }
+        [
+            CandidateKind::Host,
+            CandidateKind::ServerReflexive,
+            CandidateKind::PeerReflexive,
+            CandidateKind::Relayed,
+        ]
+        .into_iter()
+        .find(|k| k.as_typ().eq_ignore_ascii_case(typ))
+        .ok_or(UnknownCandidateType)
     }
 
     /// The SDP `typ` token.
@@ -1079,14 +1083,16 @@ pub struct Decision {
     /// regardless: zero when no server is queried, `None` (no cap: wait for
     /// every transaction to complete or time out) in `legacy` mode.
     pub stun_gather_cap: Option<Duration>,
-    /// Whether end-of-candidates (RFC 8838 §8.2) may be signalled as soon as
+    /// Whether end-of-candidates (RFC 8838) may be signalled as soon as
     /// the host candidates are out: true exactly when no server is queried,
     /// outside `legacy` mode.
     pub end_of_candidates_at_once: bool,
     /// Whether host candidates with private, link-local, unique-local or
-    /// shared-CGNAT addresses are offered. False only for a peer known to be
-    /// remote below stage full in modes `auto` and `stun-required`: it cannot
-    /// reach them, and they reveal the LAN's layout. A withheld candidate
+    /// shared-CGNAT addresses are offered. False only for a peer whose
+    /// address shows it remote (rules 4 and 5 of [`NetworkType`]; NAT
+    /// evidence alone does not count) below stage full in modes `auto` and
+    /// `stun-required`: it cannot reach them, and they reveal the LAN's
+    /// layout. A withheld candidate
     /// still serves as the base of our checks, so the peer can learn it as
     /// peer-reflexive if it turns out to be reachable after all.
     pub offer_private_host_candidates: bool,
@@ -1154,7 +1160,8 @@ impl Decision {
 /// Assumes `config` passed [`PolicyConfig::validate`] (invalid or disabled
 /// servers are never selected). Never panics, never allocates.
 pub fn decide(config: &PolicyConfig<'_>, peer: &PeerKnowledge, stage: FallbackStage) -> Decision {
-    let network = network_type(config, peer);
+    let located = locate(config, peer);
+    let network = with_nat_evidence(located, peer);
     let stun = config.usable_stun_servers();
     let turn = config.usable_turn_servers();
     let mode = config.mode;
@@ -1174,7 +1181,7 @@ pub fn decide(config: &PolicyConfig<'_>, peer: &PeerKnowledge, stage: FallbackSt
         && matches!(network, NetworkType::Local)
         && config.local_network_priority
         && matches!(stage, FallbackStage::LocalOnly);
-    let offer_private = !(network.is_remote()
+    let offer_private = !(located.is_remote()
         && matches!(mode, IceMode::Auto | IceMode::StunRequired)
         && !matches!(in_force, FallbackStage::Full));
     let offer_loopback = matches!(
@@ -1204,10 +1211,17 @@ pub fn decide(config: &PolicyConfig<'_>, peer: &PeerKnowledge, stage: FallbackSt
     }
 }
 
-/// The [`NetworkType`] of the peer, per the rules documented there.
+/// The [`NetworkType`] of the peer, per the rules documented there (the
+/// `network` of [`decide`]'s result). Never panics.
 pub fn network_type(config: &PolicyConfig<'_>, peer: &PeerKnowledge) -> NetworkType {
+    with_nat_evidence(locate(config, peer), peer)
+}
+
+/// Where the peer's address puts it: Local, Nat (remote) or Unknown, before
+/// any NAT-mapping evidence.
+fn locate(config: &PolicyConfig<'_>, peer: &PeerKnowledge) -> NetworkType {
     let detection = &config.network_detection;
-    let located = match peer.address() {
+    match peer.address() {
         Some(a) if detection.enabled => {
             if net::in_local_subnets(a, detection.local_subnets) {
                 NetworkType::Local
@@ -1233,7 +1247,12 @@ pub fn network_type(config: &PolicyConfig<'_>, peer: &PeerKnowledge) -> NetworkT
             }
         }
         _ => NetworkType::Unknown,
-    };
+    }
+}
+
+/// A remote or unknown peer becomes SymmetricNat once an endpoint-dependent
+/// mapping has been seen.
+fn with_nat_evidence(located: NetworkType, peer: &PeerKnowledge) -> NetworkType {
     match located {
         NetworkType::Local => NetworkType::Local,
         _ if peer.symmetric_nat_seen() => NetworkType::SymmetricNat,
@@ -1869,13 +1888,14 @@ mod tests {
             decide(&c, &p, S1),
             d(SN, S1, 0b101, 1, Some(500), false, false, false, 50, None)
         );
-        // An unknown peer with our symmetric NAT: relay too.
+        // An unknown peer with our symmetric NAT: relay too, but private
+        // candidates are still offered (it may be on the LAN).
         let mut u = PeerKnowledge::new();
         u.add_own_mapping(sock("198.51.100.1:3478"), base, sock("203.0.113.5:61000"));
         u.add_own_mapping(sock("198.51.100.2:3478"), base, sock("203.0.113.5:61001"));
         assert_eq!(
             decide(&c, &u, S1),
-            d(SN, S1, 0b101, 1, Some(500), false, false, false, 50, None)
+            d(SN, S1, 0b101, 1, Some(500), false, true, false, 50, None)
         );
         // A local peer stays local: our NAT is not on the path.
         let mut lan = peer(Some("192.168.1.9"));
@@ -1929,7 +1949,7 @@ mod tests {
         assert_eq!(p.peer_mapping(), MappingBehavior::EndpointDependent);
         assert_eq!(
             decide(&c, &p, S1),
-            d(SN, S1, 0b101, 1, Some(500), false, false, false, 50, None)
+            d(SN, S1, 0b101, 1, Some(500), false, true, false, 50, None)
         );
     }
 
@@ -2036,7 +2056,9 @@ mod tests {
         ] {
             assert_eq!(CandidateKind::from_typ(k.as_typ()), Ok(k));
         }
-        assert_eq!(CandidateKind::from_typ("HOST"), Err(UnknownCandidateType));
+        assert_eq!(CandidateKind::from_typ("HOST"), Ok(CandidateKind::Host));
+        assert_eq!(CandidateKind::from_typ("srflx "), Err(UnknownCandidateType));
+        assert_eq!(CandidateKind::from_typ("udp"), Err(UnknownCandidateType));
         assert_eq!(CandidateKind::from_typ(""), Err(UnknownCandidateType));
     }
 

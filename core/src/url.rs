@@ -66,7 +66,7 @@ impl Scheme {
     }
 
     /// The port used when the URI names none: 3478, or 5349 for the secure
-    /// schemes (RFC 7064 §3.2, RFC 7065 §3.2, RFC 8489 §9).
+    /// schemes (RFC 7064 §3.2, RFC 7065 §3.2).
     pub const fn default_port(self) -> u16 {
         if self.is_secure() { 5349 } else { 3478 }
     }
@@ -457,7 +457,7 @@ const VECTORS: &[(&str, &str, Expect)] = {
     use Scheme::{Stun, Stuns, Turn, Turns};
     use Transport::{Tcp, Udp};
     &[
-        // RFC 7064 §3.3 examples.
+        // The RFC 7064 examples.
         (
             "url: rfc7064 stun:example.org",
             "stun:example.org",
@@ -473,7 +473,7 @@ const VECTORS: &[(&str, &str, Expect)] = {
             "stun:example.org:8000",
             Ok((Stun, Name("example.org"), 8000, None)),
         ),
-        // RFC 7065 §3.3 examples.
+        // The RFC 7065 examples.
         (
             "url: rfc7065 turn:example.org",
             "turn:example.org",
