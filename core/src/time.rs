@@ -191,12 +191,7 @@ impl Sub for Duration {
 
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{:06}s",
-            self.micros / 1_000_000,
-            self.micros % 1_000_000
-        )
+        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
     }
 }
 
@@ -207,12 +202,7 @@ impl fmt::Display for Duration {
         } else if self.micros < 1_000_000 {
             write!(f, "{}.{:03}ms", self.micros / 1_000, self.micros % 1_000)
         } else {
-            write!(
-                f,
-                "{}.{:06}s",
-                self.micros / 1_000_000,
-                self.micros % 1_000_000
-            )
+            write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
         }
     }
 }
@@ -240,10 +230,7 @@ mod tests {
     fn arithmetic_saturates() {
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
         assert_eq!(Instant::ZERO - Duration::from_secs(1), Instant::ZERO);
-        assert_eq!(
-            Instant::from_secs(1) - Instant::from_secs(2),
-            Duration::ZERO
-        );
+        assert_eq!(Instant::from_secs(1) - Instant::from_secs(2), Duration::ZERO);
         assert_eq!(Duration::MAX + Duration::from_micros(1), Duration::MAX);
         assert_eq!(Duration::from_millis(u64::MAX), Duration::MAX);
     }
