@@ -2,7 +2,7 @@
 //! to an equal subnet that contains its own network address.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use scream_ice_core::net::{classify, Cidr};
+use scream_ice_core::net::{Cidr, classify};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = core::str::from_utf8(data) else {

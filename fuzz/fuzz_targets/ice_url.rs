@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(url) = IceServerUrl::parse(text) {
         let printed = url.to_string();
-        assert_eq!(IceServerUrl::parse(&printed), Ok(url), "{text:?} -> {printed:?}");
+        assert_eq!(
+            IceServerUrl::parse(&printed),
+            Ok(url),
+            "{text:?} -> {printed:?}"
+        );
         assert!(url.port() != 0);
     }
 });
