@@ -804,10 +804,11 @@ impl PeerKnowledge {
         }
     }
 
-    /// Knowing only the peer's transport address.
+    /// Knowing only the peer's transport address (IPv4-mapped IPv6 is stored
+    /// as IPv4).
     pub const fn with_address(address: IpAddr) -> PeerKnowledge {
         let mut k = PeerKnowledge::new();
-        k.address = Some(address);
+        k.address = Some(net::canonical(address));
         k
     }
 
@@ -819,10 +820,7 @@ impl PeerKnowledge {
 
     /// The peer's transport address, if known.
     pub const fn address(&self) -> Option<IpAddr> {
-        match self.address {
-            Some(a) => Some(net::canonical(a)),
-            None => None,
-        }
+        self.address
     }
 
     /// Record one of the peer's candidates: its type, its address and, for
@@ -1960,6 +1958,10 @@ mod tests {
         assert_eq!(p.peer_behind_nat(), None);
         p.set_address(ip("::ffff:192.168.1.4"));
         assert_eq!(p.address(), Some(ip("192.168.1.4")));
+        assert_eq!(
+            p.address(),
+            PeerKnowledge::with_address(ip("::ffff:192.168.1.4")).address()
+        );
         p.add_candidate(CandidateKind::Host, sock("81.2.69.160:9"), None);
         p.add_candidate(
             CandidateKind::ServerReflexive,
