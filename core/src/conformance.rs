@@ -44,6 +44,9 @@ pub fn run() -> Report {
     crate::stun::conformance(&mut report);
     crate::candidate::conformance(&mut report);
     crate::sdpfrag::conformance(&mut report);
+    crate::net::conformance(&mut report);
+    crate::url::conformance(&mut report);
+    crate::policy::conformance(&mut report);
     report
 }
 

@@ -21,6 +21,13 @@
 //!   attribute codec (RFC 8839 §5.1) that browsers speak.
 //! - [`sdpfrag`]: `application/trickle-ice-sdpfrag` bodies (RFC 8840): a
 //!   zero-copy view and a writer, ufrag/pwd up to 256 characters.
+//! - [`net`]: address classes (loopback, link-local, private RFC 1918,
+//!   shared CGNAT, unique-local, global) and configured `local_subnets`.
+//! - [`url`]: `stun:`/`stuns:` (RFC 7064) and `turn:`/`turns:` (RFC 7065)
+//!   server URIs, parsed without copying.
+//! - [`policy`]: the ICE mode and the per-peer [`policy::Decision`]: which
+//!   candidates to gather and offer, from which servers, when
+//!   end-of-candidates may be sent, and the fallback ladder.
 //! - [`time`]: the crate's own microsecond `Instant` and `Duration`.
 //!
 //! ## Features
@@ -44,8 +51,11 @@ mod fmt;
 pub mod candidate;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod net;
+pub mod policy;
 pub mod sdpfrag;
 pub mod stun;
 pub mod time;
+pub mod url;
 
 pub use time::{Duration, Instant};
