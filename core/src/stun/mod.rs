@@ -26,6 +26,7 @@ mod builder;
 mod integrity;
 mod message;
 mod repr;
+pub mod server;
 #[cfg(test)]
 mod tests;
 #[cfg(any(test, feature = "conformance"))]
