@@ -48,6 +48,7 @@ extern crate std;
 #[macro_use]
 mod fmt;
 
+pub mod agent;
 pub mod candidate;
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -1,0 +1,777 @@
+//! Unit tests of the agent: two agents over an ideal in-memory link, the
+//! answers to every kind of bad request, role conflicts, consent, restart,
+//! gathering. The full network simulator (NATs, loss, seeds) drives the
+//! scenario matrix in the `scream-ice-tests` crate.
+
+extern crate std;
+
+use core::net::SocketAddr;
+use std::vec::Vec;
+
+use super::*;
+use crate::stun::{self, AttributeType};
+
+type TestAgent = Agent<8, 8, 64>;
+
+const ONE_MS: Duration = Duration::from_millis(1);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn agent(role: Role, ufrag: &str, seed: u8) -> TestAgent {
+    let c = AgentConfig {
+        software: Some("scream-ice test"),
+        ..AgentConfig::default()
+    };
+    Agent::new(c, role, ufrag, "apasswordof22chars+abcd", [seed; 32]).unwrap()
+}
+
+fn lan_agent(role: Role, ufrag: &str, seed: u8) -> TestAgent {
+    let c = AgentConfig {
+        ta: Duration::from_millis(5),
+        rto_min: Duration::from_millis(100),
+        nominate_host_on_first_success: true,
+        ..AgentConfig::default()
+    };
+    Agent::new(c, role, ufrag, "apasswordof22chars+abcd", [seed; 32]).unwrap()
+}
+
+struct Wire {
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+    at: Instant,
+}
+
+/// Two agents, `a` at `aa`, `b` at `ba`, one-way delay `delay`; `up`
+/// decides per datagram whether it is delivered.
+struct Pair2 {
+    a: TestAgent,
+    b: TestAgent,
+    now: Instant,
+    delay: Duration,
+    wire: Vec<Wire>,
+    events_a: Vec<Event>,
+    events_b: Vec<Event>,
+    up: bool,
+}
+
+impl Pair2 {
+    fn new(a: TestAgent, b: TestAgent) -> Self {
+        Pair2 {
+            a,
+            b,
+            now: Instant::ZERO,
+            delay: ONE_MS,
+            wire: Vec::new(),
+            events_a: Vec::new(),
+            events_b: Vec::new(),
+            up: true,
+        }
+    }
+
+    fn drain(&mut self) {
+        for (agent, events) in [
+            (&mut self.a, &mut self.events_a),
+            (&mut self.b, &mut self.events_b),
+        ] {
+            while let Some(t) = agent.poll_transmit() {
+                if self.up {
+                    self.wire.push(Wire {
+                        from: t.from,
+                        to: t.to,
+                        bytes: t.bytes.to_vec(),
+                        at: self.now + self.delay,
+                    });
+                }
+            }
+            while let Some(e) = agent.poll_event() {
+                events.push(e);
+            }
+        }
+    }
+
+    /// Exchange credentials and host candidates, then run until `done` or
+    /// `limit` of virtual time.
+    fn connect(&mut self) {
+        let a_ufrag: std::string::String = self.a.local_ufrag().into();
+        let b_ufrag: std::string::String = self.b.local_ufrag().into();
+        self.a
+            .set_remote_credentials(&b_ufrag, "apasswordof22chars+abcd")
+            .unwrap();
+        self.b
+            .set_remote_credentials(&a_ufrag, "apasswordof22chars+abcd")
+            .unwrap();
+        for c in self.a.local_candidates().copied().collect::<Vec<_>>() {
+            self.b.add_remote_candidate(c).unwrap();
+        }
+        for c in self.b.local_candidates().copied().collect::<Vec<_>>() {
+            self.a.add_remote_candidate(c).unwrap();
+        }
+        self.a.end_of_remote_candidates();
+        self.b.end_of_remote_candidates();
+        self.drain();
+    }
+
+    fn step(&mut self) -> bool {
+        let next_wire = self.wire.iter().map(|w| w.at).min();
+        let next = [next_wire, self.a.poll_timeout(), self.b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = next else { return false };
+        self.now = self.now.max(next);
+        let now = self.now;
+        let due: Vec<Wire> = {
+            let (due, rest) = self.wire.drain(..).partition(|w| w.at <= now);
+            self.wire = rest;
+            due
+        };
+        for w in due {
+            let a_addrs: Vec<SocketAddr> = self.a.locals.iter().map(|l| l.base).collect();
+            let target = if a_addrs.contains(&w.to) {
+                &mut self.a
+            } else {
+                &mut self.b
+            };
+            assert!(target.handle_receive(now, w.to, w.from, &w.bytes));
+        }
+        if self.a.poll_timeout().is_some_and(|t| t <= now) {
+            self.a.handle_timeout(now);
+        }
+        if self.b.poll_timeout().is_some_and(|t| t <= now) {
+            self.b.handle_timeout(now);
+        }
+        self.drain();
+        true
+    }
+
+    fn run_until(&mut self, limit: Instant, mut done: impl FnMut(&Self) -> bool) -> bool {
+        while self.now < limit {
+            if done(self) {
+                return true;
+            }
+            if !self.step() {
+                return done(self);
+            }
+        }
+        done(self)
+    }
+
+    fn both_connected(&self) -> bool {
+        self.a.selected_pair().is_some() && self.b.selected_pair().is_some()
+    }
+}
+
+#[test]
+fn two_agents_on_a_lan_connect_within_three_round_trips() {
+    let mut a = lan_agent(Role::Controlling, "aaaa", 1);
+    let mut b = lan_agent(Role::Controlled, "bbbb", 2);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
+        .unwrap();
+    let mut net = Pair2::new(a, b);
+    net.connect();
+    assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
+    // First check at t=0; with 1 ms one-way delay, a round trip is 2 ms.
+    // check -> response (1 RTT), Ta, USE-CANDIDATE check -> response (2 RTT).
+    assert!(
+        net.now <= Instant::from_millis(3 * 2 + 5),
+        "connected at {}",
+        net.now
+    );
+    assert_eq!(
+        net.a.selected_pair(),
+        Some((addr("192.168.1.10:5000"), addr("192.168.1.20:6000")))
+    );
+    assert_eq!(
+        net.b.selected_pair(),
+        Some((addr("192.168.1.20:6000"), addr("192.168.1.10:5000")))
+    );
+    assert!(
+        net.events_a
+            .contains(&Event::Connection(ConnectionState::Connected))
+    );
+    assert!(
+        net.events_b
+            .iter()
+            .any(|e| matches!(e, Event::Selected { .. }))
+    );
+}
+
+#[test]
+fn regular_nomination_without_fast_path_picks_the_best_pair() {
+    let mut a = agent(Role::Controlling, "aaaa", 3);
+    let mut b = agent(Role::Controlled, "bbbb", 4);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    a.add_host_candidate(addr("10.0.0.10:5000"), 65000).unwrap();
+    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
+        .unwrap();
+    b.add_host_candidate(addr("10.0.0.20:6000"), 65000).unwrap();
+    let mut net = Pair2::new(a, b);
+    net.connect();
+    assert!(net.run_until(Instant::from_secs(10), Pair2::both_connected));
+    // All four pairs "work" on this ideal wire; the highest priority wins.
+    assert_eq!(
+        net.a.selected_pair(),
+        Some((addr("192.168.1.10:5000"), addr("192.168.1.20:6000")))
+    );
+    assert_eq!(
+        net.b.selected_pair(),
+        Some((addr("192.168.1.20:6000"), addr("192.168.1.10:5000")))
+    );
+}
+
+#[test]
+fn role_conflict_is_resolved_by_the_tie_breaker() {
+    let mut a = agent(Role::Controlling, "aaaa", 5);
+    let mut b = agent(Role::Controlling, "bbbb", 6);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
+        .unwrap();
+    let (ta, tb) = (a.tie_breaker(), b.tie_breaker());
+    let mut net = Pair2::new(a, b);
+    net.connect();
+    assert!(net.run_until(Instant::from_secs(10), Pair2::both_connected));
+    let (ra, rb) = (net.a.role(), net.b.role());
+    assert_ne!(ra, rb, "exactly one controlling agent");
+    let winner = if ta > tb { ra } else { rb };
+    assert_eq!(
+        winner,
+        Role::Controlling,
+        "the larger tie-breaker keeps control"
+    );
+    let switched = if ta > tb {
+        &net.events_b
+    } else {
+        &net.events_a
+    };
+    assert!(switched.contains(&Event::RoleChanged(Role::Controlled)));
+}
+
+#[test]
+fn both_controlled_also_resolves() {
+    let mut a = agent(Role::Controlled, "aaaa", 7);
+    let mut b = agent(Role::Controlled, "bbbb", 8);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
+        .unwrap();
+    let mut net = Pair2::new(a, b);
+    net.connect();
+    assert!(net.run_until(Instant::from_secs(10), Pair2::both_connected));
+    assert_ne!(net.a.role(), net.b.role());
+}
+
+#[test]
+fn no_path_fails_cleanly_with_a_reason() {
+    let mut a = lan_agent(Role::Controlling, "aaaa", 9);
+    let mut b = lan_agent(Role::Controlled, "bbbb", 10);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
+        .unwrap();
+    let mut net = Pair2::new(a, b);
+    net.up = false;
+    net.connect();
+    let failed = |n: &Pair2| {
+        n.events_a
+            .contains(&Event::Failed(FailureReason::AllPairsFailed))
+    };
+    assert!(net.run_until(Instant::from_secs(60), failed));
+    assert_eq!(net.a.connection_state(), ConnectionState::Failed);
+    // RTO 100, 200, 400, 800, 1600, 1600, 1600 ms: the last of 7 requests
+    // times out 6.3 s after the first.
+    assert!(
+        net.now <= Instant::from_millis(6_400),
+        "failed at {}",
+        net.now
+    );
+    assert_eq!(net.a.poll_timeout(), None, "a failed agent has no timers");
+}
+
+#[test]
+fn no_pairs_fails_with_no_candidate_pairs() {
+    let mut a = lan_agent(Role::Controlling, "aaaa", 11);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    a.set_remote_credentials("bbbb", "apasswordof22chars+abcd")
+        .unwrap();
+    a.start_gathering(Instant::ZERO);
+    a.end_of_remote_candidates();
+    let events: Vec<Event> = core::iter::from_fn(|| a.poll_event()).collect();
+    assert!(
+        events.contains(&Event::Failed(FailureReason::NoCandidatePairs)),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn consent_is_lost_when_the_link_dies() {
+    let mut a = lan_agent(Role::Controlling, "aaaa", 12);
+    let mut b = lan_agent(Role::Controlled, "bbbb", 13);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
+        .unwrap();
+    let mut net = Pair2::new(a, b);
+    net.connect();
+    assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
+    // Consent keeps the pair alive for a minute...
+    let t = net.now;
+    net.run_until(t + Duration::from_secs(60), |_| false);
+    assert_eq!(net.a.connection_state(), ConnectionState::Connected);
+    // ...then the link dies.
+    net.up = false;
+    let died = net.now;
+    let lost = |n: &Pair2| {
+        n.events_a
+            .contains(&Event::Failed(FailureReason::ConsentLost))
+    };
+    assert!(net.run_until(died + Duration::from_secs(40), lost));
+    assert!(
+        net.events_a
+            .contains(&Event::Connection(ConnectionState::Disconnected))
+    );
+    let after = net.now - died;
+    assert!(
+        after <= Duration::from_secs(31) && after >= Duration::from_secs(24),
+        "lost after {after}"
+    );
+}
+
+#[test]
+fn restart_reconnects_with_new_credentials_after_an_address_change() {
+    let mut a = lan_agent(Role::Controlling, "aaaa", 14);
+    let mut b = lan_agent(Role::Controlled, "bbbb", 15);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
+        .unwrap();
+    let mut net = Pair2::new(a, b);
+    net.connect();
+    assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
+    // The speaker's address changes: drop the old one, add the new, restart.
+    net.b.remove_local_candidate(addr("192.168.1.20:6000"));
+    net.b
+        .add_host_candidate(addr("192.168.1.21:6000"), 65535)
+        .unwrap();
+    net.b.restart("bbb2", "anotherpassword22charsXY").unwrap();
+    net.a.restart("aaa2", "anotherpassword22charsXY").unwrap();
+    net.wire.clear();
+    for agent in [&mut net.a, &mut net.b] {
+        for c in agent.local_candidates() {
+            assert_eq!(c.kind, CandidateKind::Host);
+        }
+    }
+    net.b
+        .set_remote_credentials("aaa2", "anotherpassword22charsXY")
+        .unwrap();
+    net.a
+        .set_remote_credentials("bbb2", "anotherpassword22charsXY")
+        .unwrap();
+    for c in net.a.local_candidates().copied().collect::<Vec<_>>() {
+        net.b.add_remote_candidate(c).unwrap();
+    }
+    for c in net.b.local_candidates().copied().collect::<Vec<_>>() {
+        net.a.add_remote_candidate(c).unwrap();
+    }
+    net.drain();
+    let t = net.now;
+    assert!(net.run_until(t + Duration::from_secs(5), Pair2::both_connected));
+    assert_eq!(
+        net.a.selected_pair(),
+        Some((addr("192.168.1.10:5000"), addr("192.168.1.21:6000")))
+    );
+}
+
+#[test]
+fn gathers_server_reflexive_candidates_without_delaying_checks() {
+    let mut a = lan_agent(Role::Controlling, "aaaa", 16);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    let server = addr("203.0.113.1:3478");
+    a.add_stun_server(server).unwrap();
+    a.set_remote_credentials("bbbb", "apasswordof22chars+abcd")
+        .unwrap();
+    a.add_remote_candidate(remote_host("192.168.1.20:6000"))
+        .unwrap();
+    a.start_gathering(Instant::ZERO);
+    a.handle_timeout(Instant::ZERO);
+    let sent: Vec<(SocketAddr, Vec<u8>)> =
+        core::iter::from_fn(|| a.poll_transmit().map(|t| (t.to, t.bytes.to_vec()))).collect();
+    assert!(
+        sent.iter().any(|(to, _)| *to == server),
+        "gathering request sent"
+    );
+    assert!(
+        sent.iter().any(|(to, _)| *to == addr("192.168.1.20:6000")),
+        "host check sent at t=0 too"
+    );
+    // The server answers through a NAT: mapped 198.51.100.5:40000.
+    let (_, request) = sent.iter().find(|(to, _)| *to == server).unwrap();
+    let mut out = [0u8; 548];
+    let Ok(stun::server::Answer::Reply(n)) =
+        stun::server::answer(request, addr("198.51.100.5:40000"), None, &mut out)
+    else {
+        panic!("server did not answer")
+    };
+    assert!(a.handle_receive(
+        Instant::from_millis(20),
+        addr("192.168.1.10:5000"),
+        server,
+        &out[..n]
+    ));
+    let events: Vec<Event> = core::iter::from_fn(|| a.poll_event()).collect();
+    let srflx = events.iter().find_map(|e| match e {
+        Event::LocalCandidate(c) if c.kind == CandidateKind::ServerReflexive => Some(*c),
+        _ => None,
+    });
+    let srflx = srflx.expect("srflx candidate");
+    assert_eq!(srflx.address, addr("198.51.100.5:40000"));
+    assert_eq!(srflx.related_address, Some(addr("192.168.1.10:5000")));
+    assert!(events.contains(&Event::Gathering(GatheringState::Complete)));
+}
+
+#[test]
+fn an_unreachable_stun_server_ends_gathering_at_the_cap() {
+    let mut a = agent(Role::Controlling, "aaaa", 17);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    a.add_stun_server(addr("203.0.113.1:3478")).unwrap();
+    a.start_gathering(Instant::ZERO);
+    let mut now = Instant::ZERO;
+    while let Some(t) = a.poll_timeout() {
+        now = t;
+        a.handle_timeout(now);
+        while a.poll_transmit().is_some() {}
+        if a.gathering_state() == GatheringState::Complete {
+            break;
+        }
+    }
+    assert_eq!(a.gathering_state(), GatheringState::Complete);
+    assert_eq!(now, Instant::from_millis(500), "the default cap");
+}
+
+fn remote_host(s: &str) -> Candidate {
+    Candidate::local(
+        &LocalCandidate {
+            kind: CandidateKind::Host,
+            transport: Transport::Udp,
+            tcp_type: None,
+            address: addr(s),
+            base: addr(s).ip(),
+            related_address: None,
+            server: None,
+            component: ComponentId::RTP,
+            local_preference: 65535,
+        },
+        &TypePreferences::RFC8445,
+    )
+}
+
+/// Build a request as a peer would, with knobs to break it.
+#[allow(clippy::too_many_arguments)]
+fn request(
+    username: Option<&str>,
+    password: Option<&str>,
+    priority: Option<u32>,
+    controlling: Option<u64>,
+    extra: Option<AttributeType>,
+    fingerprint: bool,
+    buf: &mut [u8],
+) -> usize {
+    let mut b = MessageBuilder::new(buf, MessageType::BINDING_REQUEST, TransactionId([9; 12]));
+    if let Some(u) = username {
+        b.add(&Attribute::Username(u));
+    }
+    if let Some(p) = priority {
+        b.add(&Attribute::Priority(p));
+    }
+    if let Some(t) = controlling {
+        b.add(&Attribute::IceControlling(t));
+    }
+    if let Some(t) = extra {
+        b.add(&Attribute::Other {
+            typ: t,
+            value: b"x",
+        });
+    }
+    if let Some(p) = password {
+        b.add_message_integrity(&IntegrityKey::short_term(p.as_bytes()));
+    }
+    if fingerprint {
+        b.add_fingerprint();
+    }
+    b.finish().unwrap()
+}
+
+fn answer_of(a: &mut TestAgent, bytes: &[u8]) -> Option<(MessageType, Option<u16>, bool)> {
+    assert!(a.handle_receive(
+        Instant::ZERO,
+        addr("192.168.1.10:5000"),
+        addr("192.168.1.20:6000"),
+        bytes
+    ));
+    let t = a.poll_transmit()?;
+    let r = Repr::parse(&Message::new_checked(t.bytes).unwrap()).unwrap();
+    let key = IntegrityKey::short_term(b"apasswordof22chars+abcd");
+    Some((
+        r.message_type,
+        r.error_code.map(|e| e.code),
+        r.verify_integrity(&key).is_ok(),
+    ))
+}
+
+#[test]
+#[allow(clippy::type_complexity)]
+fn bad_requests_get_the_right_answer_or_none() {
+    let pw = Some("apasswordof22chars+abcd");
+    let user = Some("aaaa:bbbb");
+    let mut buf = [0u8; 256];
+    let cases: &[(
+        &str,
+        Option<&str>,
+        Option<&str>,
+        Option<u32>,
+        Option<u64>,
+        Option<AttributeType>,
+        bool,
+        Option<(MessageType, Option<u16>, bool)>,
+    )] = &[
+        (
+            "valid",
+            user,
+            pw,
+            Some(1),
+            Some(1),
+            None,
+            true,
+            Some((MessageType::BINDING_SUCCESS, None, true)),
+        ),
+        (
+            "no fingerprint: dropped",
+            user,
+            pw,
+            Some(1),
+            Some(1),
+            None,
+            false,
+            None,
+        ),
+        (
+            "no username: 400",
+            None,
+            pw,
+            Some(1),
+            Some(1),
+            None,
+            true,
+            Some((MessageType::BINDING_ERROR, Some(400), false)),
+        ),
+        (
+            "no integrity: 400",
+            user,
+            None,
+            Some(1),
+            Some(1),
+            None,
+            true,
+            Some((MessageType::BINDING_ERROR, Some(400), false)),
+        ),
+        (
+            "wrong ufrag: 401",
+            Some("zzzz:bbbb"),
+            pw,
+            Some(1),
+            Some(1),
+            None,
+            true,
+            Some((MessageType::BINDING_ERROR, Some(401), false)),
+        ),
+        (
+            "wrong password: 401",
+            user,
+            Some("anotherpassword22charsXY"),
+            Some(1),
+            Some(1),
+            None,
+            true,
+            Some((MessageType::BINDING_ERROR, Some(401), false)),
+        ),
+        (
+            "unknown attribute: 420",
+            user,
+            pw,
+            Some(1),
+            Some(1),
+            Some(AttributeType(0x7f00)),
+            true,
+            Some((MessageType::BINDING_ERROR, Some(420), true)),
+        ),
+        (
+            "no priority: 400",
+            user,
+            pw,
+            None,
+            Some(1),
+            None,
+            true,
+            Some((MessageType::BINDING_ERROR, Some(400), true)),
+        ),
+    ];
+    for (name, u, p, prio, ctl, extra, fp, want) in cases {
+        // A controlled agent, so ICE-CONTROLLING never conflicts here.
+        let mut a = agent(Role::Controlled, "aaaa", 20);
+        a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+            .unwrap();
+        while a.poll_event().is_some() {}
+        let n = request(*u, *p, *prio, *ctl, *extra, *fp, &mut buf);
+        assert_eq!(answer_of(&mut a, &buf[..n]), *want, "{name}");
+    }
+    // A datagram that is not STUN is not consumed.
+    let mut a = agent(Role::Controlled, "aaaa", 21);
+    assert!(!a.handle_receive(
+        Instant::ZERO,
+        addr("192.168.1.10:5000"),
+        addr("192.168.1.20:6000"),
+        b"audio!"
+    ));
+}
+
+#[test]
+fn role_conflict_answers_487_when_we_keep_control() {
+    let mut a = agent(Role::Controlling, "aaaa", 22);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = request(
+        Some("aaaa:bbbb"),
+        Some("apasswordof22chars+abcd"),
+        Some(1),
+        Some(0),
+        None,
+        true,
+        &mut buf,
+    );
+    assert_eq!(
+        answer_of(&mut a, &buf[..n]),
+        Some((MessageType::BINDING_ERROR, Some(487), true)),
+        "our tie-breaker is larger than 0"
+    );
+    assert_eq!(a.role(), Role::Controlling);
+    let n = request(
+        Some("aaaa:bbbb"),
+        Some("apasswordof22chars+abcd"),
+        Some(1),
+        Some(u64::MAX),
+        None,
+        true,
+        &mut buf,
+    );
+    assert_eq!(
+        answer_of(&mut a, &buf[..n]).map(|x| x.0),
+        Some(MessageType::BINDING_SUCCESS)
+    );
+    assert_eq!(
+        a.role(),
+        Role::Controlled,
+        "a larger tie-breaker takes control"
+    );
+}
+
+#[test]
+fn learns_peer_reflexive_remote_candidates_and_checks_back() {
+    let mut a = agent(Role::Controlled, "aaaa", 23);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    a.set_remote_credentials("bbbb", "apasswordof22chars+abcd")
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = request(
+        Some("aaaa:bbbb"),
+        Some("apasswordof22chars+abcd"),
+        Some(0x6e00_01ff),
+        Some(1),
+        None,
+        true,
+        &mut buf,
+    );
+    assert!(a.handle_receive(
+        Instant::ZERO,
+        addr("192.168.1.10:5000"),
+        addr("198.51.100.9:7000"),
+        &buf[..n]
+    ));
+    let prflx = a.remote_candidates()[0];
+    assert_eq!(prflx.kind, CandidateKind::PeerReflexive);
+    assert_eq!(prflx.priority, 0x6e00_01ff);
+    a.handle_timeout(Instant::ZERO);
+    let dests: Vec<SocketAddr> = core::iter::from_fn(|| a.poll_transmit().map(|t| t.to)).collect();
+    assert_eq!(
+        dests,
+        [addr("198.51.100.9:7000"), addr("198.51.100.9:7000")],
+        "answer, then triggered check"
+    );
+}
+
+#[test]
+fn the_check_list_keeps_the_best_pairs_within_capacity() {
+    let mut a: Agent<2, 8, 4> = Agent::new(
+        AgentConfig::default(),
+        Role::Controlling,
+        "aaaa",
+        "apasswordof22chars+abcd",
+        [1; 32],
+    )
+    .unwrap();
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    for (i, prio) in [10u32, 50, 20, 40, 30, 60].into_iter().enumerate() {
+        let mut c = remote_host("192.168.1.20:6000");
+        c.address.set_port(6000 + i as u16);
+        c.priority = prio;
+        a.add_remote_candidate(c).unwrap();
+    }
+    assert_eq!(a.pair_count(), 4);
+    let mut kept: Vec<u32> = a
+        .pairs
+        .iter()
+        .map(|p| a.remotes[usize::from(p.remote)].priority)
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(
+        kept,
+        [30, 40, 50, 60],
+        "the lowest-priority pairs were dropped first"
+    );
+}
+
+#[test]
+fn ram_budget() {
+    let speaker = core::mem::size_of::<Agent<8, 8, 64>>();
+    let router = core::mem::size_of::<Agent<16, 16, 128>>();
+    std::println!("size_of Agent<8, 8, 64> = {speaker} bytes; Agent<16, 16, 128> = {router} bytes");
+    assert!(speaker < 16 * 1024);
+}
+
+#[test]
+fn component_sizes() {
+    use core::mem::size_of;
+    std::println!(
+        "Pair {} Local {} Candidate {} Outgoing {} Event {} Gather {} IntegrityKey {} ChaCha8Rng {} String256 {}",
+        size_of::<Pair>(),
+        size_of::<Local>(),
+        size_of::<Candidate>(),
+        size_of::<Outgoing>(),
+        size_of::<Event>(),
+        size_of::<Gather>(),
+        size_of::<IntegrityKey>(),
+        size_of::<ChaCha8Rng>(),
+        size_of::<String<256>>()
+    );
+}
