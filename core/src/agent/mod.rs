@@ -312,20 +312,31 @@ impl fmt::Display for AgentError {
 
 impl core::error::Error for AgentError {}
 
-/// A local candidate and the address it sends from.
+/// A local candidate and the local preference it was created with (for
+/// the PRIORITY of checks sent from it).
 #[derive(Clone, Copy, Debug)]
 struct Local {
     candidate: Candidate,
-    base: SocketAddr,
-    /// The local preference it was created with (for prflx priorities).
     local_preference: u16,
+}
+
+impl Local {
+    /// The address it sends from: a host candidate's own address, the
+    /// related address (the base) of a reflexive one.
+    fn base(&self) -> SocketAddr {
+        match self.candidate.kind {
+            CandidateKind::Host => self.candidate.address,
+            _ => self.candidate.related_address.unwrap_or(self.candidate.address),
+        }
+    }
 }
 
 /// An srflx gathering transaction.
 #[derive(Clone, Copy, Debug)]
 struct Gather {
     base: SocketAddr,
-    server: SocketAddr,
+    /// Index into the agent's STUN servers.
+    server: u8,
     local_preference: u16,
     tx: Transaction,
     done: bool,
@@ -494,7 +505,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
     /// The selected pair as (our base address, the peer's address).
     pub fn selected_pair(&self) -> Option<(SocketAddr, SocketAddr)> {
         let p = self.pairs.get(self.selected?)?;
-        Some((self.local(p).base, self.remote(p).address))
+        Some((self.local(p).base(), self.remote(p).address))
     }
 
     /// Our local candidates (host, srflx, learned prflx).
@@ -545,7 +556,6 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.locals
             .push(Local {
                 candidate,
-                base: address,
                 local_preference,
             })
             .map_err(|_| AgentError::Full)?;
@@ -565,7 +575,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         while let Some(i) = self
             .locals
             .iter()
-            .position(|l| l.base == address || l.candidate.address == address)
+            .position(|l| l.base() == address || l.candidate.address == address)
         {
             self.locals.remove(i);
             self.remove_pairs_where(|p| usize::from(p.local) == i);
@@ -601,9 +611,8 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             if l.candidate.kind != CandidateKind::Host {
                 continue;
             }
-            for si in 0..self.stun_servers.len() {
-                let server = self.stun_servers[si];
-                if server.is_ipv4() != l.base.is_ipv4() {
+            for (si, &server) in self.stun_servers.clone().iter().enumerate() {
+                if server.is_ipv4() != l.base().is_ipv4() {
                     continue;
                 }
                 let tx = Transaction {
@@ -617,8 +626,8 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                 if self
                     .gathers
                     .push(Gather {
-                        base: l.base,
-                        server,
+                        base: l.base(),
+                        server: si as u8,
                         local_preference: l.local_preference,
                         tx,
                         done: false,
@@ -626,7 +635,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                     .is_ok()
                 {
                     self.queue(Outgoing {
-                        from: l.base,
+                        from: l.base(),
                         to: server,
                         tid: tx.id,
                         kind: OutKind::Gather,
@@ -899,12 +908,12 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         // Server-reflexive candidates are represented by their base (section
         // 6.1.2.4): only host (and later relayed) candidates are paired.
         if l.candidate.kind != CandidateKind::Host
-            || AddressFamily::of(&l.base.ip()) != AddressFamily::of(&r.address.ip())
+            || AddressFamily::of(&l.base().ip()) != AddressFamily::of(&r.address.ip())
         {
             return None;
         }
         // IPv6 link-local only talks to link-local.
-        if is_v6_link_local(l.base.ip()) != is_v6_link_local(r.address.ip()) {
+        if is_v6_link_local(l.base().ip()) != is_v6_link_local(r.address.ip()) {
             return None;
         }
         if let Some(i) = self
@@ -1054,7 +1063,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         );
         let to = self.remote(&p).address;
         self.queue(Outgoing {
-            from: l.base,
+            from: l.base(),
             to,
             tid: tx.id,
             kind: OutKind::Check {
@@ -1104,6 +1113,10 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                 self.gathers[gi].done = true;
                 continue;
             }
+            let Some(&server) = self.stun_servers.get(usize::from(g.server)) else {
+                self.gathers[gi].done = true;
+                continue;
+            };
             let rto = g.tx.rto + g.tx.rto;
             let gm = &mut self.gathers[gi];
             gm.tx.sent += 1;
@@ -1111,7 +1124,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             gm.tx.deadline = now + rto;
             self.queue(Outgoing {
                 from: g.base,
-                to: g.server,
+                to: server,
                 tid: g.tx.id,
                 kind: OutKind::Gather,
             });
@@ -1152,7 +1165,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             );
             let to = self.remote(&p).address;
             self.queue(Outgoing {
-                from: l.base,
+                from: l.base(),
                 to,
                 tid: id,
                 kind: OutKind::Check {
@@ -1302,7 +1315,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         let Some(li) = self
             .locals
             .iter()
-            .position(|l| l.base == local && l.candidate.kind == CandidateKind::Host)
+            .position(|l| l.base() == local && l.candidate.kind == CandidateKind::Host)
         else {
             return;
         };
@@ -1363,7 +1376,12 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         if let Some(gi) = self
             .gathers
             .iter()
-            .position(|g| g.tx.id == tid && !g.done && g.server == remote && g.base == local)
+            .position(|g| {
+                g.tx.id == tid
+                    && !g.done
+                    && self.stun_servers.get(usize::from(g.server)) == Some(&remote)
+                    && g.base == local
+            })
         {
             self.on_gather_response(gi, repr);
             return;
@@ -1374,7 +1392,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                 && repr.verify_integrity(key).is_ok();
             if let (true, Some(sel)) = (authentic, self.selected) {
                 let p = self.pairs[sel];
-                if self.local(&p).base == local && self.remote(&p).address == remote {
+                if self.local(&p).base() == local && self.remote(&p).address == remote {
                     self.last_consent = self.now;
                     if self.state == ConnectionState::Disconnected {
                         self.set_state(ConnectionState::Connected);
@@ -1398,7 +1416,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         let Some(tx) = self.pairs[i].tx else { return };
         let p = self.pairs[i];
         // Non-symmetric transport addresses fail the pair (section 7.2.5.2.1).
-        if self.local(&p).base != local || self.remote(&p).address != remote {
+        if self.local(&p).base() != local || self.remote(&p).address != remote {
             self.pairs[i].state = PairState::Failed;
             self.pairs[i].tx = None;
             return;
@@ -1481,7 +1499,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                         address: mapped,
                         base: g.base.ip(),
                         related_address: Some(g.base),
-                        server: Some(g.server.ip()),
+                        server: self.stun_servers.get(usize::from(g.server)).map(|s| s.ip()),
                         component: ComponentId::RTP,
                         local_preference: g.local_preference,
                     },
@@ -1491,7 +1509,6 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                     .locals
                     .push(Local {
                         candidate,
-                        base: g.base,
                         local_preference: g.local_preference,
                     })
                     .is_ok()
@@ -1509,7 +1526,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         if self.locals.iter().any(|l| l.candidate.address == mapped) {
             return;
         }
-        let Some(host) = self.locals.iter().find(|l| l.base == base).copied() else {
+        let Some(host) = self.locals.iter().find(|l| l.base() == base).copied() else {
             return;
         };
         let candidate = Candidate::local(
@@ -1528,7 +1545,6 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         );
         let _ = self.locals.push(Local {
             candidate,
-            base,
             local_preference: host.local_preference,
         });
     }
@@ -1575,7 +1591,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         let when = self.now + self.consent_jitter();
         self.next_consent_at = Some(when);
         let p = self.pairs[i];
-        let (local, remote) = (self.local(&p).base, self.remote(&p).address);
+        let (local, remote) = (self.local(&p).base(), self.remote(&p).address);
         self.push_event(Event::Selected { local, remote });
         self.set_state(ConnectionState::Connected);
         info!("ICE selected a pair");

@@ -129,7 +129,7 @@ impl Pair2 {
             due
         };
         for w in due {
-            let a_addrs: Vec<SocketAddr> = self.a.locals.iter().map(|l| l.base).collect();
+            let a_addrs: Vec<SocketAddr> = self.a.locals.iter().map(|l| l.base()).collect();
             let target = if a_addrs.contains(&w.to) {
                 &mut self.a
             } else {
