@@ -42,5 +42,6 @@ impl Report {
 pub fn run() -> Report {
     let mut report = Report::default();
     crate::stun::conformance(&mut report);
+    crate::rollout::conformance(&mut report);
     report
 }

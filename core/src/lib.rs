@@ -16,6 +16,8 @@
 //!   writes into a caller's buffer, short-term and long-term credentials,
 //!   MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT.
 //! - [`time`]: the crate's own microsecond `Instant` and `Duration`.
+//! - [`rollout`]: the migration's feature flags, deterministic client
+//!   bucketing, A/B groups, rollout stages and the noise-proof rollback rule.
 //!
 //! ## Features
 //!
@@ -37,6 +39,7 @@ mod fmt;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod rollout;
 pub mod stun;
 pub mod time;
 
