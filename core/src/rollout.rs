@@ -1758,6 +1758,7 @@ mod tests {
     /// Every configured share is met within `tolerance(pct)` percentage
     /// points, and no bucket is empty or grossly overfull.
     fn assert_shares(name: &str, buckets: &[Bucket], tolerance: impl Fn(u8) -> f64) {
+        println!();
         for pct in SHARES {
             let measured = measured_share(buckets, pct);
             println!("{name}: share {pct:3} % -> {measured:6.2} %");
