@@ -47,6 +47,7 @@ pub fn run() -> Report {
     crate::net::conformance(&mut report);
     crate::url::conformance(&mut report);
     crate::policy::conformance(&mut report);
+    crate::rollout::conformance(&mut report);
     report
 }
 

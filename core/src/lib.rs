@@ -29,6 +29,8 @@
 //!   candidates to gather and offer, from which servers, when
 //!   end-of-candidates may be sent, and the fallback ladder.
 //! - [`time`]: the crate's own microsecond `Instant` and `Duration`.
+//! - [`rollout`]: the migration's feature flags, deterministic client
+//!   bucketing, A/B groups, rollout stages and the noise-proof rollback rule.
 //!
 //! ## Features
 //!
@@ -54,6 +56,7 @@ pub mod candidate;
 pub mod conformance;
 pub mod net;
 pub mod policy;
+pub mod rollout;
 pub mod sdpfrag;
 pub mod stun;
 pub mod time;

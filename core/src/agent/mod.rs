@@ -326,7 +326,10 @@ impl Local {
     fn base(&self) -> SocketAddr {
         match self.candidate.kind {
             CandidateKind::Host => self.candidate.address,
-            _ => self.candidate.related_address.unwrap_or(self.candidate.address),
+            _ => self
+                .candidate
+                .related_address
+                .unwrap_or(self.candidate.address),
         }
     }
 }
@@ -1373,16 +1376,12 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
 
     fn on_response(&mut self, local: SocketAddr, remote: SocketAddr, repr: &Repr<'_>) {
         let tid = repr.transaction_id;
-        if let Some(gi) = self
-            .gathers
-            .iter()
-            .position(|g| {
-                g.tx.id == tid
-                    && !g.done
-                    && self.stun_servers.get(usize::from(g.server)) == Some(&remote)
-                    && g.base == local
-            })
-        {
+        if let Some(gi) = self.gathers.iter().position(|g| {
+            g.tx.id == tid
+                && !g.done
+                && self.stun_servers.get(usize::from(g.server)) == Some(&remote)
+                && g.base == local
+        }) {
             self.on_gather_response(gi, repr);
             return;
         }
