@@ -10,6 +10,7 @@ use scream_ice_tests::netsim::{
     Datagram, Direction, DropReason, Endpoint, FirewallRule, HostId, LinkConditions, NatConfig,
     NatKind, Prober, SegmentId, Sim, StunClient, StunServer, Trace, TraceEvent,
 };
+use scream_ice_tests::sim_assert;
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -21,13 +22,6 @@ fn ip(s: &str) -> IpAddr {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// `assert!` that prints the seed and the end of the trace.
-macro_rules! check {
-    ($sim:expr, $cond:expr, $($msg:tt)+) => {
-        assert!($cond, "{}\n{}", format!($($msg)+), $sim.report_tail(60))
-    };
 }
 
 /// A host with one address on `segment` and `endpoint` attached.
@@ -239,10 +233,10 @@ fn mapped_by_two_servers(kind: NatKind) -> (SocketAddr, SocketAddr) {
     let done = sim.run_until(Instant::from_secs(5), |s| {
         s.endpoint::<StunClient>(c).finished()
     });
-    check!(sim, done.is_done(), "{kind:?}: client did not finish");
+    sim_assert!(sim, done.is_done(), "{kind:?}: client did not finish");
     let client = sim.endpoint::<StunClient>(c);
     let (m1, m2) = (client.mapped_by(s1).unwrap(), client.mapped_by(s2).unwrap());
-    check!(
+    sim_assert!(
         sim,
         m1.ip() == ip("198.51.100.1") && m2.ip() == ip("198.51.100.1"),
         "{kind:?}: {m1} {m2}"
@@ -310,7 +304,7 @@ fn filtering(kind: NatKind) -> [bool; 3] {
     };
     let result = [got(b"exact"), got(b"same-ip"), got(b"third")];
     let passed = result.iter().filter(|x| **x).count();
-    check!(
+    sim_assert!(
         sim,
         sim.trace().count_drops(&DropReason::NatFiltered) == 3 - passed,
         "{kind:?}: every refused datagram is traced as nat-filtered"
@@ -399,19 +393,19 @@ fn answer_after(answer_at: Instant, refresh_at: &[Instant]) -> (bool, Sim) {
 fn mappings_expire_after_the_timeout_unless_refreshed() {
     // The mapping was made at t = 1 ms (one LAN hop); it lives 120 s.
     let (got, sim) = answer_after(Instant::from_secs(119), &[]);
-    check!(sim, got, "alive at 119 s");
+    sim_assert!(sim, got, "alive at 119 s");
     let (got, sim) = answer_after(Instant::from_secs(121), &[]);
-    check!(sim, !got, "expired at 121 s");
+    sim_assert!(sim, !got, "expired at 121 s");
     assert_eq!(sim.trace().count_drops(&DropReason::NatNoMapping), 1);
     let refresh = [Instant::from_secs(60), Instant::from_secs(150)];
     let (got, sim) = answer_after(Instant::from_secs(260), &refresh);
-    check!(
+    sim_assert!(
         sim,
         got,
         "outbound traffic at 60 s and 150 s keeps it alive at 260 s"
     );
     let (got, sim) = answer_after(Instant::from_secs(275), &refresh);
-    check!(sim, !got, "and it dies 120 s after the last refresh");
+    sim_assert!(sim, !got, "and it dies 120 s after the last refresh");
 }
 
 #[test]
@@ -492,7 +486,7 @@ fn hairpinning_is_off_by_default_and_translates_when_on() {
         sim.report()
     );
     let (from, sim) = hairpin(true);
-    check!(sim, from.len() == 1, "hairpinned datagram delivered");
+    sim_assert!(sim, from.len() == 1, "hairpinned datagram delivered");
     assert_eq!(
         from[0].ip(),
         ip("198.51.100.1"),
@@ -514,7 +508,7 @@ fn double_nat_chain_maps_through_both() {
     let done = sim.run_until(Instant::from_secs(5), |s| {
         s.endpoint::<StunClient>(c).finished()
     });
-    check!(sim, done.is_done(), "finished");
+    sim_assert!(sim, done.is_done(), "finished");
     let mapped = sim.endpoint::<StunClient>(c).mapped_by(stun).unwrap();
     assert_eq!(Some(mapped.ip()), topo.speaker.public_ip);
     let home = sim.nat_mappings(topo.nats[0]);
@@ -617,7 +611,7 @@ fn blocking_udp_to_the_stun_server() {
     let done = sim.run_until(Instant::from_secs(10), |s| {
         s.endpoint::<StunClient>(c).finished()
     });
-    check!(sim, done.is_done(), "client gives up");
+    sim_assert!(sim, done.is_done(), "client gives up");
     let client = sim.endpoint::<StunClient>(c);
     assert!(client.results().is_empty());
     assert_eq!(client.requests_sent(), 7);
@@ -639,7 +633,7 @@ fn stun_server_answers_with_the_mapped_address_and_software() {
     let done = sim.run_until(Instant::from_secs(10), |s| {
         s.endpoint::<StunClient>(c).finished()
     });
-    check!(sim, done.is_done(), "answered");
+    sim_assert!(sim, done.is_done(), "answered");
     let r = &sim.endpoint::<StunClient>(c).results()[0];
     assert_eq!(Some(r.mapped.ip()), topo.speaker.public_ip);
     assert_eq!(r.software.as_deref(), Some("netsim"));
@@ -793,7 +787,7 @@ fn address_changes_mid_run() {
     assert!(
         sim.trace()
             .dump()
-            .contains("ADDR    router     + 192.168.1.11 on lan"),
+            .contains("ADDR    router       + 192.168.1.11 on lan"),
         "{}",
         sim.report()
     );
@@ -913,7 +907,7 @@ fn ready_made_topologies_give_the_expected_mappings() {
         let done = sim.run_until(Instant::from_secs(5), |s| {
             s.endpoint::<StunClient>(c).finished()
         });
-        check!(sim, done.is_done(), "{kind:?}");
+        sim_assert!(sim, done.is_done(), "{kind:?}");
         let m = sim
             .endpoint::<StunClient>(c)
             .mapped_by(topo.stun.unwrap().addr)
@@ -931,7 +925,7 @@ fn ready_made_topologies_give_the_expected_mappings() {
             let done = sim.run_until(Instant::from_secs(5), |sim| {
                 sim.endpoint::<StunClient>(r).finished() && sim.endpoint::<StunClient>(s).finished()
             });
-            check!(sim, done.is_done(), "{kind:?}/{kind_b:?}");
+            sim_assert!(sim, done.is_done(), "{kind:?}/{kind_b:?}");
             assert_eq!(
                 Some(sim.endpoint::<StunClient>(r).results()[0].mapped.ip()),
                 topo.router.public_ip
@@ -993,7 +987,7 @@ fn ipv6_through_a_nat_topology() {
     let done = sim.run_until(Instant::from_secs(5), |s| {
         s.endpoint::<StunClient>(c).finished()
     });
-    check!(sim, done.is_done(), "v6 STUN");
+    sim_assert!(sim, done.is_done(), "v6 STUN");
     let m = sim.endpoint::<StunClient>(c).mapped_by(stun_v6).unwrap();
     assert!(m.is_ipv6());
     assert_eq!(sim.segment_of(topo.nats[0], m.ip()), topo.internet);
@@ -1011,7 +1005,7 @@ fn lossy_topology_still_converges_with_retransmissions() {
     let done = sim.run_until(Instant::from_secs(10), |s| {
         !s.endpoint::<StunClient>(c).results().is_empty()
     });
-    check!(
+    sim_assert!(
         sim,
         done.is_done(),
         "one of 7 tries gets through 4 lossy hops"

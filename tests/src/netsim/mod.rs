@@ -62,6 +62,25 @@
 //! not model port preservation, port parity, per-protocol timeouts or
 //! inbound refresh. Timers of a down host still fire.
 
+/// `assert!` for simulations: on failure, prints the message, then the seed
+/// and the last 60 trace lines ([`Sim::report_tail`]), so the failing run
+/// can be replayed with `Sim::new(seed)`.
+///
+/// ```
+/// use scream_ice_tests::{netsim::Sim, sim_assert};
+/// let sim = Sim::new(7);
+/// sim_assert!(sim, sim.trace().is_empty(), "fresh sim, seed {}", sim.seed());
+/// ```
+#[macro_export]
+macro_rules! sim_assert {
+    ($sim:expr, $cond:expr $(,)?) => {
+        assert!($cond, "{}\n{}", stringify!($cond), $sim.report_tail(60))
+    };
+    ($sim:expr, $cond:expr, $($msg:tt)+) => {
+        assert!($cond, "{}\n{}", format!($($msg)+), $sim.report_tail(60))
+    };
+}
+
 mod endpoints;
 mod nat;
 mod rng;

@@ -32,6 +32,46 @@ pub struct Datagram {
 /// [`Sim::endpoint_mut`], the simulator calls `poll_transmit` until it
 /// returns `None`, then `poll_timeout` once. `handle_timeout` is called at
 /// (never before) the instant `poll_timeout` last returned.
+///
+/// A node with more outputs than these (the ICE agent's `poll_event`) is
+/// plugged in through a small wrapper that implements this trait and, in
+/// `poll_timeout` (always the last call of a drive), drains the extra
+/// outputs into a `Vec` the test reads with [`Sim::endpoint`]:
+///
+/// ```
+/// # use std::net::SocketAddr;
+/// # use scream_ice_core::time::Instant;
+/// # use scream_ice_tests::netsim::{Datagram, Endpoint};
+/// # struct Agent;
+/// # impl Agent {
+/// #     fn handle_receive(&mut self, _: Instant, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
+/// #     fn handle_timeout(&mut self, _: Instant) {}
+/// #     fn poll_transmit(&mut self) -> Option<Datagram> { None }
+/// #     fn poll_timeout(&mut self) -> Option<Instant> { None }
+/// #     fn poll_event(&mut self) -> Option<u32> { None }
+/// # }
+/// struct AgentNode { agent: Agent, events: Vec<(Instant, u32)>, now: Instant }
+///
+/// impl Endpoint for AgentNode {
+///     fn handle_receive(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, p: &[u8]) {
+///         self.now = now;
+///         self.agent.handle_receive(now, local, remote, p);
+///     }
+///     fn handle_timeout(&mut self, now: Instant) {
+///         self.now = now;
+///         self.agent.handle_timeout(now);
+///     }
+///     fn poll_transmit(&mut self) -> Option<Datagram> {
+///         self.agent.poll_transmit()
+///     }
+///     fn poll_timeout(&mut self) -> Option<Instant> {
+///         while let Some(e) = self.agent.poll_event() {
+///             self.events.push((self.now, e));
+///         }
+///         self.agent.poll_timeout()
+///     }
+/// }
+/// ```
 pub trait Endpoint {
     /// A datagram from `remote` arrived on local address `local`.
     fn handle_receive(

@@ -315,7 +315,7 @@ impl Trace {
                 from,
                 to,
                 payload,
-            } => format!("SEND    {:<10} {from} -> {to} {payload}", h(*host)),
+            } => format!("SEND    {:<12} {from} -> {to} {payload}", h(*host)),
             TraceEvent::Forward {
                 host,
                 from,
@@ -323,20 +323,20 @@ impl Trace {
                 new_from,
                 new_to,
             } => format!(
-                "FORWARD {:<10} {from} -> {to} as {new_from} -> {new_to}",
+                "FORWARD {:<12} {from} -> {to} as {new_from} -> {new_to}",
                 h(*host)
             ),
             TraceEvent::NatMapping {
                 host,
                 internal,
                 external,
-            } => format!("MAPPING {:<10} {internal} = {external}", h(*host)),
+            } => format!("MAPPING {:<12} {internal} = {external}", h(*host)),
             TraceEvent::Deliver {
                 host,
                 from,
                 to,
                 payload,
-            } => format!("DELIVER {:<10} {from} -> {to} {payload}", h(*host)),
+            } => format!("DELIVER {:<12} {from} -> {to} {payload}", h(*host)),
             TraceEvent::Drop {
                 host,
                 from,
@@ -344,7 +344,7 @@ impl Trace {
                 reason,
                 payload,
             } => format!(
-                "DROP    {:<10} {from} -> {to} {payload} [{reason}]",
+                "DROP    {:<12} {from} -> {to} {payload} [{reason}]",
                 host.map_or_else(|| "-".to_string(), h)
             ),
             TraceEvent::Timer { host } => format!("TIMER   {}", h(*host)),
@@ -362,7 +362,7 @@ impl Trace {
                 segment,
                 added,
             } => format!(
-                "ADDR    {:<10} {} {addr} on {}",
+                "ADDR    {:<12} {} {addr} on {}",
                 h(*host),
                 if *added { "+" } else { "-" },
                 self.segment_name(*segment)
