@@ -1011,3 +1011,80 @@ fn lossy_topology_still_converges_with_retransmissions() {
         "one of 7 tries gets through 4 lossy hops"
     );
 }
+
+#[test]
+fn expired_mapping_is_replaced_by_a_new_one() {
+    let mut sim = Sim::new(97);
+    let topo = topologies::remote_behind_nat(&mut sim, NatKind::PortRestrictedCone);
+    let stun = topo.stun.unwrap().addr;
+    let c = stun_client_at_speaker(&mut sim, &topo);
+    sim.run_until(Instant::from_secs(5), |s| {
+        s.endpoint::<StunClient>(c).finished()
+    });
+    let first = sim.endpoint::<StunClient>(c).mapped_by(stun).unwrap();
+    sim.advance(Duration::from_secs(200));
+    assert!(sim.nat_mappings(topo.nats[0]).is_empty());
+    sim.endpoint_mut::<StunClient>(c).restart();
+    let before = sim.endpoint::<StunClient>(c).results().len();
+    sim.run_until(sim.now() + Duration::from_secs(5), |s| {
+        s.endpoint::<StunClient>(c).results().len() > before
+    });
+    let second = sim.endpoint::<StunClient>(c).mapped_by(stun).unwrap();
+    sim_assert!(sim, first != second, "a new mapping gets a new random port");
+    let mappings = sim
+        .trace()
+        .entries()
+        .iter()
+        .filter(|e| matches!(e.event, TraceEvent::NatMapping { .. }))
+        .count();
+    assert_eq!(mappings, 2);
+}
+
+#[test]
+fn nat_switched_down_cuts_the_path_and_link_conditions_change_mid_run() {
+    let mut sim = Sim::new(101);
+    let topo = topologies::remote_behind_nat(&mut sim, NatKind::FullCone);
+    let stun = topo.stun.unwrap().addr;
+    let nat = topo.nats[0];
+    sim.set_host_up(nat, false);
+    let c = topo.speaker.host;
+    sim.set_endpoint(
+        c,
+        StunClient::new(topo.speaker.addr(5000), &[stun]).with_retransmit(ms(500), 1),
+    );
+    sim.advance(Duration::from_secs(1));
+    assert_eq!(sim.trace().count_drops(&DropReason::HostDown), 1);
+    assert!(sim.endpoint::<StunClient>(c).results().is_empty());
+
+    sim.set_host_up(nat, true);
+    let internet = topo.internet.unwrap();
+    sim.set_link(internet, LinkConditions::new(ms(100)));
+    assert_eq!(sim.link(internet).latency, ms(100));
+    sim.endpoint_mut::<StunClient>(c).restart();
+    sim.advance(Duration::from_secs(1));
+    let r = &sim.endpoint::<StunClient>(c).results()[0];
+    assert_eq!(
+        r.rtt,
+        Duration::from_micros(2 * 100_300),
+        "{}",
+        sim.report()
+    );
+}
+
+#[test]
+fn endpoints_can_be_taken_back() {
+    let mut sim = Sim::new(103);
+    let topo = topologies::same_lan_with_stun(&mut sim, false);
+    let c = stun_client_at_speaker(&mut sim, &topo);
+    sim.advance(ms(700));
+    assert!(
+        sim.take_endpoint::<Prober>(c).is_none(),
+        "wrong type leaves it in place"
+    );
+    let client = sim.take_endpoint::<StunClient>(c).expect("a STUN client");
+    assert_eq!(client.requests_sent(), 2);
+    assert!(sim.try_endpoint::<StunClient>(c).is_none());
+    assert_eq!(sim.next_event_time(), None, "its timer went with it");
+    sim.advance(Duration::from_secs(10));
+    assert_eq!(sim.trace().count_drops(&DropReason::HostDown), 2);
+}
