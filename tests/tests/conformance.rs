@@ -5,8 +5,5 @@
 fn host_passes_the_shared_conformance_tables() {
     let report = scream_ice_core::conformance::run();
     assert!(report.all_passed(), "{report:?}");
-    println!(
-        "conformance: {} passed, {} failed",
-        report.passed, report.failed
-    );
+    println!("conformance: {} passed, {} failed", report.passed, report.failed);
 }
