@@ -1,3 +1,5 @@
 //! Interop and scenario tests of scream-ice against independent
 //! implementations (stun-rs now; coturn, aioice, libnice and network
 //! namespaces as the adapters land). The library part holds shared helpers.
+
+pub mod netsim;
