@@ -146,6 +146,10 @@ pub struct AgentConfig {
     pub consent_timeout: Duration,
     /// Report `Disconnected` after this long without a consent response.
     pub disconnected_after: Duration,
+    /// With no candidate pair at all after both sides finished their
+    /// candidates, wait this long for the peer's checks (which would teach us
+    /// a peer-reflexive candidate) before failing with `NoCandidatePairs`.
+    pub no_pair_grace: Duration,
     /// Candidate type preferences (RFC 8445 section 5.1.2.2).
     pub type_preferences: TypePreferences,
     /// SOFTWARE attribute for responses, if any.
@@ -166,6 +170,7 @@ impl Default for AgentConfig {
             consent_interval: Duration::from_secs(5),
             consent_timeout: Duration::from_secs(30),
             disconnected_after: Duration::from_secs(12),
+            no_pair_grace: Duration::from_secs(10),
             type_preferences: TypePreferences::RFC8445,
             software: None,
         }
@@ -186,6 +191,7 @@ impl AgentConfig {
         };
         if decision.network == NetworkType::Local {
             c.rto_min = Duration::from_millis(100);
+            c.rto_max = Duration::from_millis(500);
             c.nomination_delay = Duration::from_millis(100);
         }
         c
@@ -408,6 +414,8 @@ pub struct Agent<const L: usize, const R: usize, const P: usize> {
     next_consent_at: Option<Instant>,
     last_consent: Instant,
     failed: bool,
+    /// Fail with `NoCandidatePairs` at this time unless a pair appears.
+    no_pair_deadline: Option<Instant>,
 
     out: Deque<Outgoing, OUT_QUEUE>,
     events: Deque<Event, EVENT_QUEUE>,
@@ -472,6 +480,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             next_consent_at: None,
             last_consent: Instant::ZERO,
             failed: false,
+            no_pair_deadline: None,
             out: Deque::new(),
             events: Deque::new(),
             buf: [0; MAX_TRANSMIT_LEN],
@@ -727,6 +736,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.consent_txs.clear();
         self.next_consent_at = None;
         self.failed = false;
+        self.no_pair_deadline = None;
         self.out.clear();
         self.set_state(ConnectionState::Checking);
         for i in 0..self.locals.len() {
@@ -818,6 +828,9 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         at(self.next_check_at);
         at(self.nominate_at);
         at(self.next_consent_at);
+        if !self.failed {
+            at(self.no_pair_deadline);
+        }
         if self.selected.is_some() && !self.failed {
             if self.state == ConnectionState::Connected {
                 at(Some(self.last_consent + self.config.disconnected_after));
@@ -967,6 +980,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             pair.state = PairState::Waiting;
         }
         let _ = self.pairs.push(pair);
+        self.no_pair_deadline = None;
         Some(self.pairs.len() - 1)
     }
 
@@ -1197,6 +1211,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             return;
         }
         self.failed = true;
+        self.no_pair_deadline = None;
         self.next_check_at = None;
         self.nominate_at = None;
         self.next_consent_at = None;
@@ -1220,11 +1235,17 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         if self.pairs.iter().any(|p| p.pending() || p.valid) {
             return;
         }
-        self.fail(if self.pairs.is_empty() {
-            FailureReason::NoCandidatePairs
-        } else {
-            FailureReason::AllPairsFailed
-        });
+        if !self.pairs.is_empty() {
+            self.fail(FailureReason::AllPairsFailed);
+            return;
+        }
+        // No pair at all: the peer may still reach us (its checks create a
+        // peer-reflexive candidate), so give it time before failing.
+        match self.no_pair_deadline {
+            None => self.no_pair_deadline = Some(self.now + self.config.no_pair_grace),
+            Some(t) if self.now >= t => self.fail(FailureReason::NoCandidatePairs),
+            Some(_) => {}
+        }
     }
 
     fn trigger(&mut self, i: usize) {
@@ -1464,7 +1485,12 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                     )
                     && !self.pairs.iter().any(|q| q.nominate || q.nominated)
                 {
-                    self.nominate(i);
+                    // The fast path: nominate this pair now, outside the Ta
+                    // pacing (one extra request, sent at once, so that two
+                    // LAN peers connect in two round trips).
+                    self.nominate_at = None;
+                    self.pairs[i].nominate = true;
+                    self.start_check(i, self.now);
                 } else if self.nominate_at.is_none()
                     && !self.pairs.iter().any(|q| q.nominate || q.nominated)
                 {

@@ -303,6 +303,14 @@ fn no_pairs_fails_with_no_candidate_pairs() {
         .unwrap();
     a.start_gathering(Instant::ZERO);
     a.end_of_remote_candidates();
+    let early: Vec<Event> = core::iter::from_fn(|| a.poll_event()).collect();
+    assert!(
+        !early.iter().any(|e| matches!(e, Event::Failed(_))),
+        "{early:?}"
+    );
+    // The peer gets the grace period to reach us with a check first.
+    assert_eq!(a.poll_timeout(), Some(Instant::from_secs(10)));
+    a.handle_timeout(Instant::from_secs(10));
     let events: Vec<Event> = core::iter::from_fn(|| a.poll_event()).collect();
     assert!(
         events.contains(&Event::Failed(FailureReason::NoCandidatePairs)),
