@@ -333,7 +333,7 @@ fn run_one(s: &Scenario, seed: u64, out: &mut Outcome) {
             .iter()
             .any(|h| sim.endpoint::<IceNode>(*h).pending_signaling())
     };
-    let deadline = Instant::from_secs(30);
+    let deadline = Instant::from_secs(60);
     loop {
         sim.run_until(deadline, |sim| {
             connected(sim) || failed(sim) || pending(sim)
@@ -348,7 +348,7 @@ fn run_one(s: &Scenario, seed: u64, out: &mut Outcome) {
         if !s.path {
             // Let both sides finish: each must end in a failure event.
             loop {
-                sim.run_until(Instant::from_secs(60), |sim| {
+                sim.run_until(Instant::from_secs(120), |sim| {
                     hosts
                         .iter()
                         .all(|h| sim.endpoint::<IceNode>(*h).failed.is_some())
