@@ -84,7 +84,7 @@ const MAX_GATHER: usize = 4;
 /// Queued outgoing datagrams at most.
 const OUT_QUEUE: usize = 8;
 /// Queued events at most.
-const EVENT_QUEUE: usize = 8;
+const EVENT_QUEUE: usize = 6;
 /// Consent transactions remembered (responses to older ones still count).
 const CONSENT_TXS: usize = 4;
 /// Largest STUN message the agent writes: a check with a 513-byte USERNAME,
@@ -322,6 +322,36 @@ impl fmt::Display for AgentError {
 
 impl core::error::Error for AgentError {}
 
+/// A remote candidate as the agent keeps it: what checks and pairing need,
+/// in 48 bytes instead of a full [`Candidate`]'s 108.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RemoteCandidate {
+    /// Its transport address.
+    pub address: SocketAddr,
+    /// Its priority (signalled, or from the PRIORITY of a check).
+    pub priority: u32,
+    /// Host, server-reflexive, peer-reflexive or relayed.
+    pub kind: CandidateKind,
+    /// 64-bit FNV-1a of the foundation string (only compared for equality).
+    foundation: u64,
+}
+
+impl From<&Candidate> for RemoteCandidate {
+    fn from(c: &Candidate) -> Self {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in c.foundation.as_str().bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        RemoteCandidate {
+            address: c.address,
+            priority: c.priority,
+            kind: c.kind,
+            foundation: h,
+        }
+    }
+}
+
 /// A local candidate and the local preference it was created with (for
 /// the PRIORITY of checks sent from it).
 #[derive(Clone, Copy, Debug)]
@@ -398,7 +428,7 @@ pub struct Agent<const L: usize, const R: usize, const P: usize> {
     remote_key: Option<IntegrityKey>,
 
     locals: Vec<Local, L>,
-    remotes: Vec<Candidate, R>,
+    remotes: Vec<RemoteCandidate, R>,
     pairs: Vec<Pair, P>,
     triggered_seq: u16,
     remote_ended: bool,
@@ -530,7 +560,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
     }
 
     /// The remote candidates (signalled and learned prflx).
-    pub fn remote_candidates(&self) -> &[Candidate] {
+    pub fn remote_candidates(&self) -> &[RemoteCandidate] {
         &self.remotes
     }
 
@@ -694,12 +724,14 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             if existing.kind == CandidateKind::PeerReflexive {
                 // RFC 8445 section 7.3.1.3: the signalled candidate replaces the
                 // learned one; pairs keep their state.
-                *existing = candidate;
+                *existing = RemoteCandidate::from(&candidate);
                 return Ok(());
             }
             return Err(AgentError::Duplicate);
         }
-        self.remotes.push(candidate).map_err(|_| AgentError::Full)?;
+        self.remotes
+            .push(RemoteCandidate::from(&candidate))
+            .map_err(|_| AgentError::Full)?;
         let ri = self.remotes.len() - 1;
         for li in 0..self.locals.len() {
             self.add_pair(li, ri);
@@ -717,7 +749,8 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
 
     /// ICE restart (RFC 8445 section 9) with new local credentials: remote
     /// credentials, candidates and pairs are forgotten, host candidates are
-    /// kept (and announced again), srflx gathering may be started again.
+    /// kept (signal [`Agent::local_candidates`] again with the new ufrag),
+    /// srflx gathering may be started again.
     pub fn restart(&mut self, local_ufrag: &str, local_pwd: &str) -> Result<(), AgentError> {
         if !is_valid_ufrag(local_ufrag) || !is_valid_pwd(local_pwd) {
             return Err(AgentError::BadCredentials);
@@ -743,10 +776,6 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.no_pair_deadline = None;
         self.out.clear();
         self.set_state(ConnectionState::Checking);
-        for i in 0..self.locals.len() {
-            let c = self.locals[i].candidate;
-            self.push_event(Event::LocalCandidate(c));
-        }
         Ok(())
     }
 
@@ -849,7 +878,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         }
         for p in &self.pairs {
             if p.state == PairState::InProgress {
-                at(p.tx.map(|tx| tx.deadline));
+                at(p.tx().map(|tx| tx.deadline));
             }
         }
         t
@@ -873,7 +902,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         &self.locals[usize::from(p.local)]
     }
 
-    fn remote(&self, p: &Pair) -> &Candidate {
+    fn remote(&self, p: &Pair) -> &RemoteCandidate {
         &self.remotes[usize::from(p.remote)]
     }
 
@@ -1062,20 +1091,20 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         let id = self.new_tid();
         let p = &mut self.pairs[i];
         p.state = PairState::InProgress;
-        p.tx = Some(Transaction {
+        p.set_tx(Some(Transaction {
             id,
             deadline: now + rto,
             rto,
             sent: 1,
             use_candidate,
             role: self.role,
-        });
+        }));
         self.send_check(i);
     }
 
     fn send_check(&mut self, i: usize) {
         let p = self.pairs[i];
-        let Some(tx) = p.tx else { return };
+        let Some(tx) = p.tx() else { return };
         let l = *self.local(&p);
         let priority = self.config.type_preferences.priority(
             CandidateKind::PeerReflexive,
@@ -1097,20 +1126,20 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
     fn check_timers(&mut self, now: Instant) {
         for i in 0..self.pairs.len() {
             let p = self.pairs[i];
-            let Some(mut tx) = p.tx else { continue };
+            let Some(mut tx) = p.tx() else { continue };
             if p.state != PairState::InProgress || tx.deadline > now {
                 continue;
             }
             if tx.sent >= self.config.max_check_transmissions {
                 self.pairs[i].state = PairState::Failed;
-                self.pairs[i].tx = None;
+                self.pairs[i].set_tx(None);
                 debug!("pair check timed out");
                 continue;
             }
             tx.sent += 1;
             tx.rto = (tx.rto + tx.rto).min(self.config.rto_max);
             tx.deadline = now + tx.rto;
-            self.pairs[i].tx = Some(tx);
+            self.pairs[i].set_tx(Some(tx));
             self.send_check(i);
         }
     }
@@ -1220,7 +1249,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.nominate_at = None;
         self.next_consent_at = None;
         for p in self.pairs.iter_mut() {
-            p.tx = None;
+            p.set_tx(None);
             p.triggered = false;
         }
         self.set_state(ConnectionState::Failed);
@@ -1351,15 +1380,12 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             Some(ri) => ri,
             None => {
                 // A peer-reflexive remote candidate.
-                let c = Candidate {
-                    foundation: crate::candidate::Foundation::from_u64(self.rng.next_u64()),
-                    component: ComponentId::RTP,
-                    transport: Transport::Udp,
-                    priority,
+                // Its foundation is "arbitrary and unique" (section 7.3.1.3).
+                let c = RemoteCandidate {
                     address: remote,
+                    priority,
                     kind: CandidateKind::PeerReflexive,
-                    related_address: None,
-                    tcp_type: None,
+                    foundation: self.rng.next_u64(),
                 };
                 if self.remotes.push(c).is_err() {
                     return;
@@ -1425,11 +1451,9 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             }
             return;
         }
-        let Some(i) = self
-            .pairs
-            .iter()
-            .position(|p| p.state == PairState::InProgress && p.tx.is_some_and(|tx| tx.id == tid))
-        else {
+        let Some(i) = self.pairs.iter().position(|p| {
+            p.state == PairState::InProgress && p.tx().is_some_and(|tx| tx.id == tid)
+        }) else {
             return;
         };
         // Responses must be authentic (section 7.2.5.2.3 via RFC 8489 9.1.4);
@@ -1437,17 +1461,17 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         if repr.verify_integrity(key).is_err() {
             return;
         }
-        let Some(tx) = self.pairs[i].tx else { return };
+        let Some(tx) = self.pairs[i].tx() else { return };
         let p = self.pairs[i];
         // Non-symmetric transport addresses fail the pair (section 7.2.5.2.1).
         if self.local(&p).base() != local || self.remote(&p).address != remote {
             self.pairs[i].state = PairState::Failed;
-            self.pairs[i].tx = None;
+            self.pairs[i].set_tx(None);
             return;
         }
         if repr.message_type.class == Class::ErrorResponse {
             let code = repr.error_code.map_or(0, |e| e.code);
-            self.pairs[i].tx = None;
+            self.pairs[i].set_tx(None);
             if code == ErrorCode::ROLE_CONFLICT {
                 // Section 7.2.5.1: switch role only if it is still the one
                 // the request claimed, then check the pair again.
@@ -1463,7 +1487,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         }
         // Success (section 7.2.5.3).
         self.pairs[i].state = PairState::Succeeded;
-        self.pairs[i].tx = None;
+        self.pairs[i].set_tx(None);
         self.pairs[i].valid = true;
         if let Some(mapped) = repr.xor_mapped_address {
             self.learn_local_prflx(local, mapped);

@@ -16,6 +16,10 @@ fn main() -> ! {
         report.passed,
         report.failed
     );
+    hprintln!(
+        "agent RAM: Agent<8, 8, 64> = {} bytes",
+        core::mem::size_of::<scream_ice_core::agent::Agent<8, 8, 64>>()
+    );
     if let Some(name) = report.first_failure {
         hprintln!("first failure: {}", name);
     }
