@@ -48,6 +48,7 @@ pub fn run() -> Report {
     crate::url::conformance(&mut report);
     crate::policy::conformance(&mut report);
     crate::rollout::conformance(&mut report);
+    crate::agent::conformance(&mut report);
     report
 }
 

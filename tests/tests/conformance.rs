@@ -1,5 +1,5 @@
 //! The host runs the very conformance tables that the firmware runner runs
-//! on an emulated Cortex-M0, so "same decision on MCU and host" is tested.
+//! built for thumbv6m under qemu, so "same decision on MCU and host" is tested.
 
 #[test]
 fn host_passes_the_shared_conformance_tables() {

@@ -52,6 +52,8 @@
 //! peer's own checks, and a controlling full agent nominates as usual.
 
 mod checklist;
+#[cfg(feature = "conformance")]
+mod conformance;
 mod drbg;
 #[cfg(test)]
 mod tests;
@@ -73,6 +75,8 @@ use crate::stun::{
 };
 use crate::time::{Duration, Instant};
 use checklist::{Pair, PairState, Transaction};
+#[cfg(feature = "conformance")]
+pub(crate) use conformance::conformance;
 use drbg::Drbg;
 
 /// Longest ufrag and password (RFC 8839 section 5.4 allows 256 characters).

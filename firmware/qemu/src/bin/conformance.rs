@@ -1,4 +1,5 @@
-//! The core's conformance tables on a Cortex-M0: prints
+//! The core's conformance tables built for thumbv6m (the RP2040's ARMv6-M)
+//! and run under qemu: prints
 //! `conformance: N passed, N failed` over semihosting and exits with
 //! QEMU's status 0 only when every case passed.
 #![no_std]

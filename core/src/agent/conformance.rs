@@ -1,0 +1,123 @@
+//! The agent in the conformance tables: two agents on an ideal in-memory
+//! LAN (1 ms one way) must select the same pair at the same virtual instant
+//! on every platform. Small capacities keep it cheap on a microcontroller.
+
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use heapless::Deque;
+
+use super::{Agent, AgentConfig, MAX_TRANSMIT_LEN, Role};
+use crate::conformance::Report;
+use crate::time::{Duration, Instant};
+
+type Small = Agent<2, 2, 4>;
+
+struct InFlight {
+    at: Instant,
+    from: SocketAddr,
+    to: SocketAddr,
+    len: usize,
+    bytes: [u8; MAX_TRANSMIT_LEN],
+}
+
+fn lan_config() -> AgentConfig {
+    AgentConfig {
+        ta: Duration::from_millis(5),
+        rto_min: Duration::from_millis(100),
+        nominate_host_on_first_success: true,
+        ..AgentConfig::default()
+    }
+}
+
+pub(crate) fn conformance(report: &mut Report) {
+    let a_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10)), 5000);
+    let b_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20)), 6000);
+    let (Ok(mut a), Ok(mut b)) = (
+        Small::new(
+            lan_config(),
+            Role::Controlling,
+            "aaaa",
+            "apasswordof22chars+abcd",
+            [1; 32],
+        ),
+        Small::new(
+            lan_config(),
+            Role::Controlled,
+            "bbbb",
+            "bpasswordof22chars+abcd",
+            [2; 32],
+        ),
+    ) else {
+        report.check("agent: create", false);
+        return;
+    };
+    let setup = a.add_host_candidate(a_addr, 65535).is_ok()
+        && b.add_host_candidate(b_addr, 65535).is_ok()
+        && a.set_remote_credentials("bbbb", "bpasswordof22chars+abcd")
+            .is_ok()
+        && b.set_remote_credentials("aaaa", "apasswordof22chars+abcd")
+            .is_ok();
+    let ca = a.local_candidates().next().copied();
+    let cb = b.local_candidates().next().copied();
+    let exchanged = match (ca, cb) {
+        (Some(ca), Some(cb)) => {
+            b.add_remote_candidate(ca).is_ok() && a.add_remote_candidate(cb).is_ok()
+        }
+        _ => false,
+    };
+    report.check("agent: setup", setup && exchanged);
+    a.start_gathering(Instant::ZERO);
+    b.start_gathering(Instant::ZERO);
+
+    let delay = Duration::from_millis(1);
+    let mut wire: Deque<InFlight, 4> = Deque::new();
+    let mut now = Instant::ZERO;
+    let mut connected_at = None;
+    for _ in 0..1_000 {
+        for agent in [&mut a, &mut b] {
+            while let Some(t) = agent.poll_transmit() {
+                let mut bytes = [0u8; MAX_TRANSMIT_LEN];
+                bytes[..t.bytes.len()].copy_from_slice(t.bytes);
+                let _ = wire.push_back(InFlight {
+                    at: now + delay,
+                    from: t.from,
+                    to: t.to,
+                    len: t.bytes.len(),
+                    bytes,
+                });
+            }
+            while agent.poll_event().is_some() {}
+        }
+        if a.selected_pair().is_some() && b.selected_pair().is_some() {
+            connected_at = Some(now);
+            break;
+        }
+        let next = [
+            wire.front().map(|w| w.at),
+            a.poll_timeout(),
+            b.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(next) = next else { break };
+        now = now.max(next);
+        if let Some(w) = wire.pop_front_if(|w| w.at <= now) {
+            let target = if w.to == a_addr { &mut a } else { &mut b };
+            target.handle_receive(now, w.to, w.from, &w.bytes[..w.len]);
+        }
+        for agent in [&mut a, &mut b] {
+            if agent.poll_timeout().is_some_and(|t| t <= now) {
+                agent.handle_timeout(now);
+            }
+        }
+    }
+    report.check(
+        "agent: LAN peers connect in two round trips (4 ms)",
+        connected_at == Some(Instant::from_millis(4)),
+    );
+    report.check(
+        "agent: both select the same path",
+        a.selected_pair() == Some((a_addr, b_addr)) && b.selected_pair() == Some((b_addr, a_addr)),
+    );
+}
