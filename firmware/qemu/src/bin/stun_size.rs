@@ -21,21 +21,20 @@ fn main() -> ! {
     let key = IntegrityKey::short_term(&password);
     let mut out = [0u8; 128];
     let mut answered = 0usize;
-    if let Ok(msg) = Message::new_checked(&request[..]) {
-        if let Ok(repr) = Repr::parse(&msg) {
-            if repr.verify_fingerprint().is_ok() && repr.verify_integrity(&key).is_ok() {
-                let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20)), 5000);
-                let mut b = MessageBuilder::new(
-                    &mut out,
-                    MessageType::BINDING_SUCCESS,
-                    repr.transaction_id,
-                );
-                b.add(&Attribute::XorMappedAddress(black_box(from)))
-                    .add_message_integrity(&key)
-                    .add_fingerprint();
-                answered = b.finish().unwrap_or(0);
-            }
-        }
+    let repr = Message::new_checked(&request[..])
+        .ok()
+        .and_then(|msg| Repr::parse(&msg).ok());
+    if let Some(repr) = repr
+        && repr.verify_fingerprint().is_ok()
+        && repr.verify_integrity(&key).is_ok()
+    {
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20)), 5000);
+        let mut b =
+            MessageBuilder::new(&mut out, MessageType::BINDING_SUCCESS, repr.transaction_id);
+        b.add(&Attribute::XorMappedAddress(black_box(from)))
+            .add_message_integrity(&key)
+            .add_fingerprint();
+        answered = b.finish().unwrap_or(0);
     }
     black_box((answered, out));
     debug::exit(debug::EXIT_SUCCESS);
