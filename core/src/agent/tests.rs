@@ -55,6 +55,9 @@ struct Pair2 {
     events_a: Vec<Event>,
     events_b: Vec<Event>,
     up: bool,
+    /// Emulate a lite `b` (RFC 8445 section 2.5): it answers checks but
+    /// never sends its own requests.
+    b_lite: bool,
 }
 
 impl Pair2 {
@@ -68,16 +71,18 @@ impl Pair2 {
             events_a: Vec::new(),
             events_b: Vec::new(),
             up: true,
+            b_lite: false,
         }
     }
 
     fn drain(&mut self) {
-        for (agent, events) in [
-            (&mut self.a, &mut self.events_a),
-            (&mut self.b, &mut self.events_b),
+        for (is_b, agent, events) in [
+            (false, &mut self.a, &mut self.events_a),
+            (true, &mut self.b, &mut self.events_b),
         ] {
             while let Some(t) = agent.poll_transmit() {
-                if self.up {
+                let request = t.bytes.get(..2) == Some(&[0x00, 0x01]);
+                if self.up && !(is_b && self.b_lite && request) {
                     self.wire.push(Wire {
                         from: t.from,
                         to: t.to,
@@ -198,6 +203,26 @@ fn two_agents_on_a_lan_connect_within_three_round_trips() {
         net.events_b
             .iter()
             .any(|e| matches!(e, Event::Selected { .. }))
+    );
+}
+
+#[test]
+fn a_lite_peer_that_never_checks_is_still_nominated() {
+    let mut a = agent(Role::Controlling, "aaaa", 30);
+    let mut b = agent(Role::Controlled, "bbbb", 31);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
+        .unwrap();
+    let mut net = Pair2::new(a, b);
+    net.b_lite = true;
+    net.connect();
+    // Only the full agent's view matters: a lite peer selects what it is
+    // told; here the full agent must check, nominate and select on its own.
+    assert!(net.run_until(Instant::from_secs(10), |n| n.a.selected_pair().is_some()));
+    assert_eq!(
+        net.a.selected_pair(),
+        Some((addr("192.168.1.10:5000"), addr("192.168.1.20:6000")))
     );
 }
 
