@@ -47,8 +47,9 @@
 //! - ERROR-CODE: 300..=699 on both sides; only in error responses here.
 //! - Passwords: short-term ones are ICE `ice-pwd` values (RFC 8839: 22 to 256
 //!   ice-chars; 22..=64 here). stun-rs runs OpaqueString enforcement on every
-//!   password (RFC 8489 section 9.2.2 asks that of long-term ones only); for
-//!   ice-chars that is the identity. Long-term passwords are 1..=64
+//!   password, as RFC 8489 sections 9.1.1 and 9.2.2 ask; our
+//!   [`IntegrityKey`] leaves that to its caller. For ice-chars it is the
+//!   identity. Long-term passwords are 1..=64
 //!   NFC-stable printable characters, already OpaqueString-prepared, which
 //!   is what [`IntegrityKey::long_term_md5`] expects from its caller.
 //! - Padding: both sides pad with zeros, so the messages the two encoders
@@ -56,11 +57,12 @@
 //! - Addresses: IPv6 `SocketAddr`s have flowinfo and scope id 0 (neither is
 //!   on the wire).
 //!
-//! Other differences noticed while reading stun-rs (not exercised here):
-//! its MESSAGE-INTEGRITY check compares MACs with `==` (not constant time);
-//! validation only checks the integrity attributes that are present, so a
-//! message *without* MESSAGE-INTEGRITY passes a decoder that holds a key
-//! (the tests therefore check that both attributes were reported).
+//! Other differences noticed while reading stun-rs: its MESSAGE-INTEGRITY
+//! check compares MACs with `==` (not constant time); validation only checks
+//! the integrity attributes that are present, so a message *without*
+//! MESSAGE-INTEGRITY passes a decoder that holds a key (the tests therefore
+//! check that the integrity attributes were reported, and
+//! `stun_rs_quirks_are_as_documented` pins this and the string quirks).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
