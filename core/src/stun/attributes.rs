@@ -111,12 +111,19 @@ pub struct RawAttribute<'a> {
     pub offset: usize,
 }
 
-/// Longest USERNAME value in bytes (RFC 8489 section 14.3: "less than 513 bytes"
-/// read inclusively, as deployed stacks do).
+/// Longest USERNAME value in bytes, sent or received.
+///
+/// RFC 5389 allowed "less than 513 bytes" and RFC 8489 section 14.3 sends
+/// "fewer than 509", but ICE's USERNAME is `ufrag:ufrag` and RFC 8839 allows
+/// 256-character ufrags, which makes 513. Real deployments broke on short
+/// ufrag buffers, so this codec takes and writes up to 513 bytes.
 pub const MAX_USERNAME_LEN: usize = 513;
-/// Longest REALM, NONCE, SOFTWARE, ALTERNATE-DOMAIN and error reason in bytes
-/// (RFC 8489: under 128 characters, up to 763 bytes).
+/// Longest REALM, NONCE, SOFTWARE, ALTERNATE-DOMAIN and error reason
+/// accepted in bytes (RFC 8489: "as long as 763 bytes when decoding").
 pub const MAX_TEXT_LEN: usize = 763;
+/// REALM, NONCE, SOFTWARE and error reasons are sent with fewer than this
+/// many characters (RFC 8489 sections 14.8, 14.9, 14.10, 14.14).
+pub const MAX_TEXT_CHARS: usize = 128;
 
 /// ERROR-CODE (RFC 8489 section 14.8): a code 300..=699 and a reason phrase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -501,15 +508,17 @@ impl<'a> Attribute<'a> {
         let t = self.typ();
         match self {
             Attribute::Username(s) if s.len() > MAX_USERNAME_LEN => Err(AttributeError::TooLong(t)),
-            Attribute::Realm(s)
-            | Attribute::Nonce(s)
-            | Attribute::Software(s)
-            | Attribute::AlternateDomain(s)
-                if s.len() > MAX_TEXT_LEN =>
+            Attribute::Realm(s) | Attribute::Nonce(s) | Attribute::Software(s)
+                if s.len() > MAX_TEXT_LEN || s.chars().count() >= MAX_TEXT_CHARS =>
             {
                 Err(AttributeError::TooLong(t))
             }
-            Attribute::ErrorCode(e) if e.reason.len() > MAX_TEXT_LEN => {
+            Attribute::AlternateDomain(s) if s.len() > MAX_TEXT_LEN => {
+                Err(AttributeError::TooLong(t))
+            }
+            Attribute::ErrorCode(e)
+                if e.reason.len() > MAX_TEXT_LEN || e.reason.chars().count() >= MAX_TEXT_CHARS =>
+            {
                 Err(AttributeError::TooLong(t))
             }
             Attribute::ErrorCode(e) if !(300..=699).contains(&e.code) => {

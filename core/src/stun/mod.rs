@@ -33,8 +33,8 @@ mod tests;
 pub(crate) mod vectors;
 
 pub use attributes::{
-    Attribute, AttributeType, ErrorCode, MAX_TEXT_LEN, MAX_USERNAME_LEN, PasswordAlgorithm,
-    PasswordAlgorithms, RawAttribute, UnknownAttributes,
+    Attribute, AttributeType, ErrorCode, MAX_TEXT_CHARS, MAX_TEXT_LEN, MAX_USERNAME_LEN,
+    PasswordAlgorithm, PasswordAlgorithms, RawAttribute, UnknownAttributes,
 };
 pub use builder::{EncodeError, MAX_MESSAGE_LEN, MessageBuilder};
 pub use integrity::{
