@@ -51,6 +51,8 @@
 //! Tolerant of a lite peer (RFC 8445 section 2.5): nothing here waits for the
 //! peer's own checks, and a controlling full agent nominates as usual.
 
+#[cfg(test)]
+mod captured;
 mod checklist;
 #[cfg(feature = "conformance")]
 mod conformance;
