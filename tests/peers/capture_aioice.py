@@ -22,9 +22,11 @@ happens quickly (it changes timing only, not the bytes).
 
 Scenario 2 ("probe", optional, ``--probe-tid HEX``): a controlled aioice
 Connection with fixed credentials answers one Binding request built with
-aioice's own STUN codec but carrying a transaction id we choose (the id our
-Rust agent draws for its first check from a fixed seed), so the Rust test can
-feed aioice's real, signed response back to our agent with matching ids.
+aioice's own STUN codec but carrying a transaction id and tie-breaker we
+choose (``--probe-tie-breaker HEX``): those our Rust agent draws from the
+seed [0x5c; 32] for its first check. The Rust test then checks that our
+agent's first check is byte for byte aioice's request, and feeds aioice's
+real, signed response back to our agent with matching ids.
 
 Patches (documented in /work/shared/PEERS.md): aioice skips 127.0.0.1 when
 listing host addresses, so ``aioice.ice.get_host_addresses`` is replaced to
@@ -35,8 +37,9 @@ How to run
     python3 -m venv /tmp/aioice-venv
     /tmp/aioice-venv/bin/pip install aioice          # 0.13.0 when captured
     /tmp/aioice-venv/bin/python tests/peers/capture_aioice.py > capture.json
-    /tmp/aioice-venv/bin/python tests/peers/capture_aioice.py --rust \
-        --probe-tid 00112233445566778899aabb > captured.rs.txt
+    /tmp/aioice-venv/bin/python tests/peers/capture_aioice.py --probe-only \
+        --probe-tid d6ae16f361c15582f1af1180 --probe-tie-breaker 97e70523fd4a3588
+    (add --rust to print Rust consts instead of JSON)
 
 Ports and random credentials/tie-breakers differ per run; the Rust tests
 take every value from the capture itself.
@@ -157,7 +160,7 @@ async def normal():
     return out
 
 
-async def probe(tid_hex):
+async def probe(tid_hex, tie_breaker):
     """A controlled aioice agent answers one request with our chosen tid."""
     b = Connection(
         ice_controlling=False,
@@ -181,7 +184,7 @@ async def probe(tid_hex):
     )
     req.attributes["USERNAME"] = "aioi:rust"
     req.attributes["PRIORITY"] = 1862270975
-    req.attributes["ICE-CONTROLLING"] = 0x0123456789ABCDEF
+    req.attributes["ICE-CONTROLLING"] = tie_breaker
     req.add_message_integrity(b"aioicepassword22charsXY")
     request = bytes(req)
 
@@ -222,11 +225,18 @@ def rust_bytes(hexstr):
 async def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--probe-tid", help="12-byte transaction id (hex) for scenario 2")
+    ap.add_argument(
+        "--probe-tie-breaker",
+        default="0123456789abcdef",
+        help="ICE-CONTROLLING tie-breaker (hex) of the probe request",
+    )
+    ap.add_argument("--probe-only", action="store_true", help="skip scenario 1")
     ap.add_argument("--rust", action="store_true", help="print Rust consts, not JSON")
     args = ap.parse_args()
-    result = {"aioice_version": version("aioice"), "messages": await normal()}
+    result = {"aioice_version": version("aioice")}
+    result["messages"] = [] if args.probe_only else await normal()
     if args.probe_tid:
-        result["probe"] = await probe(args.probe_tid)
+        result["probe"] = await probe(args.probe_tid, int(args.probe_tie_breaker, 16))
     if not args.rust:
         json.dump(result, sys.stdout, indent=1)
         print()
@@ -237,8 +247,10 @@ async def main():
         print(f"pub const MSG_{i}: &[u8] = {rust_bytes(m['hex'])};\n")
     if "probe" in result:
         p = result["probe"]
+        print(f"// probe request {p['request_src']} -> {p['response_src']}")
+        print(f"pub const PROBE_REQUEST: &[u8] = {rust_bytes(p['request_hex'])};")
         print(f"// probe response {p['response_src']} -> {p['request_src']}")
-        print(f"pub const PROBE: &[u8] = {rust_bytes(p['hex'])};")
+        print(f"pub const PROBE_RESPONSE: &[u8] = {rust_bytes(p['hex'])};")
 
 
 if __name__ == "__main__":

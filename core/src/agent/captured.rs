@@ -18,12 +18,14 @@
 //!   controlling: every connectivity check of A carries USE-CANDIDATE (the
 //!   only exception is a peer marked `remote_is_lite`); A's requests without
 //!   USE-CANDIDATE are its consent checks. Neither side sends SOFTWARE.
-//! - **aioice probe** (same script, `--probe-tid d6ae16f361c15582f1af1180`):
-//!   a controlled aioice `Connection` with fixed credentials answered one
-//!   request built with aioice's codec and carrying the transaction id our
-//!   agent draws for its first check from the seed `[0x5c; 32]`. That is the
-//!   only way a captured response can be fed back to our agent: a response's
-//!   MESSAGE-INTEGRITY covers the transaction id, so it cannot be re-targeted.
+//! - **aioice probe** (same script, `--probe-only --probe-tid
+//!   d6ae16f361c15582f1af1180 --probe-tie-breaker 97e70523fd4a3588`): a
+//!   controlled aioice `Connection` with fixed credentials answered one
+//!   request built with aioice's codec and carrying the transaction id and
+//!   tie-breaker our agent draws for its first check from the seed
+//!   `[0x5c; 32]`. That is the only way a captured response can be fed back
+//!   to our agent: a response's MESSAGE-INTEGRITY covers the transaction id,
+//!   so it cannot be re-targeted.
 //! - **Chromium 156.0.8078.108** (Debian bookworm, headless), captured with
 //!   `tests/peers/capture_chromium.py`: a page's RTCPeerConnection (one data
 //!   channel, the offerer, so controlling) given an answer with our
@@ -144,28 +146,29 @@ const AIOICE_CONTROLLED_CONSENT: [u8; 88] = [
 /// Probe: the request the capture script sent to a controlled aioice agent
 /// (ufrag "aioi", password "aioicepassword22charsXY") from
 /// [`PROBE_LOCAL`], built with aioice's codec: USERNAME "aioi:rust",
-/// PRIORITY 1862270975, ICE-CONTROLLING 0x0123456789abcdef,
-/// MESSAGE-INTEGRITY, FINGERPRINT, transaction id d6ae16f361c15582f1af1180.
+/// PRIORITY 1862270975, ICE-CONTROLLING 0x97e70523fd4a3588 (our agent's
+/// tie-breaker for [`PROBE_SEED`]), MESSAGE-INTEGRITY, FINGERPRINT,
+/// transaction id d6ae16f361c15582f1af1180 (88 bytes).
 const AIOICE_PROBE_REQUEST: [u8; 88] = [
     0x00, 0x01, 0x00, 0x44, 0x21, 0x12, 0xa4, 0x42, 0xd6, 0xae, 0x16, 0xf3, 0x61, 0xc1, 0x55, 0x82,
     0xf1, 0xaf, 0x11, 0x80, 0x00, 0x06, 0x00, 0x09, 0x61, 0x69, 0x6f, 0x69, 0x3a, 0x72, 0x75, 0x73,
     0x74, 0x00, 0x00, 0x00, 0x00, 0x24, 0x00, 0x04, 0x6e, 0xff, 0xff, 0xff, 0x80, 0x2a, 0x00, 0x08,
-    0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x00, 0x08, 0x00, 0x14, 0x33, 0xf8, 0xc0, 0x39,
-    0x77, 0x5e, 0xa0, 0x4a, 0x90, 0x2c, 0x1d, 0x0f, 0x06, 0x88, 0xdf, 0x58, 0x0a, 0x78, 0x5a, 0x7c,
-    0x80, 0x28, 0x00, 0x04, 0xb2, 0x9c, 0xb3, 0x97,
+    0x97, 0xe7, 0x05, 0x23, 0xfd, 0x4a, 0x35, 0x88, 0x00, 0x08, 0x00, 0x14, 0x00, 0x76, 0xbf, 0x25,
+    0x9e, 0xbd, 0xb5, 0x9d, 0x5a, 0x14, 0x9c, 0xd5, 0x5a, 0xa4, 0x15, 0x60, 0x87, 0x4f, 0x11, 0x46,
+    0x80, 0x28, 0x00, 0x04, 0x81, 0x66, 0x1e, 0x1f,
 ];
 
 /// Probe: aioice's answer, [`PROBE_AIOICE`] -> [`PROBE_LOCAL`]:
 /// XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY, FINGERPRINT (64 bytes).
 const AIOICE_PROBE_RESPONSE: [u8; 64] = [
     0x01, 0x01, 0x00, 0x2c, 0x21, 0x12, 0xa4, 0x42, 0xd6, 0xae, 0x16, 0xf3, 0x61, 0xc1, 0x55, 0x82,
-    0xf1, 0xaf, 0x11, 0x80, 0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0xef, 0x4b, 0x5e, 0x12, 0xa4, 0x43,
-    0x00, 0x08, 0x00, 0x14, 0x00, 0x95, 0x1a, 0x6e, 0x2e, 0x91, 0x96, 0x03, 0x60, 0xa2, 0xd4, 0xdb,
-    0x2b, 0xd4, 0x93, 0x41, 0xb1, 0x5d, 0x73, 0x6d, 0x80, 0x28, 0x00, 0x04, 0x8e, 0x4b, 0x6c, 0xcf,
+    0xf1, 0xaf, 0x11, 0x80, 0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0xb2, 0x40, 0x5e, 0x12, 0xa4, 0x43,
+    0x00, 0x08, 0x00, 0x14, 0x00, 0x4b, 0xd6, 0xe9, 0x02, 0x96, 0x11, 0x7b, 0xdc, 0xee, 0x5d, 0x10,
+    0xa9, 0x7e, 0x98, 0x2c, 0xbf, 0xde, 0x5a, 0xab, 0x80, 0x28, 0x00, 0x04, 0xb6, 0x2c, 0x32, 0x84,
 ];
 
-const PROBE_LOCAL: SocketAddr = lo(52825);
-const PROBE_AIOICE: SocketAddr = lo(54441);
+const PROBE_LOCAL: SocketAddr = lo(37714);
+const PROBE_AIOICE: SocketAddr = lo(59771);
 const PROBE_SEED: [u8; 32] = [0x5c; 32];
 
 /// Chromium's first check, Chromium -> script, transaction id
@@ -774,17 +777,25 @@ fn aioices_real_answer_to_our_first_check_makes_the_pair_valid() {
     assert_eq!(
         ours.transaction_id, probe.transaction_id,
         "the agent's first transaction id for seed [0x5c; 32] changed (its RNG use \
-         changed): rerun tests/peers/capture_aioice.py --probe-tid <new id> and \
-         replace AIOICE_PROBE_REQUEST/RESPONSE"
+         changed): rerun tests/peers/capture_aioice.py --probe-only --probe-tid <id> \
+         --probe-tie-breaker <tie-breaker> and replace the PROBE consts"
     );
-    // aioice encodes the same USERNAME and PRIORITY we do.
-    assert_eq!(ours.username, probe.username);
-    assert_eq!(ours.priority, probe.priority);
-    assert!(ours.ice_controlling.is_some() && !ours.use_candidate);
+    // Same transaction id and tie-breaker: aioice's encoder wrote exactly
+    // the bytes of our first check.
+    assert_eq!(
+        out[0].2, AIOICE_PROBE_REQUEST,
+        "byte for byte aioice's request"
+    );
+    assert_eq!(ours.ice_controlling, Some(a.tie_breaker()));
+    assert!(!ours.use_candidate);
     assert!(a.handle_receive(now, PROBE_LOCAL, PROBE_AIOICE, &AIOICE_PROBE_RESPONSE));
     // Valid: with nothing better pending, the agent nominates it at once.
     let nomination = next_transmits(&mut a, &mut now);
     assert_eq!(nomination.len(), 1);
+    assert_eq!(
+        (nomination[0].0, nomination[0].1),
+        (PROBE_LOCAL, PROBE_AIOICE)
+    );
     let r = parse(&nomination[0].2);
     assert!(
         r.use_candidate,
@@ -798,4 +809,20 @@ fn aioices_real_answer_to_our_first_check_makes_the_pair_valid() {
         None,
         "selected only after the nomination succeeds"
     );
+}
+
+#[test]
+fn our_answer_is_byte_for_byte_the_one_aioice_sent() {
+    // With no SOFTWARE configured, our success response has the attributes
+    // aioice uses, in its order (XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY,
+    // FINGERPRINT): an independent encoder produced the same 64 bytes.
+    for (c, theirs) in [
+        (&REQUESTS[0], &AIOICE_SUCCESS_FROM_B[..]),
+        (&REQUESTS[1], &AIOICE_SUCCESS_FROM_A[..]),
+    ] {
+        let mut a = receiver(c, c.receiver_pwd);
+        assert!(a.handle_receive(Instant::ZERO, c.to, c.from, c.bytes));
+        let ours = transmits(&mut a);
+        assert_eq!(ours[0].2, theirs, "{}", c.name);
+    }
 }
