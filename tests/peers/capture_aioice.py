@@ -38,7 +38,7 @@ How to run
     /tmp/aioice-venv/bin/pip install aioice          # 0.13.0 when captured
     /tmp/aioice-venv/bin/python tests/peers/capture_aioice.py > capture.json
     /tmp/aioice-venv/bin/python tests/peers/capture_aioice.py --probe-only \
-        --probe-tid d6ae16f361c15582f1af1180 --probe-tie-breaker 97e70523fd4a3588
+        --probe-tid b4339f4f9316e283e092d19e --probe-tie-breaker cdacadd30e0d83f4
     (add --rust to print Rust consts instead of JSON)
 
 Ports and random credentials/tie-breakers differ per run; the Rust tests
