@@ -70,7 +70,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use scream_ice_core::stun::{
     Attribute, Class, EncodeError, ErrorCode, FingerprintError, IntegrityError, IntegrityKey,
-    Message, MessageBuilder, MessageType, Method, Repr, TransactionId,
+    IntegrityKeySha256, Message, MessageBuilder, MessageType, Method, Repr, TransactionId,
 };
 use stun_rs::attributes::ice::{IceControlled, IceControlling, Priority, UseCandidate};
 use stun_rs::attributes::stun::{
@@ -364,17 +364,17 @@ impl Case {
     }
 
     /// Encode with our builder: attributes, MESSAGE-INTEGRITY, FINGERPRINT.
-    fn encode_ours(&self, key: &IntegrityKey) -> Vec<u8> {
+    fn encode_ours(&self, key: &Keys) -> Vec<u8> {
         let mut buf = vec![0u8; 4096];
         let mut b = MessageBuilder::new(&mut buf, self.message_type(), TransactionId(self.tid));
         for a in &self.attrs {
             b.add(&a.to_core());
         }
         if self.integrity.sha1() {
-            b.add_message_integrity(key);
+            b.add_message_integrity(&key.sha1);
         }
         if self.integrity.sha256() {
-            b.add_message_integrity_sha256(key);
+            b.add_message_integrity_sha256(&key.sha256);
         }
         b.add_fingerprint();
         let n = b.finish().expect("our builder");
@@ -581,11 +581,11 @@ struct LongTerm {
 }
 
 impl LongTerm {
-    fn ours(&self, password: &str) -> IntegrityKey {
+    fn ours(&self, password: &str) -> Keys {
         let derive = if self.sha256_key {
-            IntegrityKey::long_term_sha256
+            Keys::long_term_sha256
         } else {
-            IntegrityKey::long_term_md5
+            Keys::long_term_md5
         };
         derive(
             self.username.as_bytes(),
@@ -651,7 +651,7 @@ fn long_term_case() -> impl Strategy<Value = (Case, LongTerm)> {
 // ---------------------------------------------------------------- checks
 
 /// Direction (a): ours writes, stun-rs reads and validates.
-fn check_ours_to_stun_rs(case: &Case, ours: &IntegrityKey, theirs: &HMACKey, wrong: &HMACKey) {
+fn check_ours_to_stun_rs(case: &Case, ours: &Keys, theirs: &HMACKey, wrong: &HMACKey) {
     let bytes = case.encode_ours(ours);
     let msg = decode_stun_rs(&bytes, theirs)
         .unwrap_or_else(|e| panic!("stun-rs rejected our message {bytes:02x?}: {e}"));
@@ -676,8 +676,49 @@ fn check_ours_to_stun_rs(case: &Case, ours: &IntegrityKey, theirs: &HMACKey, wro
     );
 }
 
+/// One credential keyed for both MESSAGE-INTEGRITY and
+/// MESSAGE-INTEGRITY-SHA256 (the core keeps them as two types, so an
+/// ICE-only speaker never links SHA-256).
+struct Keys {
+    sha1: IntegrityKey,
+    sha256: IntegrityKeySha256,
+}
+
+impl Keys {
+    fn short_term(password: &[u8]) -> Keys {
+        Keys {
+            sha1: IntegrityKey::short_term(password),
+            sha256: IntegrityKeySha256::short_term(password),
+        }
+    }
+
+    fn long_term_md5(username: &[u8], realm: &[u8], password: &[u8]) -> Keys {
+        Keys {
+            sha1: IntegrityKey::long_term_md5(username, realm, password),
+            sha256: IntegrityKeySha256::long_term_md5(username, realm, password),
+        }
+    }
+
+    fn long_term_sha256(username: &[u8], realm: &[u8], password: &[u8]) -> Keys {
+        Keys {
+            sha1: IntegrityKey::long_term_sha256(username, realm, password),
+            sha256: IntegrityKeySha256::long_term_sha256(username, realm, password),
+        }
+    }
+}
+
+/// The strongest integrity present: SHA-256 when there, else SHA-1 (RFC
+/// 8489 section 9.1.3 for a receiver that supports both).
+fn verify_any(repr: &Repr<'_>, keys: &Keys) -> Result<(), IntegrityError> {
+    if repr.has_integrity_sha256() {
+        repr.verify_integrity_sha256(&keys.sha256)
+    } else {
+        repr.verify_integrity(&keys.sha1)
+    }
+}
+
 /// Direction (b): stun-rs writes, ours reads and verifies.
-fn check_stun_rs_to_ours(case: &Case, theirs: &HMACKey, ours: &IntegrityKey, wrong: &IntegrityKey) {
+fn check_stun_rs_to_ours(case: &Case, theirs: &HMACKey, ours: &Keys, wrong: &Keys) {
     let bytes = case.encode_stun_rs(theirs);
     let (attrs, message_type, tid) = from_core(&bytes);
     assert_eq!(message_type, case.message_type());
@@ -690,33 +731,33 @@ fn check_stun_rs_to_ours(case: &Case, theirs: &HMACKey, ours: &IntegrityKey, wro
     let mismatch = Err(IntegrityError::Mismatch);
     let (sha1, sha256) = (case.integrity.sha1(), case.integrity.sha256());
     assert_eq!(
-        repr.verify_integrity(ours),
+        repr.verify_integrity(&ours.sha1),
         if sha1 { Ok(()) } else { missing }
     );
     assert_eq!(
-        repr.verify_integrity_sha256(ours),
+        repr.verify_integrity_sha256(&ours.sha256),
         if sha256 { Ok(()) } else { missing }
     );
-    assert_eq!(repr.verify_any_integrity(ours), Ok(()));
+    assert_eq!(verify_any(&repr, ours), Ok(()));
     assert_eq!(repr.verify_fingerprint(), Ok(()));
     assert_eq!(
-        repr.verify_integrity(wrong),
+        repr.verify_integrity(&wrong.sha1),
         if sha1 { mismatch } else { missing }
     );
     assert_eq!(
-        repr.verify_integrity_sha256(wrong),
+        repr.verify_integrity_sha256(&wrong.sha256),
         if sha256 { mismatch } else { missing }
     );
-    assert_eq!(repr.verify_any_integrity(wrong), mismatch);
+    assert_eq!(verify_any(&repr, wrong), mismatch);
 
     // A flipped bit in the transaction id breaks every check.
     let mut flipped = bytes.clone();
     flipped[9] ^= 0x01;
     let message = Message::new_checked(&flipped[..]).expect("header");
     let repr = Repr::parse(&message).expect("attributes");
-    assert_eq!(repr.verify_any_integrity(ours), mismatch);
+    assert_eq!(verify_any(&repr, ours), mismatch);
     if sha1 {
-        assert_eq!(repr.verify_integrity(ours), mismatch);
+        assert_eq!(repr.verify_integrity(&ours.sha1), mismatch);
     }
     assert_eq!(repr.verify_fingerprint(), Err(FingerprintError::Mismatch));
 
@@ -738,7 +779,7 @@ proptest! {
     /// (a) short-term: our messages, stun-rs validates and reads them.
     #[test]
     fn short_term_ours_to_stun_rs((case, password) in short_term_case()) {
-        let ours = IntegrityKey::short_term(password.as_bytes());
+        let ours = Keys::short_term(password.as_bytes());
         let theirs = HMACKey::new_short_term(&password).expect("stun-rs key");
         let wrong = HMACKey::new_short_term(wrong_password(&password)).expect("stun-rs key");
         check_ours_to_stun_rs(&case, &ours, &theirs, &wrong);
@@ -748,8 +789,8 @@ proptest! {
     #[test]
     fn short_term_stun_rs_to_ours((case, password) in short_term_case()) {
         let theirs = HMACKey::new_short_term(&password).expect("stun-rs key");
-        let ours = IntegrityKey::short_term(password.as_bytes());
-        let wrong = IntegrityKey::short_term(wrong_password(&password).as_bytes());
+        let ours = Keys::short_term(password.as_bytes());
+        let wrong = Keys::short_term(wrong_password(&password).as_bytes());
         check_stun_rs_to_ours(&case, &theirs, &ours, &wrong);
     }
 
@@ -795,8 +836,8 @@ fn long_term_md5_key_matches_rfc5769() {
             Attr::Realm(realm.to_owned()),
         ],
     };
-    let ours = IntegrityKey::long_term_md5(username.as_bytes(), realm.as_bytes(), b"TheMatrIX");
-    let wrong = IntegrityKey::long_term_md5(username.as_bytes(), realm.as_bytes(), b"TheMatrIx");
+    let ours = Keys::long_term_md5(username.as_bytes(), realm.as_bytes(), b"TheMatrIX");
+    let wrong = Keys::long_term_md5(username.as_bytes(), realm.as_bytes(), b"TheMatrIx");
     check_stun_rs_to_ours(&case, &theirs, &ours, &wrong);
     let wrong = HMACKey::new_long_term(
         username,
@@ -822,7 +863,7 @@ fn stun_rs_quirks_are_as_documented() {
     assert_eq!(Nonce::new(" abc ").expect("nonce").as_str(), "abc");
 
     // Our codec reads a non-ASCII NONCE that stun-rs will not decode.
-    let key = IntegrityKey::short_term(b"VOkJxbRl1RmTxUk/WvJxBt");
+    let key = Keys::short_term(b"VOkJxbRl1RmTxUk/WvJxBt");
     let rs_key = HMACKey::new_short_term("VOkJxbRl1RmTxUk/WvJxBt").expect("key");
     let case = Case {
         class: Class::Request,
