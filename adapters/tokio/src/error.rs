@@ -1,0 +1,159 @@
+//! One error enum per operation. Network input never produces an error
+//! here: a bad datagram is the agent's business (dropped or answered), a
+//! failed send is logged; these are the caller's mistakes and the machine's
+//! refusals.
+
+use std::io;
+use std::net::SocketAddr;
+
+use scream_ice_core::agent::AgentError;
+use scream_ice_core::candidate::CandidateAttributeError;
+
+use crate::host::PortRange;
+
+/// Listing the machine's interfaces failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoverError {
+    /// `getifaddrs` failed.
+    #[error("cannot list network interfaces: {0}")]
+    Io(#[source] io::Error),
+}
+
+/// Binding a host socket failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// The system refused the address.
+    #[error("cannot bind UDP {address}: {source}")]
+    Io {
+        /// The address asked for.
+        address: SocketAddr,
+        /// What the system said.
+        #[source]
+        source: io::Error,
+    },
+    /// Every port of the range is taken on this address.
+    #[error("no free UDP port in {range} on {}", address.ip())]
+    PortRangeExhausted {
+        /// The address asked for.
+        address: SocketAddr,
+        /// The range tried.
+        range: PortRange,
+    },
+}
+
+/// [`IceSession::start`](crate::IceSession::start) failed; nothing is left
+/// running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The system's random source failed (seed, ufrag, password).
+    #[error("system randomness unavailable: {0}")]
+    Random(getrandom::Error),
+    /// Interface discovery failed.
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    /// An explicit bind address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// No address passed the filter, or none could be bound.
+    #[error("no usable host address (check the interface filter and explicit addresses)")]
+    NoHostCandidates,
+    /// A configured STUN server URL does not parse.
+    #[error("bad STUN server URL {url:?}: {source}")]
+    StunUrl {
+        /// The URL as configured.
+        url: String,
+        /// What is wrong with it.
+        #[source]
+        source: scream_ice_core::url::Error,
+    },
+    /// A configured STUN server URL is not `stun:` (this adapter speaks
+    /// STUN over UDP only: no `stuns:`, no TURN).
+    #[error("unsupported STUN server URL {url:?}: only stun: (UDP) is supported")]
+    StunScheme {
+        /// The URL as configured.
+        url: String,
+    },
+    /// The agent refused the configuration (e.g. credentials).
+    #[error("agent refused the configuration: {0}")]
+    Agent(#[source] AgentError),
+}
+
+/// Setting the peer's ufrag and password failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteCredentialsError {
+    /// The session has ended.
+    #[error("the ICE session has ended")]
+    Closed,
+    /// Not 4..=256 / 22..=256 ice-chars (RFC 8839 section 5.4).
+    #[error("remote credentials rejected: {0}")]
+    Rejected(#[source] AgentError),
+}
+
+/// Adding a remote candidate failed; the session goes on without it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteCandidateError {
+    /// The session has ended.
+    #[error("the ICE session has ended")]
+    Closed,
+    /// The `candidate:` line does not parse.
+    #[error("bad candidate line: {0}")]
+    Parse(#[source] CandidateAttributeError),
+    /// The candidate names a host (e.g. an mDNS `.local` name) that did not
+    /// resolve; the candidate is skipped.
+    #[error("candidate host name {name:?} did not resolve")]
+    Unresolved {
+        /// The name.
+        name: String,
+    },
+    /// The agent refused it (TCP, duplicate, full, unusable address).
+    #[error("remote candidate rejected: {0}")]
+    Rejected(#[source] AgentError),
+}
+
+/// The session has ended (its driver task is gone).
+#[derive(Debug, thiserror::Error)]
+#[error("the ICE session has ended")]
+pub struct ClosedError;
+
+/// An ICE restart failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestartError {
+    /// The session has ended.
+    #[error("the ICE session has ended")]
+    Closed,
+    /// No randomness for new credentials.
+    #[error("system randomness unavailable: {0}")]
+    Random(getrandom::Error),
+    /// The agent refused the new credentials.
+    #[error("restart rejected: {0}")]
+    Rejected(#[source] AgentError),
+}
+
+/// Sending application data failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No pair is selected (not yet connected, failed, restarting, closed).
+    #[error("no selected candidate pair to send on")]
+    NotConnected,
+    /// The socket refused the datagram.
+    #[error("send to {to} failed: {source}")]
+    Io {
+        /// The peer's address.
+        to: SocketAddr,
+        /// What the system said.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The driver task ended abnormally while closing.
+#[derive(Debug, thiserror::Error)]
+#[error("the ICE session task panicked or was cancelled")]
+pub struct CloseError;
