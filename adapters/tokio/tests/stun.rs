@@ -93,10 +93,12 @@ impl Coturn {
                 return false;
             }
             let _ = s.send_to(&req, self.addr);
-            if let Ok((n, _)) = s.recv_from(&mut buf) {
-                if n >= 20 && buf[..2] == [0x01, 0x01] && buf[8..20] == req[8..20] {
-                    return true;
-                }
+            if let Ok((n, _)) = s.recv_from(&mut buf)
+                && n >= 20
+                && buf[..2] == [0x01, 0x01]
+                && buf[8..20] == req[8..20]
+            {
+                return true;
             }
         }
         false
