@@ -12,8 +12,14 @@ use common::{
     Node, both_connected, both_selected, exchange_credentials, exchange_datagrams, loopback_config,
     ms, pump,
 };
-use scream_ice_tokio::scream_ice_core::agent::{ConnectionState, GatheringState, Role};
-use scream_ice_tokio::{SendError, SessionEvent};
+use scream_ice_tokio::scream_ice_core::agent::{
+    ConnectionState, FailureReason, GatheringState, Role,
+};
+use scream_ice_tokio::scream_ice_core::net::Cidr;
+use scream_ice_tokio::scream_ice_core::time::Duration as CoreDuration;
+use scream_ice_tokio::{
+    HostAddresses, HostFilter, IceSession, PortRange, RemoteCandidateError, SendError, SessionEvent,
+};
 use tokio::time::Instant;
 
 /// Start a controlling and a controlled session, signal, connect.
@@ -134,4 +140,192 @@ async fn connect_time_over_20_pairs() {
         ms(times[19])
     );
     assert!(times[10] < Duration::from_millis(100), "{times:?}");
+}
+
+/// Both families at once: two host sockets per side (127.0.0.1 and ::1),
+/// so the driver serves several sockets and pairs form per family.
+#[tokio::test]
+async fn dual_stack_loopback_sessions_connect() {
+    let config = |role| {
+        let mut c = loopback_config(role);
+        c.hosts = HostAddresses::Explicit(vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "[::1]:0".parse().unwrap(),
+        ]);
+        c
+    };
+    let mut a = Node::start(config(Role::Controlling)).await;
+    let mut b = Node::start(config(Role::Controlled)).await;
+    assert_eq!(a.session.local_addresses().len(), 2);
+    exchange_credentials(&a, &b).await;
+    let t = Instant::now();
+    assert!(pump(&mut a, &mut b, t, Duration::from_secs(5), both_connected).await);
+    let (al, ar) = a.session.selected_pair().unwrap();
+    assert_eq!(al.is_ipv4(), ar.is_ipv4());
+    println!(
+        "dual stack: selected {al} -> {ar} after {:.2} ms",
+        ms(t.elapsed())
+    );
+    exchange_datagrams(&mut a, &mut b, 20).await;
+}
+
+/// Discovery (loopback only, through the filter) and a port range.
+#[tokio::test]
+async fn discovered_loopback_inside_a_port_range() {
+    let range = PortRange::new(42_000, 42_999).unwrap();
+    let config = |role| {
+        let mut c = loopback_config(role);
+        let mut f = HostFilter::new();
+        f.include_loopback = true;
+        f.allow_cidrs = vec![Cidr::parse("127.0.0.0/8").unwrap()];
+        c.hosts = HostAddresses::Discover(f.with_callback(|i| i.name == "lo"));
+        c.port_range = Some(range);
+        c
+    };
+    let mut a = Node::start(config(Role::Controlling)).await;
+    let mut b = Node::start(config(Role::Controlled)).await;
+    for n in [&a, &b] {
+        let addrs = n.session.local_addresses();
+        assert!(!addrs.is_empty());
+        for addr in addrs {
+            assert!(addr.ip().is_loopback(), "{addr}");
+            assert!((range.min..=range.max).contains(&addr.port()), "{addr}");
+        }
+    }
+    exchange_credentials(&a, &b).await;
+    let t = Instant::now();
+    assert!(pump(&mut a, &mut b, t, Duration::from_secs(5), both_connected).await);
+    exchange_datagrams(&mut a, &mut b, 10).await;
+}
+
+/// A candidate with a host name is resolved (here `localhost`); one that
+/// does not resolve is skipped with an error and the session goes on.
+#[tokio::test]
+async fn candidate_host_names_are_resolved_or_skipped() {
+    let mut ca = loopback_config(Role::Controlling);
+    ca.dns_timeout = Duration::from_millis(500);
+    let (a, mut a_events) = IceSession::start(ca).await.unwrap();
+    let (b, mut b_events) = IceSession::start(loopback_config(Role::Controlled))
+        .await
+        .unwrap();
+    let bad = a
+        .add_remote_candidate_line(
+            "candidate:1 1 udp 2130706431 scream-ice-test.invalid 9 typ host",
+        )
+        .await;
+    assert!(
+        matches!(bad, Err(RemoteCandidateError::Unresolved { ref name }) if name == "scream-ice-test.invalid"),
+        "{bad:?}"
+    );
+    let (ua, ub) = (a.local_credentials().clone(), b.local_credentials().clone());
+    a.set_remote_credentials(&ub.ufrag, &ub.pwd).await.unwrap();
+    b.set_remote_credentials(&ua.ufrag, &ua.pwd).await.unwrap();
+    let b_port = b.local_addresses()[0].port();
+    a.add_remote_candidate_line(&format!(
+        "candidate:1 1 udp 2130706431 localhost {b_port} typ host"
+    ))
+    .await
+    .expect("localhost resolves");
+    let a_addr = a.local_addresses()[0];
+    b.add_remote_candidate_line(&format!(
+        "a=candidate:1 1 UDP 2130706431 {} {} typ host",
+        a_addr.ip(),
+        a_addr.port()
+    ))
+    .await
+    .unwrap();
+    let mut selected = (false, false);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while selected != (true, true) {
+            tokio::select! {
+                Some(e) = a_events.recv() => if matches!(e, SessionEvent::Selected { .. }) { selected.0 = true },
+                Some(e) = b_events.recv() => if matches!(e, SessionEvent::Selected { .. }) { selected.1 = true },
+            }
+        }
+    })
+    .await
+    .expect("connected through the resolved candidate");
+    assert_eq!(a.selected_pair().unwrap().1, b.local_addresses()[0]);
+}
+
+/// CPU time of this thread (the current-thread runtime runs both drivers
+/// here), from /proc.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm field: state is field 3, utime 14 and stime 15.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Consent freshness runs through the driver's timers: a connected pair
+/// stays connected (and idle: no busy loop), and when the peer goes away the
+/// pair fails with ConsentLost and sending stops.
+#[tokio::test]
+async fn consent_keeps_the_pair_and_its_loss_fails_it() {
+    let config = |role| {
+        let mut c = loopback_config(role);
+        c.agent.consent_interval = CoreDuration::from_millis(100);
+        c.agent.disconnected_after = CoreDuration::from_millis(600);
+        c.agent.consent_timeout = CoreDuration::from_millis(1_200);
+        c
+    };
+    let mut a = Node::start(config(Role::Controlling)).await;
+    let mut b = Node::start(config(Role::Controlled)).await;
+    exchange_credentials(&a, &b).await;
+    let t = Instant::now();
+    assert!(pump(&mut a, &mut b, t, Duration::from_secs(5), both_connected).await);
+
+    // 1.5 s with consent checks every ~100 ms: still connected, no busy loop.
+    let cpu0 = thread_cpu();
+    let idle = Instant::now();
+    assert!(
+        !pump(
+            &mut a,
+            &mut b,
+            idle,
+            Duration::from_millis(1_500),
+            |_, _| false
+        )
+        .await
+    );
+    if let (Some(c0), Some(c1)) = (cpu0, thread_cpu()) {
+        let used = c1.saturating_sub(c0);
+        println!("idle connected pair: {:.0} ms CPU in 1.5 s", ms(used));
+        assert!(used < Duration::from_millis(500), "busy loop? {used:?} CPU");
+    }
+    for n in [&a, &b] {
+        assert!(
+            !n.log.iter().any(|(_, e)| matches!(
+                e,
+                SessionEvent::Connection(ConnectionState::Disconnected) | SessionEvent::Failed(_)
+            )),
+            "{:?}",
+            n.log
+        );
+    }
+    exchange_datagrams(&mut a, &mut b, 5).await;
+
+    // The peer goes away: Disconnected, then Failed(ConsentLost).
+    b.session.close().await.unwrap();
+    let gone = Instant::now();
+    let mut seen = Vec::new();
+    let failed_at = loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), a.events.recv())
+            .await
+            .expect("consent loss within 5 s")
+            .unwrap();
+        seen.push(e);
+        if let SessionEvent::Failed(r) = e {
+            assert_eq!(r, FailureReason::ConsentLost);
+            break gone.elapsed();
+        }
+    };
+    assert!(seen.contains(&SessionEvent::Connection(ConnectionState::Disconnected)));
+    println!("consent lost {:.0} ms after the peer closed", ms(failed_at));
+    assert!(matches!(
+        a.session.send(b"anyone?").await,
+        Err(SendError::NotConnected)
+    ));
 }
