@@ -145,6 +145,9 @@ impl SessionConfig {
         c.local_network_priority = policy.local_network_priority;
         c.local_subnets = policy.network_detection.local_subnets.to_vec();
         c.offer = Some(*decision);
+        if decision.gathers_relay() {
+            warn!("the policy selected TURN servers; this adapter does not allocate relays yet");
+        }
         c
     }
 }
