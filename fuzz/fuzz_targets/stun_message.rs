@@ -4,7 +4,9 @@
 //! values.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use scream_ice_core::stun::{Attribute, IntegrityKey, Message, MessageBuilder, Repr, message_len};
+use scream_ice_core::stun::{
+    Attribute, IntegrityKey, IntegrityKeySha256, Message, MessageBuilder, Repr, message_len,
+};
 
 fuzz_target!(|data: &[u8]| {
     let _ = message_len(data);
@@ -15,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
     let key = IntegrityKey::short_term(b"VOkJxbRl1RmTxUk/WvJxBt");
     if let Ok(repr) = Repr::parse(&msg) {
         let _ = repr.verify_integrity(&key);
-        let _ = repr.verify_integrity_sha256(&key);
+        let _ = repr
+            .verify_integrity_sha256(&IntegrityKeySha256::short_term(b"VOkJxbRl1RmTxUk/WvJxBt"));
         let _ = repr.verify_fingerprint();
         if let Some(u) = repr.unknown_attributes {
             let _ = u.iter().count();
