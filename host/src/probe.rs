@@ -49,6 +49,12 @@ pub enum ProbeError {
         /// The error.
         source: std::io::Error,
     },
+    /// The server's host answered with ICMP port unreachable.
+    #[error("{server} refused (ICMP port unreachable: nothing listens there)")]
+    Refused {
+        /// The server.
+        server: SocketAddr,
+    },
     /// No answer in time.
     #[error("no answer from {server} within {timeout_ms} ms ({sent} requests sent)")]
     Timeout {
@@ -104,6 +110,8 @@ pub async fn probe(target: &str, timeout: Duration) -> Result<ProbeResult, Probe
         move |source| ProbeError::Io { context, source }
     };
     let socket = UdpSocket::bind(bind).await.map_err(io("bind"))?;
+    // Connected, so that an ICMP port unreachable comes back as an error.
+    socket.connect(server).await.map_err(io("connect"))?;
     let mut tid = [0u8; 12];
     getrandom::fill(&mut tid).map_err(|e| ProbeError::Io {
         context: "random transaction id".into(),
@@ -142,21 +150,15 @@ pub async fn probe(target: &str, timeout: Duration) -> Result<ProbeResult, Probe
             rto *= 2;
         }
         let wait = next_send.min(deadline);
-        let received = tokio::time::timeout_at(wait.into(), socket.recv_from(&mut buf)).await;
-        let (n, from) = match received {
+        let received = tokio::time::timeout_at(wait.into(), socket.recv(&mut buf)).await;
+        let n = match received {
             Err(_) => continue,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(ProbeError::Io {
-                    context: format!("{server}"),
-                    source: e,
-                });
+                return Err(ProbeError::Refused { server });
             }
             Ok(Err(_)) => continue,
-            Ok(Ok(r)) => r,
+            Ok(Ok(n)) => n,
         };
-        if from != server {
-            continue;
-        }
         let Ok(message) = Message::new_checked(&buf[..n]) else {
             continue;
         };

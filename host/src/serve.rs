@@ -9,7 +9,9 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
+
+use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::http::{AppState, ConnAddrs, router};
@@ -31,6 +33,9 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+    /// The STUN responder thread could not start.
+    #[error("STUN responder: {0}")]
+    Stun(std::io::Error),
     /// Installing the signal handlers failed.
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
@@ -46,15 +51,11 @@ impl Listeners {
     /// Bind `server.stun_listen` (unless `off`) and `server.http_listen`.
     pub async fn bind(config: &Config) -> Result<Listeners, ServeError> {
         let stun = match config.server.stun_listen.value {
-            Some(addr) => Some(
-                UdpSocket::bind(addr)
-                    .await
-                    .map_err(|source| ServeError::Bind {
-                        what: "udp (STUN)",
-                        addr,
-                        source,
-                    })?,
-            ),
+            Some(addr) => Some(UdpSocket::bind(addr).map_err(|source| ServeError::Bind {
+                what: "udp (STUN)",
+                addr,
+                source,
+            })?),
             None => None,
         };
         let addr = config.server.http_listen.value;
@@ -123,13 +124,13 @@ pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError>
         let _ = out.flush();
     }
 
-    let stun_task = listeners.stun.map(|socket| {
-        tokio::spawn(async move {
-            if let Err(e) = crate::stun_responder::run(socket, crate::SOFTWARE).await {
-                tracing::error!("STUN responder stopped: {e}");
-            }
-        })
-    });
+    let responder = match listeners.stun {
+        Some(socket) => Some(
+            crate::stun_responder::Responder::spawn(socket, crate::SOFTWARE)
+                .map_err(ServeError::Stun)?,
+        ),
+        None => None,
+    };
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = router(state).into_make_service_with_connect_info::<ConnAddrs>();
@@ -144,8 +145,8 @@ pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError>
         }
     };
     tracing::info!("{signal}: shutting down");
-    if let Some(t) = stun_task {
-        t.abort();
+    if let Some(r) = responder {
+        r.stop();
     }
     let _ = tx.send(());
     match tokio::time::timeout(Duration::from_millis(500), server).await {
