@@ -1141,3 +1141,363 @@ impl Config {
 pub fn in_cidrs(ip: IpAddr, cidrs: &[Cidr]) -> bool {
     cidrs.iter().any(|c| c.contains(ip))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-line errors for `text` named `t.yaml`.
+    fn errors(text: &str) -> Vec<String> {
+        match Config::from_yaml("t.yaml", text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn ok(text: &str) -> Config {
+        Config::from_yaml("t.yaml", text).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn file(line: u64, column: u64) -> Origin {
+        Origin::File {
+            path: "t.yaml".into(),
+            line,
+            column,
+        }
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_is_the_builtin() {
+        let d = Config::embedded_default();
+        assert_eq!(d, Config::builtin());
+        assert_eq!(d.ice.mode_in_force(), IceMode::Auto);
+        assert!(d.ice.stun_servers.value.is_empty());
+        assert_eq!(d.server.http_listen.value.to_string(), "127.0.0.1:8188");
+        assert_eq!(
+            d.server.stun_listen.value.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:3478")
+        );
+        assert!(d.server.data_dir.value.ends_with("scream-ice"));
+        // Parsing the default text gives file origins; embedded_default hides them.
+        let parsed = ok(DEFAULT_CONFIG_YAML);
+        assert_eq!(parsed.ice.mode.origin, file(6, 11));
+    }
+
+    #[test]
+    fn empty_and_comment_only_files_are_the_builtin() {
+        assert_eq!(ok(""), Config::builtin());
+        assert_eq!(ok("# nothing\n"), Config::builtin());
+        assert_eq!(ok("webrtc:\n  ice: {}\n"), Config::builtin());
+    }
+
+    #[test]
+    fn values_and_their_origins() {
+        let c = ok(
+            "webrtc:\n  ice:\n    mode: full\n    legacy_mode: true\n    stun_gather_cap_ms: 250\n    turn_servers:\n      - url: turn:t.example\n        username: u\n        credential: c\nserver:\n  http_listen: \"0.0.0.0:80\"\n  stun_listen: \"off\"\n",
+        );
+        assert_eq!(c.ice.mode.value, IceMode::Full);
+        assert_eq!(c.ice.mode.origin, file(3, 11));
+        assert_eq!(c.ice.legacy_mode.origin, file(4, 18));
+        assert_eq!(c.ice.mode_in_force(), IceMode::Legacy);
+        assert_eq!(c.ice.stun_gather_cap_ms.value, 250);
+        assert_eq!(c.ice.host_candidate_timeout_ms.origin, Origin::Default);
+        assert_eq!(c.ice.turn_servers.value[0].at, file(7, 9));
+        assert_eq!(c.ice.turn_servers.value[0].enabled.origin, Origin::Default);
+        assert_eq!(c.server.http_listen.value.port(), 80);
+        assert_eq!(c.server.stun_listen.value, None);
+        assert_eq!(c.server.stun_listen.origin, file(12, 16));
+    }
+
+    #[test]
+    fn yaml_errors_are_located() {
+        let cases: &[(&str, &str)] = &[
+            // syntax: unterminated flow sequence
+            ("webrtc:\n  ice:\n    mode: [x\n", "t.yaml:3:11: "),
+            // type: string where a number belongs
+            (
+                "webrtc:\n  ice:\n    host_candidate_timeout_ms: \"abc\"\n",
+                "t.yaml:3:32: invalid u64",
+            ),
+            // type: number where a bool belongs
+            ("webrtc:\n  ice:\n    legacy_mode: 3\n", "t.yaml:3:18: "),
+            // unknown key
+            (
+                "webrtc:\n  ice:\n    mode: auto\n    bogus: 1\n",
+                "t.yaml:4:5: unknown field `bogus`, expected one of mode,",
+            ),
+            // unknown key at the top (seed's rollout/migration are not implemented)
+            (
+                "rollout:\n  stage: 10\n",
+                "t.yaml:1:1: unknown field `rollout`",
+            ),
+            // duplicate key
+            (
+                "webrtc:\n  ice:\n    mode: auto\n    mode: full\n",
+                "t.yaml:4:5: duplicate mapping key `mode`",
+            ),
+            // the root is not a mapping
+            ("- 1\n", "t.yaml:1:1: "),
+            // a list entry without url
+            (
+                "webrtc:\n  ice:\n    stun_servers:\n      - enabled: true\n",
+                "t.yaml:4:9: ",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = errors(text);
+            assert_eq!(e.len(), 1, "{text:?}: {e:?}");
+            assert!(
+                e[0].starts_with(want),
+                "{text:?}: got {:?}, want {want:?}",
+                e[0]
+            );
+            assert!(!e[0].contains('\n'));
+        }
+    }
+
+    #[test]
+    fn value_errors_are_located() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "webrtc:\n  ice:\n    mode: smart\n",
+                "t.yaml:3:11: mode: unknown ICE mode (expected auto, local-only, stun-required, full or legacy): \"smart\"",
+            ),
+            (
+                "webrtc:\n  ice:\n    mode: \"\"\n",
+                "t.yaml:3:11: mode: empty ICE mode: \"\"",
+            ),
+            (
+                "webrtc:\n  ice:\n    host_candidate_timeout_ms: 0\n",
+                "t.yaml:3:32: host_candidate_timeout_ms: 0 is out of range (1..=60000 ms)",
+            ),
+            (
+                "webrtc:\n  ice:\n    stun_gather_cap_ms: 60001\n",
+                "t.yaml:3:25: stun_gather_cap_ms: 60001 is out of range (1..=60000 ms)",
+            ),
+            (
+                "webrtc:\n  ice:\n    network_detection:\n      local_subnets:\n        - 10.0.0.0/8\n        - 192.168.1.5/24\n",
+                "t.yaml:6:11: local_subnets[1]: address has host bits set beyond the prefix length (write the network address): \"192.168.1.5/24\"",
+            ),
+            (
+                "server:\n  http_listen: localhost\n",
+                "t.yaml:2:16: http_listen: not an IP:PORT socket address: \"localhost\"",
+            ),
+            (
+                "server:\n  stun_listen: \"3478\"\n",
+                "t.yaml:2:16: stun_listen: neither \"off\" nor an IP:PORT socket address: \"3478\"",
+            ),
+            (
+                "server:\n  trusted_proxies: [10.0.0.1]\n",
+                "t.yaml:2:21: trusted_proxies[0]: missing /prefix-length (a bare address is not a subnet): \"10.0.0.1\"",
+            ),
+            (
+                "server:\n  data_dir: \"\"\n",
+                "t.yaml:2:13: data_dir: empty path",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(errors(text), [*want], "{text:?}");
+        }
+    }
+
+    #[test]
+    fn policy_problems_are_located_at_their_node() {
+        let text = "\
+webrtc:
+  ice:
+    mode: stun-required
+    stun_servers:
+      - url: \"stun://x.example\"
+      - url: turn:relay.example
+        enabled: false
+    turn_servers:
+      - url: turn:t.example
+        username: \"\"
+      - url: stun:s.example
+        username: u
+        credential: c
+";
+        assert_eq!(
+            errors(text),
+            [
+                "t.yaml:5:14: stun_servers[0]: bad URL: no \"//\" after the scheme: RFC 7064/7065 URIs are written stun:host[:port], not stun://host",
+                "t.yaml:6:14: stun_servers[1]: turn: URL in stun_servers (move it to turn_servers)",
+                "t.yaml:10:19: turn_servers[0]: TURN server without username",
+                "t.yaml:9:9: turn_servers[0]: TURN server without credential",
+                "t.yaml:11:14: turn_servers[1]: stun: URL in turn_servers (move it to stun_servers)",
+                "t.yaml:3:11: mode stun-required needs at least one enabled, valid STUN server",
+            ]
+        );
+        assert_eq!(
+            errors("webrtc:\n  ice:\n    mode: full\n"),
+            ["t.yaml:3:11: mode full needs at least one enabled, valid TURN server"]
+        );
+        let mut many = String::from("webrtc:\n  ice:\n    stun_servers:\n");
+        for _ in 0..33 {
+            many.push_str("      - url: stun:a.example\n");
+        }
+        assert_eq!(
+            errors(&many),
+            ["t.yaml:4:7: stun_servers: more than 32 entries"]
+        );
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_string())
+        }
+    }
+
+    #[test]
+    fn env_overrides_and_provenance() {
+        let mut c = ok("webrtc:\n  ice:\n    mode: auto\n    local_network_priority: true\n");
+        let w = c.apply_env(env(&[])).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(c.ice.mode.origin, file(3, 11));
+        assert_eq!(c.ice.local_network_priority.origin, file(4, 29));
+
+        let w = c
+            .apply_env(env(&[
+                (ENV_ICE_MODE, "local-only"),
+                (ENV_ENABLE_LOCAL_PRIORITY, "false"),
+                (ENV_LEGACY_ICE_MODE, "false"),
+            ]))
+            .unwrap();
+        assert!(w.is_empty());
+        assert_eq!(c.ice.mode.value, IceMode::LocalOnly);
+        assert_eq!(c.ice.mode.origin, Origin::Env { var: ENV_ICE_MODE });
+        assert!(!c.ice.local_network_priority.value);
+        assert_eq!(
+            c.ice.local_network_priority.origin,
+            Origin::Env {
+                var: ENV_ENABLE_LOCAL_PRIORITY
+            }
+        );
+        assert!(!c.ice.legacy_mode.value);
+        assert_eq!(
+            c.ice.legacy_mode.origin.to_string(),
+            "env SCREAMROUTER_LEGACY_ICE_MODE"
+        );
+        assert_eq!(c.ice.mode_in_force(), IceMode::LocalOnly);
+
+        // The seed's rules: local priority only for "true"; legacy unless "false".
+        let w = c
+            .apply_env(env(&[
+                (ENV_ENABLE_LOCAL_PRIORITY, "TRUE"),
+                (ENV_LEGACY_ICE_MODE, "0"),
+            ]))
+            .unwrap();
+        assert!(!c.ice.local_network_priority.value);
+        assert!(c.ice.legacy_mode.value);
+        assert_eq!(c.ice.mode_in_force(), IceMode::Legacy);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("SCREAMROUTER_ENABLE_LOCAL_PRIORITY=\"TRUE\""));
+
+        let w = c
+            .apply_env(env(&[
+                (ENV_ENABLE_LOCAL_PRIORITY, "true"),
+                (ENV_LEGACY_ICE_MODE, "true"),
+            ]))
+            .unwrap();
+        assert!(w.is_empty());
+        assert!(c.ice.local_network_priority.value && c.ice.legacy_mode.value);
+    }
+
+    #[test]
+    fn env_errors_are_one_line_and_name_the_variable() {
+        let mut c = Config::builtin();
+        let e = c.apply_env(env(&[(ENV_ICE_MODE, "smart")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "env SCREAMROUTER_ICE_MODE: unknown ICE mode (expected auto, local-only, stun-required, full or legacy): \"smart\""
+        );
+        // A mode requirement broken by the environment is located there.
+        c.apply_env(env(&[(ENV_ICE_MODE, "stun-required")]))
+            .unwrap();
+        assert_eq!(
+            c.problems()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            [
+                "env SCREAMROUTER_ICE_MODE: mode stun-required needs at least one enabled, valid STUN server"
+            ]
+        );
+    }
+
+    #[test]
+    fn show_round_trips_and_names_origins() {
+        let mut c = ok(
+            "webrtc:\n  ice:\n    stun_servers:\n      - url: \"stun:s.example:3479\"\n        enabled: false\n    turn_servers:\n      - url: turn:t.example?transport=udp\n        username: \"u\\\"q\"\n        credential: secret\n    network_detection:\n      local_subnets: [\"192.168.0.0/16\", \"fd00::/8\"]\nserver:\n  trusted_proxies: [\"127.0.0.1/32\"]\n",
+        );
+        c.apply_env(env(&[(ENV_LEGACY_ICE_MODE, "true")])).unwrap();
+        let shown = c.to_yaml_with_origins(true);
+        assert!(
+            shown.contains("    legacy_mode: true  # env SCREAMROUTER_LEGACY_ICE_MODE\n"),
+            "{shown}"
+        );
+        assert!(shown.contains("    mode: auto  # default\n"), "{shown}");
+        assert!(
+            shown.contains("      - url: \"stun:s.example:3479\"  # t.yaml:4:14\n"),
+            "{shown}"
+        );
+        let back = Config::from_yaml("t.yaml", &shown).unwrap();
+        assert!(back.ice.legacy_mode.value);
+        assert_eq!(
+            back.ice.stun_servers.value[0].url.value,
+            "stun:s.example:3479"
+        );
+        assert!(!back.ice.stun_servers.value[0].enabled.value);
+        assert_eq!(
+            back.ice.turn_servers.value[0]
+                .username
+                .as_ref()
+                .unwrap()
+                .value,
+            "u\"q"
+        );
+        assert_eq!(
+            back.ice.turn_servers.value[0]
+                .credential
+                .as_ref()
+                .unwrap()
+                .value,
+            "secret"
+        );
+        assert_eq!(back.ice.local_subnets.value, c.ice.local_subnets.value);
+        assert_eq!(
+            back.server,
+            Config {
+                server: back.server.clone(),
+                ..c.clone()
+            }
+            .server
+        );
+        assert_eq!(
+            back.server.trusted_proxies.value,
+            c.server.trusted_proxies.value
+        );
+        let redacted = c.to_yaml_with_origins(false);
+        assert!(!redacted.contains("secret") && redacted.contains("<redacted>"));
+        assert!(c.provenance_lines().iter().all(|l| !l.contains("secret")));
+    }
+
+    #[test]
+    fn policy_config_mirrors_the_file() {
+        let c = ok(
+            "webrtc:\n  ice:\n    mode: stun-required\n    local_network_priority: false\n    host_candidate_timeout_ms: 700\n    stun_servers:\n      - url: stun:s.example\n    network_detection:\n      enabled: false\n",
+        );
+        let parts = c.policy_parts(Some("stun:192.0.2.1:3478"));
+        let p = parts.config();
+        assert_eq!(p.mode, IceMode::StunRequired);
+        assert!(!p.local_network_priority);
+        assert_eq!(p.host_candidate_timeout, Duration::from_millis(700));
+        assert_eq!(p.stun_gather_cap, Duration::from_millis(500));
+        assert!(!p.network_detection.enabled);
+        assert_eq!(p.stun_servers.len(), 2);
+        assert_eq!(p.stun_servers[1].url, "stun:192.0.2.1:3478");
+        assert_eq!(p.validate(), Ok(()));
+    }
+}

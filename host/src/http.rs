@@ -111,16 +111,15 @@ pub struct StageQuery {
     pub stage: Option<String>,
 }
 
-fn parse_stage(q: &StageQuery) -> Result<FallbackStage, Response> {
+/// The requested stage, or the one-line reason it is not one.
+fn parse_stage(q: &StageQuery) -> Result<FallbackStage, String> {
     match q.stage.as_deref() {
         None | Some("local-only") => Ok(FallbackStage::LocalOnly),
         Some("with-stun") => Ok(FallbackStage::WithStun),
         Some("full") => Ok(FallbackStage::Full),
-        Some(other) => Err((
-            StatusCode::BAD_REQUEST,
-            format!("unknown stage {other:?} (expected local-only, with-stun or full)\n"),
-        )
-            .into_response()),
+        Some(other) => Err(format!(
+            "unknown stage {other:?} (expected local-only, with-stun or full)\n"
+        )),
     }
 }
 
@@ -363,7 +362,7 @@ async fn ice_config(
 ) -> Response {
     let stage = match parse_stage(&q) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
     };
     let chosen = choose(&state, conn, &headers, stage);
     let mut response = axum::Json(chosen.rtc_configuration()).into_response();
@@ -379,7 +378,7 @@ async fn whep_options(
 ) -> Response {
     let stage = match parse_stage(&q) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
     };
     let chosen = choose(&state, conn, &headers, stage);
     let mut response = StatusCode::NO_CONTENT.into_response();

@@ -2,8 +2,8 @@
 //! SIGINT or SIGTERM, then stop within a second.
 //!
 //! Sits between the CLI (which has already loaded and checked the
-//! [`Config`]) and the long-running tasks: [`crate::stun_responder::run`] on
-//! UDP and the axum [`crate::http::router`] on TCP.
+//! [`Config`]) and the long-running tasks: [`crate::stun_responder::Responder`] on its own thread
+//! (UDP) and the axum [`crate::http::router`] on TCP.
 
 use std::io::Write;
 use std::net::SocketAddr;
