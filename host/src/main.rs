@@ -55,7 +55,7 @@ enum ConfigCommand {
         /// YAML config file (default: the embedded default config).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Print TURN credentials instead of "<redacted>".
+        /// Print TURN credentials instead of redacting them.
         #[arg(long)]
         show_secrets: bool,
     },
