@@ -145,13 +145,6 @@ fn serve(
             }
         }
     }
-    init_logging();
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    for line in c.provenance_lines() {
-        tracing::info!("config: {line}");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -162,10 +155,22 @@ fn serve(
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        let listeners = scream_ice_host::serve::Listeners::bind(&c).await?;
-        scream_ice_host::serve::run(c, listeners).await
-    });
+    // Bind before logging anything, so that a failure is one line.
+    let listeners = match runtime.block_on(scream_ice_host::serve::Listeners::bind(&c)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("scream-ice: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging();
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    for line in c.provenance_lines() {
+        tracing::info!("config: {line}");
+    }
+    let result = runtime.block_on(scream_ice_host::serve::run(c, listeners));
     runtime.shutdown_timeout(Duration::from_millis(100));
     match result {
         Ok(()) => ExitCode::SUCCESS,

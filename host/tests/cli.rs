@@ -163,6 +163,28 @@ fn bad_arguments_are_one_line() {
     let out = run(&["serve"], &[("SCREAMROUTER_ICE_MODE", "smart")]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr).lines().count(), 1);
+    // A port in use: one line, exit 1, nothing logged before it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(
+        &[
+            "serve",
+            "--http-listen",
+            &addr,
+            "--stun-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr)
+            .strip_prefix(&format!("scream-ice: cannot listen on tcp (HTTP) {addr}: "))
+            .map(|r| r.lines().count()),
+        Some(1),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(&["--version"], &[]);
     assert_eq!(out.status.code(), Some(0));
 }
