@@ -328,7 +328,7 @@ fn serve_answers_stun_and_http_then_stops_on_sigterm() {
 }
 
 #[test]
-fn stun_probe_against_serve() {
+fn stun_probe_against_serve_then_sigint() {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -353,8 +353,26 @@ fn stun_probe_against_serve() {
         .unwrap()
         .to_string();
     let out = run(&["stun", "probe", &addr], &[]);
-    let _ = child.kill();
-    let _ = child.wait();
+    // SIGINT (Ctrl-C) stops it too.
+    let t = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(1) {
+            let _ = child.kill();
+            panic!("still running 1 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let line = text(&out.stdout);
     assert!(
