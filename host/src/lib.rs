@@ -1,0 +1,23 @@
+//! `scream-ice-host`: the `scream-ice` daemon and CLI around the no_std core.
+//!
+//! Layers, in the order a request meets them:
+//!
+//! - [`config`]: the YAML config with its embedded default, environment
+//!   overrides and per-value provenance; every error is one
+//!   `FILE:LINE:COLUMN: reason` line.
+//! - [`stun_responder`]: the router's own STUN Binding server on UDP, a
+//!   loop around `scream_ice_core::stun::server::answer`.
+//! - [`http`]: the axum router: `GET /api/ice-config` and the WHEP
+//!   endpoint's `OPTIONS` with RFC 9725 `Link` headers, both chosen per
+//!   client by `scream_ice_core::policy::decide`.
+//! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
+//! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM.
+
+pub mod config;
+pub mod http;
+pub mod probe;
+pub mod serve;
+pub mod stun_responder;
+
+/// The SOFTWARE attribute value (RFC 8489 §14.14) our STUN responder sends.
+pub const SOFTWARE: &str = concat!("scream-ice/", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,158 @@
+//! `scream-ice serve`: bind the STUN responder and the HTTP API, run until
+//! SIGINT or SIGTERM, then stop within a second.
+//!
+//! Sits between the CLI (which has already loaded and checked the
+//! [`Config`]) and the long-running tasks: [`crate::stun_responder::Responder`] on its own thread
+//! (UDP) and the axum [`crate::http::router`] on TCP.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use std::net::UdpSocket;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{AppState, ConnAddrs, router};
+
+/// Why `serve` failed; each prints as one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {what} {addr}: {source}")]
+    Bind {
+        /// `udp (STUN)` or `tcp (HTTP)`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
+    /// The STUN responder thread could not start.
+    #[error("STUN responder: {0}")]
+    Stun(std::io::Error),
+    /// Installing the signal handlers failed.
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// The bound listeners, before they run.
+pub struct Listeners {
+    stun: Option<UdpSocket>,
+    http: TcpListener,
+}
+
+impl Listeners {
+    /// Bind `server.stun_listen` (unless `off`) and `server.http_listen`.
+    pub async fn bind(config: &Config) -> Result<Listeners, ServeError> {
+        let stun = match config.server.stun_listen.value {
+            Some(addr) => Some(UdpSocket::bind(addr).map_err(|source| ServeError::Bind {
+                what: "udp (STUN)",
+                addr,
+                source,
+            })?),
+            None => None,
+        };
+        let addr = config.server.http_listen.value;
+        let http = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                what: "tcp (HTTP)",
+                addr,
+                source,
+            })?;
+        Ok(Listeners { stun, http })
+    }
+
+    /// The STUN responder's bound address, if it runs.
+    pub fn stun_addr(&self) -> Option<SocketAddr> {
+        self.stun.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The HTTP server's bound address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.local_addr().ok()
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() -> Result<&'static str, ServeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Run both listeners until SIGINT/SIGTERM. Prints one line per listener
+/// on stdout first (where it listens; that no endpoint needs a token yet).
+/// On the signal, the STUN task is stopped and the HTTP server drains its
+/// connections for at most 500 ms.
+pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError> {
+    let stun_addr = listeners.stun_addr();
+    let http_addr = listeners.http_addr();
+    let advertised = stun_addr.filter(|_| config.server.advertise_own_stun.value);
+    let state = AppState::new(config, advertised);
+    let version = env!("CARGO_PKG_VERSION");
+    {
+        let mut out = std::io::stdout().lock();
+        match stun_addr {
+            Some(a) => {
+                let _ = writeln!(
+                    out,
+                    "scream-ice {version}: STUN responder listening on udp {a} ({}advertised to peers that need STUN)",
+                    if advertised.is_some() { "" } else { "not " }
+                );
+            }
+            None => {
+                let _ = writeln!(out, "scream-ice {version}: STUN responder off");
+            }
+        }
+        if let Some(a) = http_addr {
+            let _ = writeln!(
+                out,
+                "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}); no endpoint needs a token yet"
+            );
+        }
+        let _ = out.flush();
+    }
+
+    let responder = match listeners.stun {
+        Some(socket) => Some(
+            crate::stun_responder::Responder::spawn(socket, crate::SOFTWARE)
+                .map_err(ServeError::Stun)?,
+        ),
+        None => None,
+    };
+
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(state).into_make_service_with_connect_info::<ConnAddrs>();
+    let server = axum::serve(listeners.http, app).with_graceful_shutdown(async move {
+        let _ = rx.await;
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    let signal = tokio::select! {
+        s = shutdown_signal() => s?,
+        r = &mut server => {
+            return r.map_err(ServeError::Http);
+        }
+    };
+    tracing::info!("{signal}: shutting down");
+    if let Some(r) = responder {
+        r.stop();
+    }
+    let _ = tx.send(());
+    match tokio::time::timeout(Duration::from_millis(500), server).await {
+        Ok(r) => r.map_err(ServeError::Http)?,
+        Err(_) => tracing::info!("open HTTP connections dropped after 500 ms"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
