@@ -624,22 +624,20 @@ fn parse_address(
     let &[_, family, p0, p1, ref addr @ ..] = v else {
         return Err(AttributeError::BadLength(t));
     };
-    let key = xor.map(xor_key);
-    let mask = |i: usize| key.map_or(0, |k| k[i]);
-    let port = u16::from_be_bytes([p0 ^ mask(0), p1 ^ mask(1)]);
-    let ip = match (family, addr.len()) {
-        (0x01, 4) => IpAddr::V4(Ipv4Addr::new(
-            addr[0] ^ mask(0),
-            addr[1] ^ mask(1),
-            addr[2] ^ mask(2),
-            addr[3] ^ mask(3),
-        )),
-        (0x02, 16) => {
+    let key = xor.map_or([0u8; 16], xor_key);
+    let port = u16::from_be_bytes([p0, p1]) ^ u16::from_be_bytes([key[0], key[1]]);
+    let ip = match (family, addr) {
+        (0x01, &[a, b, c, d]) => {
+            let x = u32::from_be_bytes([a, b, c, d])
+                ^ u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+            IpAddr::V4(Ipv4Addr::from(x))
+        }
+        (0x02, addr) if addr.len() == 16 => {
             let mut octets = [0u8; 16];
-            for (i, o) in octets.iter_mut().enumerate() {
-                *o = addr[i] ^ mask(i);
-            }
-            IpAddr::V6(Ipv6Addr::from(octets))
+            octets.copy_from_slice(addr);
+            IpAddr::V6(Ipv6Addr::from(
+                u128::from_be_bytes(octets) ^ u128::from_be_bytes(key),
+            ))
         }
         (0x01 | 0x02, _) => return Err(AttributeError::BadLength(t)),
         _ => return Err(AttributeError::BadAddressFamily(t)),
@@ -648,24 +646,21 @@ fn parse_address(
 }
 
 fn write_address(out: &mut [u8], a: SocketAddr, xor: Option<&TransactionId>) {
-    let key = xor.map(xor_key);
-    let mask = |i: usize| key.map_or(0, |k| k[i]);
+    // The XOR key is the magic cookie, then (IPv6) the transaction id.
+    let key = xor.map_or([0u8; 16], xor_key);
+    let port = a.port() ^ u16::from_be_bytes([key[0], key[1]]);
     out[0] = 0;
-    let port = a.port().to_be_bytes();
-    out[2] = port[0] ^ mask(0);
-    out[3] = port[1] ^ mask(1);
+    out[2..4].copy_from_slice(&port.to_be_bytes());
     match a.ip() {
         IpAddr::V4(ip) => {
             out[1] = 0x01;
-            for (i, b) in ip.octets().into_iter().enumerate() {
-                out[4 + i] = b ^ mask(i);
-            }
+            let x = u32::from(ip) ^ u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+            out[4..8].copy_from_slice(&x.to_be_bytes());
         }
         IpAddr::V6(ip) => {
             out[1] = 0x02;
-            for (i, b) in ip.octets().into_iter().enumerate() {
-                out[4 + i] = b ^ mask(i);
-            }
+            let x = u128::from(ip) ^ u128::from_be_bytes(key);
+            out[4..20].copy_from_slice(&x.to_be_bytes());
         }
     }
 }

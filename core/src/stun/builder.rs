@@ -178,7 +178,9 @@ impl<'b> MessageBuilder<'b> {
         b[start..start + 2].copy_from_slice(&typ.0.to_be_bytes());
         // value_len <= 0xfffc here, checked through MAX_MESSAGE_LEN.
         b[start + 2..start + 4].copy_from_slice(&(value_len as u16).to_be_bytes());
-        b[start + 4 + value_len..end].fill(self.padding);
+        if !value_len.is_multiple_of(4) {
+            b[start + 4 + value_len..end].fill(self.padding);
+        }
         b[2..4].copy_from_slice(&((end - HEADER_LEN) as u16).to_be_bytes());
         Some(start + 4..start + 4 + value_len)
     }
