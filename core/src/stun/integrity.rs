@@ -26,8 +26,9 @@ pub const FINGERPRINT_XOR: u32 = 0x5354_554e;
 /// A MAC keyed once and reused: the two implementations below.
 trait Keyed<const N: usize>: Clone {
     fn keyed(key: &[u8]) -> Self;
-    /// The MAC of `a || b || c`.
-    fn mac3(&self, a: &[u8], b: &[u8], c: &[u8]) -> [u8; N];
+    /// The MAC of `msg[..end]` with bytes 2..4 (the STUN length field)
+    /// replaced by `length`.
+    fn mac_message(&self, msg: &[u8], end: usize, length: u16) -> [u8; N];
 }
 
 /// HMAC-SHA1 (RFC 2104) with the inner and outer SHA-1 states computed once
@@ -68,45 +69,47 @@ impl Keyed<20> for HmacSha1 {
         HmacSha1 { inner, outer }
     }
 
-    fn mac3(&self, a: &[u8], b: &[u8], c: &[u8]) -> [u8; 20] {
-        let inner = sha1_finish(self.inner, &[a, b, c]);
-        sha1_finish(self.outer, &[&inner])
-    }
-}
-
-/// Finish SHA-1 from `state` (one 64-byte key block already absorbed) over
-/// `parts`, with the padding and length of FIPS 180-4 section 5.1.1.
-fn sha1_finish(mut state: [u32; 5], parts: &[&[u8]]) -> [u8; 20] {
-    let mut block = [0u8; 64];
-    let mut fill = 0usize;
-    let mut total: u64 = 64;
-    for part in parts {
-        total += part.len() as u64;
-        let mut rest = *part;
-        while !rest.is_empty() {
-            let take = (64 - fill).min(rest.len());
-            block[fill..fill + take].copy_from_slice(&rest[..take]);
-            fill += take;
-            rest = &rest[take..];
-            if fill == 64 {
-                sha1::block_api::compress(&mut state, &[block]);
-                fill = 0;
+    fn mac_message(&self, msg: &[u8], end: usize, length: u16) -> [u8; 20] {
+        let data = &msg[..end];
+        let mut state = self.inner;
+        let full = data.len() / 64;
+        let mut block = [0u8; 64];
+        for (i, chunk) in data.chunks_exact(64).enumerate() {
+            block.copy_from_slice(chunk);
+            if i == 0 {
+                block[2..4].copy_from_slice(&length.to_be_bytes());
             }
+            sha1::block_api::compress(&mut state, &[block]);
         }
+        // The tail, the 0x80 marker and the bit length (FIPS 180-4 5.1.1):
+        // one block, or two when fewer than 9 bytes are left in the first.
+        let rest = &data[full * 64..];
+        let mut tail = [[0u8; 64]; 2];
+        let flat = tail.as_flattened_mut();
+        flat[..rest.len()].copy_from_slice(rest);
+        if full == 0 {
+            flat[2..4].copy_from_slice(&length.to_be_bytes());
+        }
+        flat[rest.len()] = 0x80;
+        let blocks = if rest.len() + 9 <= 64 { 1 } else { 2 };
+        let bits = (64 + data.len() as u64) * 8;
+        flat[blocks * 64 - 8..blocks * 64].copy_from_slice(&bits.to_be_bytes());
+        sha1::block_api::compress(&mut state, &tail[..blocks]);
+        // Outer hash: the 64-byte key block (absorbed) and the 20-byte digest.
+        let mut outer = [0u8; 64];
+        for (o, w) in outer.chunks_exact_mut(4).zip(state) {
+            o.copy_from_slice(&w.to_be_bytes());
+        }
+        outer[20] = 0x80;
+        outer[56..].copy_from_slice(&((64 + 20) as u64 * 8).to_be_bytes());
+        let mut state = self.outer;
+        sha1::block_api::compress(&mut state, &[outer]);
+        let mut out = [0u8; 20];
+        for (o, w) in out.chunks_exact_mut(4).zip(state) {
+            o.copy_from_slice(&w.to_be_bytes());
+        }
+        out
     }
-    block[fill] = 0x80;
-    block[fill + 1..].fill(0);
-    if fill >= 56 {
-        sha1::block_api::compress(&mut state, &[block]);
-        block = [0u8; 64];
-    }
-    block[56..].copy_from_slice(&(total * 8).to_be_bytes());
-    sha1::block_api::compress(&mut state, &[block]);
-    let mut out = [0u8; 20];
-    for (o, w) in out.chunks_exact_mut(4).zip(state) {
-        o.copy_from_slice(&w.to_be_bytes());
-    }
-    out
 }
 
 impl Keyed<32> for Hmac<Sha256> {
@@ -114,11 +117,11 @@ impl Keyed<32> for Hmac<Sha256> {
         <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length")
     }
 
-    fn mac3(&self, a: &[u8], b: &[u8], c: &[u8]) -> [u8; 32] {
+    fn mac_message(&self, msg: &[u8], end: usize, length: u16) -> [u8; 32] {
         let mut mac = self.clone();
-        mac.update(a);
-        mac.update(b);
-        mac.update(c);
+        mac.update(&msg[..2]);
+        mac.update(&length.to_be_bytes());
+        mac.update(&msg[4..end]);
         mac.finalize().into_bytes().into()
     }
 }
@@ -163,7 +166,7 @@ macro_rules! integrity_key {
             /// `length` (the length the message has up to and including the
             /// integrity attribute being computed).
             pub(crate) fn mac(&self, msg: &[u8], end: usize, length: u16) -> [u8; $tag] {
-                self.0.mac3(&msg[..2], &length.to_be_bytes(), &msg[4..end])
+                self.0.mac_message(msg, end, length)
             }
 
             /// Constant-time check of a (possibly truncated, left-aligned) tag.
