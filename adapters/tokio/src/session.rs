@@ -21,9 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::Poll;
 
-use scream_ice_core::agent::{
-    Agent, AgentConfig, AgentError, ConnectionState, Event, FailureReason, GatheringState, Role,
-};
+use scream_ice_core::agent::{Agent, AgentConfig, AgentError, Event, GatheringState, Role};
 use scream_ice_core::candidate::{Candidate, CandidateAttribute, CandidateKind, ConnectionAddress};
 use scream_ice_core::net::Cidr;
 use scream_ice_core::policy::{Decision, PolicyConfig};
@@ -179,29 +177,9 @@ fn random_ice_chars(n: usize) -> Result<String, getrandom::Error> {
         .collect())
 }
 
-/// What the session tells the application, in the agent's order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SessionEvent {
-    /// A local candidate to trickle to the peer
-    /// (`candidate.to_attribute()` gives the SDP line).
-    LocalCandidate(Candidate),
-    /// Gathering progressed; `Complete`: signal end-of-candidates.
-    Gathering(GatheringState),
-    /// Connectivity progressed.
-    Connection(ConnectionState),
-    /// A pair was selected: [`IceSession::send`] now sends on it.
-    Selected {
-        /// Our address (a host socket's bound address).
-        local: SocketAddr,
-        /// The peer's address.
-        remote: SocketAddr,
-    },
-    /// A role conflict switched our role.
-    RoleChanged(Role),
-    /// The agent failed; nothing more happens until a restart.
-    Failed(FailureReason),
-}
+/// What the session tells the application: the core agent's events, in its
+/// order (host candidates the policy withholds are not forwarded).
+pub use scream_ice_core::agent::Event as SessionEvent;
 
 /// An application datagram (one the agent did not consume as STUN).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -757,18 +735,14 @@ impl Driver {
     }
 
     fn event(&mut self, e: Event) {
-        let out = match e {
-            Event::LocalCandidate(c) => {
+        match e {
+            Event::LocalCandidate(c)
                 if c.kind == CandidateKind::Host
-                    && self.offer.is_some_and(|d| !d.offers(c.address.ip()))
-                {
-                    debug!("host candidate {} withheld by the policy", c.address);
-                    return;
-                }
-                SessionEvent::LocalCandidate(c)
+                    && self.offer.is_some_and(|d| !d.offers(c.address.ip())) =>
+            {
+                debug!("host candidate {} withheld by the policy", c.address);
+                return;
             }
-            Event::Gathering(g) => SessionEvent::Gathering(g),
-            Event::Connection(s) => SessionEvent::Connection(s),
             Event::Selected { local, remote } => {
                 let path = self
                     .hosts
@@ -783,19 +757,13 @@ impl Driver {
                     warn!("selected pair on {local}, which has no socket");
                 }
                 self.selected.send_replace(path);
-                SessionEvent::Selected { local, remote }
             }
-            Event::RoleChanged(r) => SessionEvent::RoleChanged(r),
-            Event::Failed(r) => {
+            Event::Failed(_) => {
                 self.selected.send_replace(None);
-                SessionEvent::Failed(r)
             }
-            other => {
-                debug!("agent event not forwarded: {other:?}");
-                return;
-            }
-        };
-        let _ = self.events.send(out);
+            _ => {}
+        }
+        let _ = self.events.send(e);
     }
 }
 
