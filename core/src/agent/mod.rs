@@ -1109,9 +1109,18 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
     }
 
     fn send_check(&mut self, i: usize) {
+        if let Some(tx) = self.pairs[i].tx() {
+            self.queue_check(i, tx.id, tx.use_candidate);
+        }
+    }
+
+    /// Queue a Binding request on pair `i`: a connectivity check, or a
+    /// consent check on the selected pair.
+    fn queue_check(&mut self, i: usize, tid: TransactionId, use_candidate: bool) {
         let p = self.pairs[i];
-        let Some(tx) = p.tx() else { return };
         let l = *self.local(&p);
+        // PRIORITY: what a peer-reflexive candidate learned from this check
+        // would get (RFC 8445 section 7.1.1).
         let priority = self.config.type_preferences.priority(
             CandidateKind::PeerReflexive,
             l.local_preference,
@@ -1121,10 +1130,10 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.queue(Outgoing {
             from: l.base(),
             to,
-            tid: tx.id,
+            tid,
             kind: OutKind::Check {
                 priority,
-                use_candidate: tx.use_candidate,
+                use_candidate,
             },
         });
     }
@@ -1212,23 +1221,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                 let _ = self.consent_txs.pop_front();
             }
             let _ = self.consent_txs.push_back(id);
-            let p = self.pairs[sel];
-            let l = *self.local(&p);
-            let priority = self.config.type_preferences.priority(
-                CandidateKind::PeerReflexive,
-                l.local_preference,
-                l.candidate.component,
-            );
-            let to = self.remote(&p).address;
-            self.queue(Outgoing {
-                from: l.base(),
-                to,
-                tid: id,
-                kind: OutKind::Check {
-                    priority,
-                    use_candidate: false,
-                },
-            });
+            self.queue_check(sel, id, false);
             self.next_consent_at = Some(now + self.consent_jitter());
         }
     }
