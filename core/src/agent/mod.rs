@@ -1542,7 +1542,21 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         let mapped = repr.xor_mapped_address.or(repr.mapped_address);
         if let (Class::SuccessResponse, Some(mapped)) = (repr.message_type.class, mapped) {
             // A mapping equal to the base means no NAT: nothing new to offer.
-            if mapped != g.base && !self.locals.iter().any(|l| l.candidate.address == mapped) {
+            // A peer-reflexive candidate learned earlier from a check at the
+            // same address is upgraded in place (pairs refer to locals by
+            // index): the peer must still be told of it.
+            let known = self
+                .locals
+                .iter()
+                .position(|l| l.candidate.address == mapped);
+            let slot = match known {
+                Some(i) if self.locals[i].candidate.kind == CandidateKind::PeerReflexive => {
+                    Some(Some(i))
+                }
+                None if mapped != g.base => Some(None),
+                _ => None,
+            };
+            if let Some(slot) = slot {
                 let candidate = Candidate::local(
                     &LocalCandidate {
                         kind: CandidateKind::ServerReflexive,
@@ -1557,14 +1571,18 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                     },
                     &self.config.type_preferences,
                 );
-                if self
-                    .locals
-                    .push(Local {
-                        candidate,
-                        local_preference: g.local_preference,
-                    })
-                    .is_ok()
-                {
+                let local = Local {
+                    candidate,
+                    local_preference: g.local_preference,
+                };
+                let stored = match slot {
+                    Some(i) => {
+                        self.locals[i] = local;
+                        true
+                    }
+                    None => self.locals.push(local).is_ok(),
+                };
+                if stored {
                     self.push_event(Event::LocalCandidate(candidate));
                 }
             }

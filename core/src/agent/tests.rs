@@ -808,3 +808,63 @@ fn component_sizes() {
         size_of::<String<256>>()
     );
 }
+
+#[test]
+fn srflx_is_still_announced_when_a_check_taught_the_same_address_first() {
+    let mut a = lan_agent(Role::Controlling, "aaaa", 40);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    let server = addr("203.0.113.1:3478");
+    let peer = addr("198.51.100.9:6000");
+    let nat = addr("198.51.100.5:40000");
+    a.add_stun_server(server).unwrap();
+    a.set_remote_credentials("bbbb", "apasswordof22chars+abcd")
+        .unwrap();
+    a.add_remote_candidate(remote_host("198.51.100.9:6000"))
+        .unwrap();
+    a.start_gathering(Instant::ZERO);
+    a.handle_timeout(Instant::ZERO);
+    let sent: Vec<(SocketAddr, Vec<u8>)> =
+        core::iter::from_fn(|| a.poll_transmit().map(|t| (t.to, t.bytes.to_vec()))).collect();
+    while a.poll_event().is_some() {}
+    // The peer answers our check first: we learn 198.51.100.5:40000 as prflx.
+    let (_, check) = sent.iter().find(|(to, _)| *to == peer).unwrap();
+    let tid = Repr::parse(&Message::new_checked(&check[..]).unwrap())
+        .unwrap()
+        .transaction_id;
+    let mut out = [0u8; 128];
+    let mut b = MessageBuilder::new(&mut out, MessageType::BINDING_SUCCESS, tid);
+    b.add(&Attribute::XorMappedAddress(nat))
+        .add_message_integrity(&IntegrityKey::short_term(b"apasswordof22chars+abcd"))
+        .add_fingerprint();
+    let n = b.finish().unwrap();
+    assert!(a.handle_receive(
+        Instant::from_millis(10),
+        addr("192.168.1.10:5000"),
+        peer,
+        &out[..n]
+    ));
+    assert!(
+        a.local_candidates()
+            .any(|c| c.kind == CandidateKind::PeerReflexive && c.address == nat)
+    );
+    // Then the STUN server reports the same mapping: it must be announced.
+    let (_, request) = sent.iter().find(|(to, _)| *to == server).unwrap();
+    let mut reply = [0u8; 548];
+    let Ok(stun::server::Answer::Reply(m)) = stun::server::answer(request, nat, None, &mut reply)
+    else {
+        panic!("server did not answer")
+    };
+    assert!(a.handle_receive(
+        Instant::from_millis(20),
+        addr("192.168.1.10:5000"),
+        server,
+        &reply[..m]
+    ));
+    let events: Vec<Event> = core::iter::from_fn(|| a.poll_event()).collect();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::LocalCandidate(c) if c.kind == CandidateKind::ServerReflexive && c.address == nat)),
+        "{events:?}"
+    );
+    assert_eq!(a.local_candidates().filter(|c| c.address == nat).count(), 1);
+}
