@@ -73,10 +73,15 @@ async def main() -> None:
     echoes = 0
     done = False
 
+    receive_task = None
+
     async def receive() -> None:
         nonlocal data, echoes, done
         while True:
-            d = await conn.recv()
+            try:
+                d = await conn.recv()
+            except ConnectionError:
+                return
             if d.startswith(b"echo:d-"):
                 echoes += 1
             elif d.startswith(b"d-"):
@@ -101,7 +106,8 @@ async def main() -> None:
         except Exception:  # noqa: BLE001 - private API, best effort
             pass
         out(f"connected {ms:.3f} {local} {remote}")
-        asyncio.ensure_future(receive())
+        nonlocal receive_task
+        receive_task = asyncio.ensure_future(receive())
 
     while True:
         raw = await reader.readline()
@@ -129,8 +135,9 @@ async def main() -> None:
                 out("done 0 0")
         elif word == "quit":
             break
-    if connect_task is not None:
-        connect_task.cancel()
+    for task in (connect_task, receive_task):
+        if task is not None:
+            task.cancel()
     await conn.close()
 
 
