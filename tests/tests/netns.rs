@@ -9,6 +9,10 @@
 //! namespace support the tests fail with what is missing, unless
 //! `SCREAM_ICE_SKIP_NETNS=1`.
 //!
+//! `ours_and_aioice_interoperate_on_the_lan` and the benchmark need aioice
+//! (`$AIOICE_PYTHON` or `<target>/aioice-venv`, as in the tokio adapter's
+//! tests; `SCREAM_ICE_SKIP_PEERS=1` skips the interop test without it).
+//!
 //! The benchmark (ours vs aioice, about 3 minutes) is ignored by default:
 //! `cargo test --release -p scream-ice-tests --test netns -- --ignored --nocapture`
 //! (`SCREAM_ICE_NETNS_RUNS` sets the runs per case, default 20; aioice's
@@ -18,6 +22,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use scream_ice_tests::netns::{
@@ -305,6 +310,42 @@ async fn router_with_lan_and_remote_speakers() {
     assert_eq!(rem_router.remote_ip(), Some(ip(NAT_PUBLIC)));
 }
 
+/// Ours and aioice on the two LAN hosts, in both roles: the driver pairs
+/// any two of {ours, aioice}. Needs aioice like the benchmark (fails
+/// without it unless `SCREAM_ICE_SKIP_PEERS=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ours_and_aioice_interoperate_on_the_lan() {
+    let Some(python) = aioice_python_or_skip() else {
+        return;
+    };
+    let Some(lab) = lab() else { return };
+    let aioice = Agent::Aioice(python);
+    let mut router = router_for_lan(aioice.clone(), None);
+    router.hosts = vec![ip(ROUTER_LAN)];
+    let (spk, router) = pair(&lab, &lan_speaker(ours(), None), &router, LIMIT)
+        .await
+        .unwrap();
+    report("ours (speaker) with aioice (router)", &spk, &router);
+    assert_connected("ours", &spk);
+    assert_connected("aioice", &router);
+    assert_lan_fast_path("ours", &spk);
+    assert_eq!(spk.remote_ip(), Some(ip(ROUTER_LAN)));
+
+    let (spk, router) = pair(
+        &lab,
+        &lan_speaker(aioice, None),
+        &router_for_lan(ours(), None),
+        LIMIT,
+    )
+    .await
+    .unwrap();
+    report("aioice (speaker) with ours (router)", &spk, &router);
+    assert_connected("aioice", &spk);
+    assert_connected("ours", &router);
+    assert_lan_fast_path("ours", &router);
+    assert_eq!(router.remote_ip(), Some(ip(SPK)));
+}
+
 // ---------------------------------------------------------------------------
 // Benchmark: ours vs aioice on the LAN
 // ---------------------------------------------------------------------------
@@ -318,17 +359,37 @@ fn imports_aioice(python: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// [`aioice_python`], or `None` (test skipped) when it is missing and
+/// `SCREAM_ICE_SKIP_PEERS=1`.
+fn aioice_python_or_skip() -> Option<PathBuf> {
+    match aioice_python() {
+        Ok(p) => Some(p),
+        Err(e) if std::env::var("SCREAM_ICE_SKIP_PEERS").is_ok_and(|v| v == "1") => {
+            println!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("{e} (set SCREAM_ICE_SKIP_PEERS=1 to skip tests that need aioice)"),
+    }
+}
+
+/// One venv setup at a time (tests of this binary may ask at once).
+static VENV: Mutex<()> = Mutex::new(());
+
 /// A Python that imports aioice: `$AIOICE_PYTHON`, or
-/// `<target>/aioice-venv/bin/python`, created on first use.
-fn aioice_python() -> PathBuf {
+/// `<target>/aioice-venv/bin/python`, created on first use (`python3 -m
+/// venv`, `pip install aioice`); otherwise what to install.
+fn aioice_python() -> Result<PathBuf, String> {
+    let _guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = std::env::var_os("AIOICE_PYTHON") {
         let p = PathBuf::from(p);
-        assert!(
-            imports_aioice(&p),
-            "AIOICE_PYTHON={} cannot import aioice",
-            p.display()
-        );
-        return p;
+        return if imports_aioice(&p) {
+            Ok(p)
+        } else {
+            Err(format!(
+                "AIOICE_PYTHON={} cannot import aioice",
+                p.display()
+            ))
+        };
     }
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -337,7 +398,7 @@ fn aioice_python() -> PathBuf {
     let venv = target.join("aioice-venv");
     let python = venv.join("bin").join("python");
     if python.is_file() && imports_aioice(&python) {
-        return python;
+        return Ok(python);
     }
     let ok = std::process::Command::new("python3")
         .args(["-m", "venv"])
@@ -348,11 +409,15 @@ fn aioice_python() -> PathBuf {
             .args(["install", "-q", "aioice"])
             .status()
             .is_ok_and(|s| s.success());
-    assert!(
-        ok && imports_aioice(&python),
-        "no aioice: install python3 and python3-venv, or set AIOICE_PYTHON"
-    );
-    python
+    if ok && imports_aioice(&python) {
+        Ok(python)
+    } else {
+        Err(format!(
+            "no aioice: install python3 and python3-venv (the test then creates {} \
+             with aioice from PyPI), or set AIOICE_PYTHON",
+            venv.display()
+        ))
+    }
 }
 
 /// The time for a pair to connect: both sides started together, until the
@@ -372,7 +437,7 @@ async fn bench_connect_time_ours_vs_aioice() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let python = aioice_python();
+    let python = aioice_python().unwrap();
     let lan_stun = lab.start_coturn("lan", LAN_STUN).unwrap();
     let cases: [(&str, Option<SocketAddr>); 3] = [
         ("STUN reachable (coturn on the LAN)", Some(lan_stun)),
