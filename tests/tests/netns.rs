@@ -65,6 +65,7 @@ fn lan_speaker(agent: Agent, stun: Option<SocketAddr>) -> PeerSpec {
         stun,
         mode: None,
         count: COUNT,
+        signal_after_gathering: false,
     }
 }
 
@@ -79,6 +80,7 @@ fn router_for_lan(agent: Agent, stun: Option<SocketAddr>) -> PeerSpec {
         stun,
         mode: None,
         count: COUNT,
+        signal_after_gathering: false,
     }
 }
 
@@ -94,6 +96,8 @@ fn remote_speaker(stun: SocketAddr) -> PeerSpec {
         stun: Some(stun),
         mode: None,
         count: COUNT,
+        // It sends its complete candidate list (srflx included) first.
+        signal_after_gathering: true,
     }
 }
 
@@ -109,6 +113,7 @@ fn router_for_remote(stun: SocketAddr) -> PeerSpec {
         stun: Some(stun),
         mode: None,
         count: COUNT,
+        signal_after_gathering: false,
     }
 }
 
@@ -459,6 +464,7 @@ async fn bench_connect_time_ours_vs_aioice() {
             stun,
             mode,
             count: 1,
+            signal_after_gathering: false,
         }
     };
     let mut rows = Vec::new();
