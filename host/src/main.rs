@@ -55,7 +55,7 @@ enum Command {
         /// interfaces).
         #[arg(long, value_name = "IP")]
         bind: Vec<std::net::IpAddr>,
-        /// A STUN server the policy may use (stun:HOST[:PORT]; repeatable).
+        /// A STUN server the policy may use (`stun:HOST[:PORT]`; repeatable).
         #[arg(long, value_name = "URL")]
         stun: Vec<String>,
         /// Give up if not connected within this many milliseconds.

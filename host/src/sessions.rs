@@ -38,7 +38,7 @@
 //! The application data path is, for now, an echo: every datagram the
 //! speaker sends over the selected pair is sent back to it, which is what
 //! `scream-ice connect` measures. The Scream audio relay plugs in here
-//! later, in [`SessionTask::run`]'s data arm.
+//! later, in the session task's data arm (`SessionTask::run`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -458,12 +458,9 @@ fn session_config(
     c
 }
 
-/// The session's request channel, or 404.
-fn lookup(state: &AppState, id: &str) -> Result<mpsc::Sender<Request>, Response> {
-    state
-        .sessions()
-        .get(id)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such ICE session"))
+/// The 404 of an unknown (or just ended) session.
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such ICE session")
 }
 
 /// Ask the session task; a task that has just ended is a 404.
@@ -473,17 +470,16 @@ async fn ask(
 ) -> Response {
     let (reply, rx) = oneshot::channel();
     if tx.send(make(reply)).await.is_err() {
-        return error(StatusCode::NOT_FOUND, "no such ICE session");
+        return not_found();
     }
-    rx.await
-        .unwrap_or_else(|_| error(StatusCode::NOT_FOUND, "no such ICE session"))
+    rx.await.unwrap_or_else(|_| not_found())
 }
 
 /// `GET /api/ice/sessions/{id}`: our current fragment and `ETag`.
 pub async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match lookup(&state, &id) {
-        Ok(tx) => ask(&tx, |reply| Request::Get { reply }).await,
-        Err(r) => r,
+    match state.sessions().get(&id) {
+        Some(tx) => ask(&tx, |reply| Request::Get { reply }).await,
+        None => not_found(),
     }
 }
 
@@ -494,9 +490,8 @@ pub async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let tx = match lookup(&state, &id) {
-        Ok(tx) => tx,
-        Err(r) => return r,
+    let Some(tx) = state.sessions().get(&id) else {
+        return not_found();
     };
     if !is_sdpfrag(&headers) {
         return error(
@@ -534,7 +529,7 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
             tracing::info!(session = %id, "ICE session deleted");
             StatusCode::NO_CONTENT.into_response()
         }
-        None => error(StatusCode::NOT_FOUND, "no such ICE session"),
+        None => not_found(),
     }
 }
 
@@ -695,7 +690,7 @@ impl SessionTask {
         // Events of the old generation first.
         while let Some(e) = self.events.try_recv() {
             if !self.event(e) {
-                return (error(StatusCode::NOT_FOUND, "no such ICE session"), false);
+                return (not_found(), false);
             }
         }
         if let Err(e) = self.session.restart().await {
