@@ -230,7 +230,12 @@ pub async fn run(
         .header("etag")
         .ok_or_else(|| fail("201 without ETag"))?
         .to_string();
-    let _ = writeln!(out, "session: {location} (ETag {etag})");
+    let answered = start.elapsed();
+    let _ = writeln!(
+        out,
+        "session: {location} (ETag {etag}), answered {} after the start",
+        ms(answered)
+    );
 
     let answer = reply.text();
     let frag = SdpFrag::parse(&answer).map_err(|e| fail(format_args!("router's answer: {e}")))?;
@@ -294,8 +299,9 @@ pub async fn run(
     let time_to_connected = start.elapsed();
     let _ = writeln!(
         out,
-        "connected in {} (selected pair {} -> {})",
+        "connected in {} ({} after the answer; selected pair {} -> {})",
         ms(time_to_connected),
+        ms(time_to_connected.saturating_sub(answered)),
         selected.0,
         selected.1
     );

@@ -25,7 +25,15 @@ const OFFER: &str = "a=ice-options:trickle\r\n\
 
 /// Serve the API on 127.0.0.1:0 with host sockets on 127.0.0.1.
 async fn server(tweak: impl FnOnce(&mut SessionSettings)) -> (SocketAddr, AppState) {
-    let config = Config::from_yaml("t.yaml", "server:\n  stun_listen: off\n").unwrap();
+    server_with("server:\n  stun_listen: off\n", tweak).await
+}
+
+/// As [`server`], with this config.
+async fn server_with(
+    yaml: &str,
+    tweak: impl FnOnce(&mut SessionSettings),
+) -> (SocketAddr, AppState) {
+    let config = Config::from_yaml("t.yaml", yaml).unwrap();
     let mut settings = SessionSettings::default();
     settings.bind = Some(vec!["127.0.0.1".parse().unwrap()]);
     tweak(&mut settings);
@@ -329,6 +337,53 @@ async fn connect_in_process_echoes_everything() {
 }
 
 #[tokio::test]
+async fn stun_required_answer_completes_later_via_get() {
+    // The router gathers srflx from a STUN server (ours, on loopback), so
+    // its answer may go out before gathering is complete; GET on the
+    // Location then shows end-of-candidates, and connect still connects.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stun = socket.local_addr().unwrap();
+    let responder = scream_ice_host::stun_responder::Responder::spawn(socket, "test").unwrap();
+    let yaml = format!(
+        "webrtc:\n  ice:\n    mode: stun-required\n    stun_servers:\n      - url: \"stun:{stun}\"\nserver:\n  stun_listen: off\n"
+    );
+    let (addr, _state) = server_with(&yaml, |_| {}).await;
+    let r = post(addr, OFFER).await;
+    let (location, _) = created(&r);
+    assert_eq!(r.header("x-scream-ice-stage"), Some("with-stun"));
+    assert_eq!(
+        r.header("link"),
+        Some(format!("<stun:{stun}>; rel=\"ice-server\"").as_str())
+    );
+    println!(
+        "stun-required answer had end-of-candidates: {}",
+        SdpFrag::parse(&r.text()).unwrap().end_of_candidates()
+    );
+    let t = Instant::now();
+    loop {
+        let g = call(addr, "GET", &location, &[], "").await;
+        assert_eq!(g.status, 200);
+        if SdpFrag::parse(&g.text()).unwrap().end_of_candidates() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "{}", g.text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(call(addr, "DELETE", &location, &[], "").await.status, 204);
+
+    let mut o = ConnectOptions::new(format!("http://{addr}"));
+    o.bind = vec!["127.0.0.1".parse().unwrap()];
+    o.count = 5;
+    let mut out = Vec::new();
+    let r = run(&o, &mut out).await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(r.echoed, 5, "{text}");
+    assert!(text.contains("remote end-of-candidates"), "{text}");
+    println!("{text}");
+    responder.stop();
+}
+
+#[tokio::test]
 async fn connect_fails_with_one_line_when_nobody_listens() {
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = unused.local_addr().unwrap();
@@ -415,4 +470,69 @@ fn connect_binary_against_serve_binary() {
         .find(|l| l.starts_with("connected in "))
         .unwrap();
     println!("{line}");
+}
+
+/// Junk bodies and headers get a 4xx answer (a panicking handler would
+/// drop the connection instead), and leave the session as it was.
+#[tokio::test]
+async fn junk_never_panics() {
+    let (addr, state) = server(|_| {}).await;
+    let (location, etag) = created(&post(addr, OFFER).await);
+    let mut bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"\r\n\r\n\n".to_vec(),
+        vec![0xff, 0xfe, 0x00, 0x41],
+        b"a=".to_vec(),
+        b"=\r\n".to_vec(),
+        b"a=candidate:\r\n".to_vec(),
+        b"a=candidate:1 1 udp 1 :: 0 typ host\r\n".to_vec(),
+        b"a=candidate:1 1 udp 99999999999 127.0.0.1 9 typ host\r\n".to_vec(),
+        b"a=candidate:1 1 tcp 1 127.0.0.1 9 typ host tcptype active\r\n".to_vec(),
+        b"a=candidate:1 2 udp 1 127.0.0.1 9 typ host\r\n".to_vec(),
+        b"a=candidate:1 1 udp 1 nowhere.invalid 9 typ host\r\n".to_vec(),
+        b"a=end-of-candidates:x\r\n".to_vec(),
+        b"a=end-of-candidates\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n".to_vec(),
+        b"a=ice-ufrag:spk1\r\na=ice-ufrag:spk2\r\n".to_vec(),
+        b"m=audio\r\n".to_vec(),
+        "a=ice-ufrag:\u{1F600}\r\n".as_bytes().to_vec(),
+    ];
+    bodies.push(vec![b'a'; 16 * 1024 + 1]);
+    for body in &bodies {
+        for (method, path, extra) in [
+            ("POST", "/api/ice/sessions", None),
+            ("PATCH", location.as_str(), Some(etag.as_str())),
+        ] {
+            let mut h = vec![("Content-Type", SDPFRAG)];
+            if let Some(m) = extra {
+                h.push(("If-Match", m));
+            }
+            let r = request(
+                addr,
+                &addr.to_string(),
+                method,
+                path,
+                &h,
+                body,
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+            assert!(
+                r.status < 500 && r.status != 201,
+                "{method} {:?}: {} {}",
+                String::from_utf8_lossy(body),
+                r.status,
+                r.text()
+            );
+        }
+    }
+    // Header junk.
+    for m in ["", "\"", "W/", ",,,", "*,*"] {
+        let r = patch(addr, &location, Some(m), "").await;
+        assert!(r.status == 412 || r.status == 204, "{m:?}: {}", r.status);
+    }
+    let g = call(addr, "GET", &location, &[], "").await;
+    assert_eq!(g.status, 200);
+    assert_eq!(g.header("etag"), Some(etag.as_str()));
+    assert_eq!(state.sessions().len(), 1);
 }
