@@ -67,6 +67,11 @@ use crate::http::{AppState, Chosen, ConnAddrs, choose};
 /// The media type of trickle ICE fragments (RFC 8840 section 9.1).
 pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
 
+/// Candidates with a host name (mDNS `.local`) resolved per fragment at
+/// most; further ones are skipped, so one request cannot hold its session
+/// for long.
+pub const MAX_NAMES_PER_FRAGMENT: usize = 4;
+
 /// Limits and knobs of the session endpoints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -267,8 +272,21 @@ fn drain_local(
 
 /// Feed a fragment's candidates (and end-of-candidates) to the session;
 /// candidates the agent cannot use are logged and skipped.
+/// At most [`MAX_NAMES_PER_FRAGMENT`] candidates with a host name are
+/// resolved per fragment (each lookup may take the adapter's DNS timeout).
 async fn apply_candidates(id: &str, session: &IceSession, frag: &SdpFrag<'_>) {
+    let mut names = 0;
     for c in frag.candidates() {
+        if c.connection_address.ip().is_none() {
+            names += 1;
+            if names > MAX_NAMES_PER_FRAGMENT {
+                tracing::warn!(
+                    session = id,
+                    "remote candidate skipped: too many host names"
+                );
+                continue;
+            }
+        }
         let line = c.to_string();
         match session.add_remote_candidate_line(&line).await {
             Ok(()) => {}
@@ -562,8 +580,10 @@ impl SessionTask {
             tokio::select! {
                 d = self.session.recv() => match d {
                     // The data path: echo for now; Scream audio relay later.
+                    // Only from the selected peer: anyone else could
+                    // use us to send datagrams to the speaker.
                     Some(d) => {
-                        if self.connected {
+                        if self.session.selected_pair().is_some_and(|(_, peer)| peer == d.from) {
                             let _ = self.session.send(&d.data).await;
                         }
                     }
