@@ -78,6 +78,8 @@ pub struct ConnectReport {
     pub echoed: u32,
     /// Round-trip times of the echoes, sorted.
     pub rtts: Vec<Duration>,
+    /// Sequence numbers (from 0) that never came back.
+    pub lost: Vec<u32>,
 }
 
 impl ConnectReport {
@@ -307,13 +309,14 @@ pub async fn run(
     );
     let _ = out.flush();
 
-    let (sent, rtts) = measure(&mut session, opts).await;
+    let (sent, rtts, lost) = measure(&mut session, opts).await;
     let report = ConnectReport {
         time_to_connected,
         selected,
         sent,
         echoed: u32::try_from(rtts.len()).unwrap_or(u32::MAX),
         rtts,
+        lost,
     };
     let rtt = if report.rtts.is_empty() {
         "no echo".to_string()
@@ -332,6 +335,11 @@ pub async fn run(
         report.echoed,
         report.loss_percent()
     );
+    if !report.lost.is_empty() {
+        let first: Vec<String> = report.lost.iter().take(20).map(u32::to_string).collect();
+        let more = if report.lost.len() > 20 { ", ..." } else { "" };
+        let _ = writeln!(out, "lost sequence numbers: {}{more}", first.join(", "));
+    }
     let r = http.send("DELETE", &location, &[], b"").await?;
     let _ = writeln!(out, "DELETE {location}: {}", r.status);
     let _ = session.close().await;
@@ -385,8 +393,12 @@ async fn apply_remote(
 }
 
 /// Send `count` probes `interval` apart and collect the echoes: (sent,
-/// sorted RTTs). Waits for stragglers for max(1 s, 4 x the largest RTT).
-async fn measure(session: &mut IceSession, opts: &ConnectOptions) -> (u32, Vec<Duration>) {
+/// sorted RTTs, lost sequence numbers). Waits for stragglers for max(1 s,
+/// 4 x the largest RTT).
+async fn measure(
+    session: &mut IceSession,
+    opts: &ConnectOptions,
+) -> (u32, Vec<Duration>, Vec<u32>) {
     let epoch = Instant::now();
     let count = opts.count;
     let mut echoed = vec![false; usize::try_from(count).unwrap_or(0)];
@@ -430,7 +442,15 @@ async fn measure(session: &mut IceSession, opts: &ConnectOptions) -> (u32, Vec<D
         }
     }
     rtts.sort();
-    (next, rtts)
+    let lost = (0..next)
+        .filter(|&i| {
+            !usize::try_from(i)
+                .ok()
+                .and_then(|i| echoed.get(i))
+                .is_some_and(|e| *e)
+        })
+        .collect();
+    (next, rtts, lost)
 }
 
 /// (sequence number, send time in µs) of a probe.
@@ -467,6 +487,7 @@ mod tests {
             sent: 4,
             echoed: 3,
             rtts: vec![],
+            lost: vec![3],
         };
         assert_eq!(r.loss_percent(), 25.0);
         r.sent = 0;

@@ -57,8 +57,8 @@ use scream_ice_core::candidate::Candidate;
 use scream_ice_core::policy::{FallbackStage, PeerKnowledge, decide};
 use scream_ice_core::sdpfrag::{SdpFrag, SdpFragWriter};
 use scream_ice_tokio::{
-    HostAddresses, HostFilter, IceSession, RemoteCandidateError, SessionConfig, SessionEvent,
-    SessionEvents,
+    Datagram, HostAddresses, HostFilter, IceSession, RemoteCandidateError, SessionConfig,
+    SessionEvent, SessionEvents,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -71,6 +71,9 @@ pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
 /// most; further ones are skipped, so one request cannot hold its session
 /// for long.
 pub const MAX_NAMES_PER_FRAGMENT: usize = 4;
+
+/// Application datagrams kept per session while no pair is selected yet.
+pub const EARLY_DATAGRAMS: usize = 32;
 
 /// Limits and knobs of the session endpoints.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -410,6 +413,7 @@ pub async fn create(
         local,
         complete,
         connected: false,
+        early: Vec::new(),
         deadline: tokio::time::Instant::now() + settings.connect_timeout,
         connect_timeout: settings.connect_timeout,
     };
@@ -566,6 +570,8 @@ struct SessionTask {
     local: Vec<Candidate>,
     complete: bool,
     connected: bool,
+    /// Application datagrams received before a pair was selected.
+    early: Vec<Datagram>,
     deadline: tokio::time::Instant,
     connect_timeout: Duration,
 }
@@ -580,17 +586,16 @@ impl SessionTask {
             tokio::select! {
                 d = self.session.recv() => match d {
                     // The data path: echo for now; Scream audio relay later.
-                    // Only from the selected peer: anyone else could
-                    // use us to send datagrams to the speaker.
-                    Some(d) => {
-                        if self.session.selected_pair().is_some_and(|(_, peer)| peer == d.from) {
-                            let _ = self.session.send(&d.data).await;
-                        }
-                    }
+                    Some(d) => self.data(d).await,
                     None => alive = false,
                 },
                 e = self.events.recv() => match e {
-                    Some(e) => alive = self.event(e),
+                    Some(e) => {
+                        alive = self.event(e);
+                        if matches!(e, SessionEvent::Selected { .. }) {
+                            self.flush_early().await;
+                        }
+                    }
                     None => alive = false,
                 },
                 r = self.requests.recv() => match r {
@@ -609,6 +614,34 @@ impl SessionTask {
         }
         self.sessions.remove(&self.id);
         let _ = self.session.close().await;
+    }
+
+    /// The data path (an echo for now). Only the selected peer is
+    /// answered: anyone else could use us to send datagrams to the
+    /// speaker. Datagrams that arrive before our side has selected a pair
+    /// (the controlling speaker may select, and send, a moment before the
+    /// controlled router does) wait in [`EARLY_DATAGRAMS`] slots and are
+    /// answered once the pair is selected, if they came from its peer.
+    async fn data(&mut self, d: Datagram) {
+        match self.session.selected_pair() {
+            Some((_, peer)) if peer == d.from => {
+                let _ = self.session.send(&d.data).await;
+            }
+            Some(_) => {}
+            None => {
+                if self.early.len() < EARLY_DATAGRAMS {
+                    self.early.push(d);
+                }
+            }
+        }
+    }
+
+    /// Answer the datagrams that came before the selection.
+    async fn flush_early(&mut self) {
+        let early = std::mem::take(&mut self.early);
+        for d in early {
+            self.data(d).await;
+        }
     }
 
     /// Follow one event; false when the session is over.
@@ -725,6 +758,7 @@ impl SessionTask {
         self.local.clear();
         self.complete = false;
         self.connected = false;
+        self.early.clear();
         self.deadline = tokio::time::Instant::now() + self.connect_timeout;
         if let Err(e) = self.session.set_remote_credentials(ufrag, pwd).await {
             return (error(StatusCode::BAD_REQUEST, e), true);
