@@ -13,6 +13,9 @@
 //! mode, everyone in `stun-required`, `full` and `legacy`, no one in
 //! `local-only`); its address is the one the client used to reach us.
 //!
+//! The speaker sessions (`/api/ice/sessions`, [`crate::sessions`]) make
+//! the same decision for the client and start an ICE session with it.
+//!
 //! No endpoint needs a token yet: the admin endpoints (runtime config,
 //! rollout stage) that will need one do not exist yet.
 

@@ -609,3 +609,32 @@ async fn echo_only_for_the_selected_peer() {
     assert_eq!(call(addr, "DELETE", &location, &[], "").await.status, 204);
     speaker.close().await.unwrap();
 }
+
+/// Several speakers at once, each with its own session and echo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_speakers_at_once() {
+    let (addr, state) = server(|_| {}).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        tasks.push(tokio::spawn(async move {
+            let mut o = ConnectOptions::new(format!("http://{addr}"));
+            o.bind = vec!["127.0.0.1".parse().unwrap()];
+            o.count = 20;
+            o.interval = Duration::from_millis(2);
+            let mut out = Vec::new();
+            let r = run(&o, &mut out).await;
+            (r, String::from_utf8(out).unwrap())
+        }));
+    }
+    let mut selected = Vec::new();
+    for t in tasks {
+        let (r, text) = t.await.unwrap();
+        let r = r.unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(r.echoed, 20, "{text}");
+        selected.push(r.selected);
+    }
+    selected.sort();
+    selected.dedup();
+    assert_eq!(selected.len(), 8);
+    wait_until(|| state.sessions().is_empty(), Duration::from_secs(2)).await;
+}
