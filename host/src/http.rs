@@ -13,6 +13,9 @@
 //! mode, everyone in `stun-required`, `full` and `legacy`, no one in
 //! `local-only`); its address is the one the client used to reach us.
 //!
+//! The speaker sessions (`/api/ice/sessions`, [`crate::sessions`]) make
+//! the same decision for the client and start an ICE session with it.
+//!
 //! No endpoint needs a token yet: the admin endpoints (runtime config,
 //! rollout stage) that will need one do not exist yet.
 
@@ -25,7 +28,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, HOST, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, options};
+use axum::routing::{get, options, post};
 use scream_ice_core::net::canonical;
 use scream_ice_core::policy::{Decision, FallbackStage, PeerKnowledge, decide};
 use scream_ice_core::url::IceServerUrl;
@@ -33,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, in_cidrs};
+use crate::sessions::{self, SessionSettings, Sessions};
 
 /// Both ends of the HTTP connection: the client's address (for the policy)
 /// and ours (for the own STUN responder's URL when no `Host` header helps).
@@ -66,14 +70,29 @@ pub struct AppState {
 struct Inner {
     config: Config,
     own_stun: Option<SocketAddr>,
+    sessions: Sessions,
 }
 
 impl AppState {
     /// `own_stun`: the address our STUN responder is bound to, when it runs
-    /// and `advertise_own_stun` is on.
+    /// and `advertise_own_stun` is on. Speaker sessions get the default
+    /// [`SessionSettings`].
     pub fn new(config: Config, own_stun: Option<SocketAddr>) -> AppState {
+        AppState::with_sessions(config, own_stun, SessionSettings::default())
+    }
+
+    /// As [`AppState::new`], with these limits for speaker sessions.
+    pub fn with_sessions(
+        config: Config,
+        own_stun: Option<SocketAddr>,
+        settings: SessionSettings,
+    ) -> AppState {
         AppState {
-            inner: Arc::new(Inner { config, own_stun }),
+            inner: Arc::new(Inner {
+                config,
+                own_stun,
+                sessions: Sessions::new(settings),
+            }),
         }
     }
 
@@ -81,20 +100,38 @@ impl AppState {
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
+
+    /// The running speaker sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    /// Our STUN responder's URL for this request, if it is advertised
+    /// ([`own_stun_url`]).
+    pub fn own_stun_url(&self, headers: &HeaderMap, local: SocketAddr) -> Option<String> {
+        self.inner
+            .own_stun
+            .and_then(|a| own_stun_url(a, headers, local))
+    }
 }
 
-/// The API routes.
+/// The API routes: `GET /api/ice-config`, `OPTIONS /api/whep/{sink}`, and
+/// the speaker sessions of [`crate::sessions`] (`POST /api/ice/sessions`,
+/// `GET`/`PATCH`/`DELETE /api/ice/sessions/{id}`).
 ///
-/// ICE sessions for speakers (`POST /api/ice/sessions`, `PATCH`/`DELETE
-/// /api/ice/sessions/{id}`) and the WHEP `POST`/`PATCH` are NOT here yet:
-/// they are wired to the tokio ICE adapter (`scream-ice-tokio`) once it
-/// lands. Add them below, and add `POST` to [`WHEP_METHODS`] then.
+/// The WHEP `POST`/`PATCH` are NOT here yet (browsers need DTLS-SRTP on
+/// top of ICE); add `POST` to [`WHEP_METHODS`] when they land.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/ice-config", get(ice_config))
         .route("/api/whep/{sink}", options(whep_options))
-        // TODO(ice-sessions): .route("/api/ice/sessions", post(...)) etc.,
-        // backed by scream-ice-tokio.
+        .route("/api/ice/sessions", post(sessions::create))
+        .route(
+            "/api/ice/sessions/{id}",
+            get(sessions::fetch)
+                .patch(sessions::patch)
+                .delete(sessions::delete),
+        )
         .with_state(state)
 }
 
@@ -217,10 +254,7 @@ pub fn choose(
 ) -> Chosen {
     let config = state.config();
     let client = client_ip(config, conn.remote, headers);
-    let own = state
-        .inner
-        .own_stun
-        .and_then(|a| own_stun_url(a, headers, conn.local));
+    let own = state.own_stun_url(headers, conn.local);
     let parts = config.policy_parts(own.as_deref());
     let policy = parts.config();
     let decision = decide(&policy, &PeerKnowledge::with_address(client), stage);

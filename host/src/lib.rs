@@ -10,13 +10,21 @@
 //! - [`http`]: the axum router: `GET /api/ice-config` and the WHEP
 //!   endpoint's `OPTIONS` with RFC 9725 `Link` headers, both chosen per
 //!   client by `scream_ice_core::policy::decide`.
+//! - [`sessions`]: speaker ICE sessions (`/api/ice/sessions`, RFC 8840
+//!   trickle over HTTP as RFC 9725 does it), one `scream-ice-tokio`
+//!   session per speaker, echoing its datagrams for now.
+//! - [`client`]: a minimal HTTP/1.1 client for `scream-ice connect`.
+//! - [`connect`]: `scream-ice connect`, the speaker simulator.
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
 //! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM.
 
+pub mod client;
 pub mod config;
+pub mod connect;
 pub mod http;
 pub mod probe;
 pub mod serve;
+pub mod sessions;
 pub mod stun_responder;
 
 /// The SOFTWARE attribute value (RFC 8489 §14.14) our STUN responder sends.

@@ -40,6 +40,28 @@ enum Command {
         #[command(subcommand)]
         command: StunCommand,
     },
+    /// Speaker simulator: open an ICE session with a running daemon, send
+    /// test datagrams it echoes, report loss and round-trip times.
+    Connect {
+        /// The daemon's base URL, e.g. http://127.0.0.1:8188.
+        url: String,
+        /// Test datagrams to send once connected.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        count: u32,
+        /// Milliseconds between test datagrams.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        interval_ms: u64,
+        /// Bind host sockets on this address (repeatable; default: all
+        /// interfaces).
+        #[arg(long, value_name = "IP")]
+        bind: Vec<std::net::IpAddr>,
+        /// A STUN server the policy may use (`stun:HOST[:PORT]`; repeatable).
+        #[arg(long, value_name = "URL")]
+        stun: Vec<String>,
+        /// Give up if not connected within this many milliseconds.
+        #[arg(long, value_name = "N", default_value_t = 10000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,6 +244,34 @@ fn probe(target: &str, timeout_ms: u64) -> ExitCode {
     }
 }
 
+fn connect(opts: scream_ice_host::connect::ConnectOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("scream-ice: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(scream_ice_host::connect::run(&opts, &mut out)) {
+        Ok(r) if r.sent > 0 && r.echoed == 0 => {
+            eprintln!(
+                "scream-ice: connect: connected, but none of the {} datagrams came back (100 % loss)",
+                r.sent
+            );
+            ExitCode::FAILURE
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scream-ice: connect: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -283,5 +333,21 @@ fn main() -> ExitCode {
         Command::Stun {
             command: StunCommand::Probe { target, timeout_ms },
         } => probe(&target, timeout_ms),
+        Command::Connect {
+            url,
+            count,
+            interval_ms,
+            bind,
+            stun,
+            timeout_ms,
+        } => {
+            let mut o = scream_ice_host::connect::ConnectOptions::new(url);
+            o.count = count;
+            o.interval = Duration::from_millis(interval_ms);
+            o.bind = bind;
+            o.stun = stun;
+            o.timeout = Duration::from_millis(timeout_ms);
+            connect(o)
+        }
     }
 }

@@ -118,7 +118,7 @@ pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError>
         if let Some(a) = http_addr {
             let _ = writeln!(
                 out,
-                "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}); no endpoint needs a token yet"
+                "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}, POST /api/ice/sessions); no endpoint needs a token yet"
             );
         }
         let _ = out.flush();

@@ -271,7 +271,7 @@ async fn whep_options_sends_rfc9725_link_headers() {
 }
 
 #[tokio::test]
-async fn unimplemented_routes_are_not_registered() {
+async fn whep_post_is_not_registered_but_sessions_are() {
     let s = state("");
     let r = call(
         &s,
@@ -282,8 +282,9 @@ async fn unimplemented_routes_are_not_registered() {
     )
     .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    // The session endpoint exists (and wants an sdpfrag).
     let r = call(&s, Method::POST, "/api/ice/sessions", "192.168.1.20:1", &[]).await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
 #[tokio::test]

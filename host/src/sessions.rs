@@ -1,0 +1,851 @@
+//! Speaker ICE sessions over HTTP: RFC 8840 trickle ICE in the WHIP/WHEP
+//! pattern of RFC 9725 sections 4.3-4.4.
+//!
+//! Where this sits: a speaker `POST`s its `application/trickle-ice-sdpfrag`
+//! (credentials, candidates) to `/api/ice/sessions`; [`create`] decides with
+//! the core policy for the client's address (as `/api/ice-config` does),
+//! starts a controlled [`IceSession`] (the speaker, which posts first, is
+//! controlling) and answers `201 Created` with the session's `Location`,
+//! an `ETag` for the ICE session and the router's sdpfrag. Each session then
+//! lives in its own task (the *session task*), which owns the
+//! [`IceSession`] and serves the `GET`/`PATCH`/`DELETE` requests on the
+//! `Location` through a channel, so one session's requests are applied in
+//! order and never race each other.
+//!
+//! Choices made here (the RFCs leave them open):
+//!
+//! - The answer carries our host candidates as the policy offers them and
+//!   `a=end-of-candidates` exactly when gathering is already complete (no
+//!   STUN server asked, the LAN case). Server-reflexive candidates gathered
+//!   later are not pushed: the speaker fetches them with `GET` on the
+//!   `Location`, which returns the current fragment (all our candidates so
+//!   far, `a=end-of-candidates` once complete) with the current `ETag`.
+//! - The answer has no `m=` section: one body describes one ICE session
+//!   (session-level `a=ice-ufrag`/`a=ice-pwd`), which `SdpFrag::parse`
+//!   accepts.
+//! - `PATCH` needs `If-Match` (the current `ETag` or `*`): 428 without it,
+//!   412 when it does not match. A fragment whose `a=ice-ufrag` differs from
+//!   the current remote one is an ICE restart (it must carry a new
+//!   `a=ice-pwd` too): 200 with our new fragment and a new `ETag`. The
+//!   checks run in this order: 404, 415, 413, 428, 400 (not UTF-8), 412,
+//!   400 (malformed sdpfrag; nothing applied).
+//! - Each session task is its own reaper: the session is removed when its
+//!   agent reports failure (all pairs failed, no pairs, consent lost) or
+//!   when it has not connected within [`SessionSettings::connect_timeout`]
+//!   (restarted on an ICE restart). A failed session is not kept for a
+//!   restart: the speaker `POST`s again.
+//!
+//! The application data path is, for now, an echo: every datagram the
+//! speaker sends over the selected pair is sent back to it, which is what
+//! `scream-ice connect` measures. The Scream audio relay plugs in here
+//! later, in the session task's data arm (`SessionTask::run`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH, LINK, LOCATION,
+};
+use axum::response::{IntoResponse, Response};
+use scream_ice_core::agent::{ConnectionState, GatheringState, Role};
+use scream_ice_core::candidate::Candidate;
+use scream_ice_core::policy::{FallbackStage, PeerKnowledge, decide};
+use scream_ice_core::sdpfrag::{SdpFrag, SdpFragWriter};
+use scream_ice_tokio::{
+    Datagram, HostAddresses, HostFilter, IceSession, RemoteCandidateError, SessionConfig,
+    SessionEvent, SessionEvents,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::http::{AppState, Chosen, ConnAddrs, choose};
+
+/// The media type of trickle ICE fragments (RFC 8840 section 9.1).
+pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+
+/// Candidates with a host name (mDNS `.local`) resolved per fragment at
+/// most; further ones are skipped, so one request cannot hold its session
+/// for long.
+pub const MAX_NAMES_PER_FRAGMENT: usize = 4;
+
+/// Application datagrams kept per session while no pair is selected yet.
+pub const EARLY_DATAGRAMS: usize = 32;
+
+/// Limits and knobs of the session endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionSettings {
+    /// Concurrent sessions at most; a `POST` beyond it is answered 503.
+    pub max_sessions: usize,
+    /// A session that has not connected this long after its start (or its
+    /// last ICE restart) is removed.
+    pub connect_timeout: Duration,
+    /// Largest request body accepted (413 above).
+    pub max_body: usize,
+    /// The addresses the router's host sockets bind (port 0 each); `None`:
+    /// discover the machine's interfaces (loopback included when the
+    /// policy offers loopback candidates to this client).
+    pub bind: Option<Vec<IpAddr>>,
+}
+
+impl Default for SessionSettings {
+    /// 64 sessions, 60 s to connect, 16 KiB bodies, interface discovery.
+    fn default() -> SessionSettings {
+        SessionSettings {
+            max_sessions: 64,
+            connect_timeout: Duration::from_secs(60),
+            max_body: 16 * 1024,
+            bind: None,
+        }
+    }
+}
+
+/// The table of running sessions: id to the session task's request
+/// channel. Cloning shares the table.
+#[derive(Clone, Debug, Default)]
+pub struct Sessions {
+    table: Arc<Mutex<HashMap<String, mpsc::Sender<Request>>>>,
+    settings: Arc<SessionSettings>,
+}
+
+impl Sessions {
+    /// An empty table with these limits.
+    pub fn new(settings: SessionSettings) -> Sessions {
+        Sessions {
+            table: Arc::default(),
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The limits in force.
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    /// Sessions running now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no session runs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Request>>> {
+        // A poisoned lock only means a panic elsewhere; the map is still
+        // consistent (every operation on it is a single insert/remove/get).
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, id: &str) -> Option<mpsc::Sender<Request>> {
+        self.lock().get(id).cloned()
+    }
+
+    fn remove(&self, id: &str) -> Option<mpsc::Sender<Request>> {
+        self.lock().remove(id)
+    }
+
+    /// Insert unless the cap is reached.
+    fn insert(&self, id: String, tx: mpsc::Sender<Request>) -> bool {
+        let mut t = self.lock();
+        if t.len() >= self.settings.max_sessions {
+            return false;
+        }
+        t.insert(id, tx);
+        true
+    }
+}
+
+/// What the HTTP handlers ask a session task.
+#[derive(Debug)]
+enum Request {
+    Get {
+        reply: oneshot::Sender<Response>,
+    },
+    Patch {
+        if_match: String,
+        body: String,
+        reply: oneshot::Sender<Response>,
+    },
+    Close,
+}
+
+/// A plain-text error reply: one line.
+fn error(status: StatusCode, reason: impl std::fmt::Display) -> Response {
+    let mut r = (status, format!("{reason}\n")).into_response();
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `CONTENT_TYPE` is `application/trickle-ice-sdpfrag` (parameters and
+/// case ignored).
+fn is_sdpfrag(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(SDPFRAG))
+}
+
+/// The body as UTF-8 text within the limit: 413 over it, 400 if not UTF-8.
+async fn read_body(body: Body, max: usize) -> Result<String, Response> {
+    let bytes = axum::body::to_bytes(body, max).await.map_err(|_| {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format_args!("body larger than {max} bytes"),
+        )
+    })?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "body is not UTF-8"))
+}
+
+/// `count` random bytes as lowercase hex.
+fn random_hex(count: usize) -> Result<String, getrandom::Error> {
+    let mut b = vec![0u8; count];
+    getrandom::fill(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// A fresh strong entity tag (`"` + 64 random bits in hex + `"`).
+fn new_etag() -> Result<String, getrandom::Error> {
+    Ok(format!("\"{}\"", random_hex(8)?))
+}
+
+/// Whether an `If-Match` value (RFC 9110 section 13.1.1) matches `etag`:
+/// `*`, or a list containing it (strong comparison: weak tags never match).
+pub fn if_match_matches(value: &str, etag: &str) -> bool {
+    let v = value.trim();
+    v == "*" || v.split(',').any(|t| t.trim() == etag)
+}
+
+/// Our fragment: `a=ice-options:trickle`, credentials, candidates, and
+/// `a=end-of-candidates` when `complete`.
+pub fn write_sdpfrag(
+    ufrag: &str,
+    pwd: &str,
+    candidates: &[Candidate],
+    complete: bool,
+) -> Result<String, String> {
+    let mut size = 512 + 160 * candidates.len();
+    for _ in 0..2 {
+        let mut buf = vec![0u8; size];
+        let mut w = SdpFragWriter::new(&mut buf);
+        w.ice_options(&["trickle"]).map_err(|e| e.to_string())?;
+        w.ice_ufrag(ufrag).map_err(|e| e.to_string())?;
+        w.ice_pwd(pwd).map_err(|e| e.to_string())?;
+        for c in candidates {
+            w.candidate(&c.to_attribute()).map_err(|e| e.to_string())?;
+        }
+        if complete {
+            w.end_of_candidates();
+        }
+        match w.finish() {
+            Ok(n) => {
+                buf.truncate(n);
+                return String::from_utf8(buf).map_err(|e| e.to_string());
+            }
+            Err(e) => size = e.required,
+        }
+    }
+    Err("sdpfrag does not fit".into())
+}
+
+/// The local candidates and gathering state queued on `events` right now.
+fn drain_local(
+    events: &mut SessionEvents,
+    local: &mut Vec<Candidate>,
+    complete: &mut bool,
+) -> Vec<SessionEvent> {
+    let mut others = Vec::new();
+    while let Some(e) = events.try_recv() {
+        match e {
+            SessionEvent::LocalCandidate(c) => local.push(c),
+            SessionEvent::Gathering(g) => *complete = g == GatheringState::Complete,
+            other => others.push(other),
+        }
+    }
+    others
+}
+
+/// Feed a fragment's candidates (and end-of-candidates) to the session;
+/// candidates the agent cannot use are logged and skipped.
+/// At most [`MAX_NAMES_PER_FRAGMENT`] candidates with a host name are
+/// resolved per fragment (each lookup may take the adapter's DNS timeout).
+async fn apply_candidates(id: &str, session: &IceSession, frag: &SdpFrag<'_>) {
+    let mut names = 0;
+    for c in frag.candidates() {
+        if c.connection_address.ip().is_none() {
+            names += 1;
+            if names > MAX_NAMES_PER_FRAGMENT {
+                tracing::warn!(
+                    session = id,
+                    "remote candidate skipped: too many host names"
+                );
+                continue;
+            }
+        }
+        let line = c.to_string();
+        match session.add_remote_candidate_line(&line).await {
+            Ok(()) => {}
+            Err(RemoteCandidateError::Closed) => return,
+            Err(e) => tracing::warn!(session = id, "remote candidate skipped: {e}"),
+        }
+    }
+    if frag.end_of_candidates() {
+        let _ = session.end_of_remote_candidates().await;
+    }
+}
+
+/// The `201 Created` / `200 OK` reply carrying our fragment.
+fn sdpfrag_reply(status: StatusCode, etag: &str, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(SDPFRAG));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(ETAG, v);
+    }
+    r
+}
+
+/// `POST /api/ice/sessions`.
+pub async fn create(
+    State(state): State<AppState>,
+    ConnectInfo(conn): ConnectInfo<ConnAddrs>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let sessions = state.sessions().clone();
+    let settings = sessions.settings().clone();
+    if !is_sdpfrag(&headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format_args!("Content-Type must be {SDPFRAG}"),
+        );
+    }
+    let text = match read_body(body, settings.max_body).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let frag = match SdpFrag::parse(&text) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let (Some(ufrag), Some(pwd)) = (frag.ice_ufrag(), frag.ice_pwd()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "sdpfrag needs a=ice-ufrag and a=ice-pwd",
+        );
+    };
+    if sessions.len() >= settings.max_sessions {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format_args!("too many ICE sessions (at most {})", settings.max_sessions),
+        );
+    }
+
+    let chosen = choose(&state, conn, &headers, FallbackStage::LocalOnly);
+    let config = session_config(&state, conn, &headers, &chosen, &settings);
+    let (session, mut events) = match IceSession::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(client = %chosen.client, "cannot start ICE session: {e}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format_args!("cannot start ICE session: {e}"),
+            );
+        }
+    };
+    let (id, etag) = match (random_hex(16), new_etag()) {
+        (Ok(i), Ok(e)) => (i, e),
+        _ => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "system randomness unavailable",
+            );
+        }
+    };
+    if let Err(e) = session.set_remote_credentials(ufrag, pwd).await {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
+    apply_candidates(&id, &session, &frag).await;
+
+    let mut local = Vec::new();
+    let mut complete = false;
+    let early = drain_local(&mut events, &mut local, &mut complete);
+    let creds = session.local_credentials().clone();
+    let answer = match write_sdpfrag(&creds.ufrag, &creds.pwd, &local, complete) {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+
+    let (tx, rx) = mpsc::channel(16);
+    if !sessions.insert(id.clone(), tx) {
+        let _ = session.close().await;
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format_args!("too many ICE sessions (at most {})", settings.max_sessions),
+        );
+    }
+    tracing::info!(
+        session = %id,
+        client = %chosen.client,
+        network = %chosen.decision.network,
+        "ICE session created: {} local candidates, gathering {}",
+        local.len(),
+        if complete { "complete" } else { "running" }
+    );
+    let task = SessionTask {
+        id: id.clone(),
+        session,
+        events,
+        requests: rx,
+        sessions,
+        etag: etag.clone(),
+        remote_ufrag: ufrag.to_string(),
+        remote_pwd: pwd.to_string(),
+        local,
+        complete,
+        connected: false,
+        early: Vec::new(),
+        deadline: tokio::time::Instant::now() + settings.connect_timeout,
+        connect_timeout: settings.connect_timeout,
+    };
+    tokio::spawn(task.run(early));
+
+    let mut r = sdpfrag_reply(StatusCode::CREATED, &etag, answer);
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/ice/sessions/{id}")) {
+        h.insert(LOCATION, v);
+    }
+    h.insert(
+        axum::http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location, ETag, Link"),
+    );
+    decision_headers(&chosen, h);
+    r
+}
+
+/// `X-Scream-Ice-Network`/`-Stage` and the RFC 9725 `Link` headers.
+fn decision_headers(chosen: &Chosen, h: &mut HeaderMap) {
+    h.insert(
+        HeaderName::from_static("x-scream-ice-network"),
+        HeaderValue::from_static(chosen.decision.network.as_str()),
+    );
+    h.insert(
+        HeaderName::from_static("x-scream-ice-stage"),
+        HeaderValue::from_static(chosen.decision.stage.as_str()),
+    );
+    for link in chosen.link_headers() {
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            h.append(LINK, v);
+        }
+    }
+}
+
+/// The session the policy's decision for this client asks for.
+fn session_config(
+    state: &AppState,
+    conn: ConnAddrs,
+    headers: &HeaderMap,
+    chosen: &Chosen,
+    settings: &SessionSettings,
+) -> SessionConfig {
+    let own = state.own_stun_url(headers, conn.local);
+    let parts = state.config().policy_parts(own.as_deref());
+    let policy = parts.config();
+    // The same pure decision `choose` made.
+    let decision = decide(
+        &policy,
+        &PeerKnowledge::with_address(chosen.client),
+        FallbackStage::LocalOnly,
+    );
+    let mut c = SessionConfig::from_decision(Role::Controlled, &policy, &decision);
+    c.hosts = match &settings.bind {
+        Some(ips) => {
+            HostAddresses::Explicit(ips.iter().map(|ip| SocketAddr::new(*ip, 0)).collect())
+        }
+        None => {
+            let mut f = HostFilter::new();
+            f.include_loopback = decision.offer_loopback_host_candidates;
+            HostAddresses::Discover(f)
+        }
+    };
+    c
+}
+
+/// The 404 of an unknown (or just ended) session.
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such ICE session")
+}
+
+/// Ask the session task; a task that has just ended is a 404.
+async fn ask(
+    tx: &mpsc::Sender<Request>,
+    make: impl FnOnce(oneshot::Sender<Response>) -> Request,
+) -> Response {
+    let (reply, rx) = oneshot::channel();
+    if tx.send(make(reply)).await.is_err() {
+        return not_found();
+    }
+    rx.await.unwrap_or_else(|_| not_found())
+}
+
+/// `GET /api/ice/sessions/{id}`: our current fragment and `ETag`.
+pub async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.sessions().get(&id) {
+        Some(tx) => ask(&tx, |reply| Request::Get { reply }).await,
+        None => not_found(),
+    }
+}
+
+/// `PATCH /api/ice/sessions/{id}`: trickle or ICE restart.
+pub async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(tx) = state.sessions().get(&id) else {
+        return not_found();
+    };
+    if !is_sdpfrag(&headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format_args!("Content-Type must be {SDPFRAG}"),
+        );
+    }
+    let body = match read_body(body, state.sessions().settings().max_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(if_match) = headers.get(IF_MATCH) else {
+        return error(
+            StatusCode::PRECONDITION_REQUIRED,
+            "If-Match (the session's ETag, or *) is required",
+        );
+    };
+    let Ok(if_match) = if_match.to_str() else {
+        return error(StatusCode::BAD_REQUEST, "If-Match is not ASCII");
+    };
+    let if_match = if_match.to_string();
+    ask(&tx, |reply| Request::Patch {
+        if_match,
+        body,
+        reply,
+    })
+    .await
+}
+
+/// `DELETE /api/ice/sessions/{id}`: end the session (204).
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.sessions().remove(&id) {
+        Some(tx) => {
+            let _ = tx.send(Request::Close).await;
+            tracing::info!(session = %id, "ICE session deleted");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => not_found(),
+    }
+}
+
+/// One session's task: owns the [`IceSession`], echoes application data,
+/// follows the agent's events, serves the HTTP requests, and removes the
+/// session from the table when it ends.
+struct SessionTask {
+    id: String,
+    session: IceSession,
+    events: SessionEvents,
+    requests: mpsc::Receiver<Request>,
+    sessions: Sessions,
+    etag: String,
+    remote_ufrag: String,
+    remote_pwd: String,
+    local: Vec<Candidate>,
+    complete: bool,
+    connected: bool,
+    /// Application datagrams received before a pair was selected.
+    early: Vec<Datagram>,
+    deadline: tokio::time::Instant,
+    connect_timeout: Duration,
+}
+
+impl SessionTask {
+    async fn run(mut self, early: Vec<SessionEvent>) {
+        let mut alive = true;
+        for e in early {
+            alive &= self.event(e);
+        }
+        while alive {
+            tokio::select! {
+                d = self.session.recv() => match d {
+                    // The data path: echo for now; Scream audio relay later.
+                    Some(d) => self.data(d).await,
+                    None => alive = false,
+                },
+                e = self.events.recv() => match e {
+                    Some(e) => {
+                        alive = self.event(e);
+                        if matches!(e, SessionEvent::Selected { .. }) {
+                            self.flush_early().await;
+                        }
+                    }
+                    None => alive = false,
+                },
+                r = self.requests.recv() => match r {
+                    Some(r) => alive = self.request(r).await,
+                    None => alive = false,
+                },
+                () = tokio::time::sleep_until(self.deadline), if !self.connected => {
+                    tracing::info!(
+                        session = %self.id,
+                        "ICE session removed: not connected within {:?}",
+                        self.connect_timeout
+                    );
+                    alive = false;
+                }
+            }
+        }
+        self.sessions.remove(&self.id);
+        let _ = self.session.close().await;
+    }
+
+    /// The data path (an echo for now). Only the selected peer is
+    /// answered: anyone else could use us to send datagrams to the
+    /// speaker. Datagrams that arrive before our side has selected a pair
+    /// (the controlling speaker may select, and send, a moment before the
+    /// controlled router does) wait in [`EARLY_DATAGRAMS`] slots and are
+    /// answered once the pair is selected, if they came from its peer.
+    async fn data(&mut self, d: Datagram) {
+        match self.session.selected_pair() {
+            Some((_, peer)) if peer == d.from => {
+                let _ = self.session.send(&d.data).await;
+            }
+            Some(_) => {}
+            None => {
+                if self.early.len() < EARLY_DATAGRAMS {
+                    self.early.push(d);
+                }
+            }
+        }
+    }
+
+    /// Answer the datagrams that came before the selection.
+    async fn flush_early(&mut self) {
+        let early = std::mem::take(&mut self.early);
+        for d in early {
+            self.data(d).await;
+        }
+    }
+
+    /// Follow one event; false when the session is over.
+    fn event(&mut self, e: SessionEvent) -> bool {
+        match e {
+            SessionEvent::LocalCandidate(c) => self.local.push(c),
+            SessionEvent::Gathering(g) => self.complete = g == GatheringState::Complete,
+            SessionEvent::Connection(ConnectionState::Connected) => self.connected = true,
+            SessionEvent::Connection(ConnectionState::Failed) => {
+                tracing::info!(session = %self.id, "ICE session removed: failed");
+                return false;
+            }
+            SessionEvent::Selected { local, remote } => {
+                self.connected = true;
+                tracing::info!(session = %self.id, "selected pair {local} -> {remote}");
+            }
+            SessionEvent::Failed(reason) => {
+                tracing::info!(session = %self.id, "ICE session removed: {reason}");
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn current(&self, status: StatusCode) -> Response {
+        let creds = self.session.local_credentials();
+        match write_sdpfrag(&creds.ufrag, &creds.pwd, &self.local, self.complete) {
+            Ok(body) => sdpfrag_reply(status, &self.etag, body),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        }
+    }
+
+    /// Serve one request; false when the session is over.
+    async fn request(&mut self, r: Request) -> bool {
+        match r {
+            Request::Close => false,
+            Request::Get { reply } => {
+                let _ = reply.send(self.current(StatusCode::OK));
+                true
+            }
+            Request::Patch {
+                if_match,
+                body,
+                reply,
+            } => {
+                let (response, alive) = self.patch(&if_match, &body).await;
+                let _ = reply.send(response);
+                alive
+            }
+        }
+    }
+
+    async fn patch(&mut self, if_match: &str, body: &str) -> (Response, bool) {
+        if !if_match_matches(if_match, &self.etag) {
+            return (
+                error(
+                    StatusCode::PRECONDITION_FAILED,
+                    "If-Match does not match the ICE session's ETag",
+                ),
+                true,
+            );
+        }
+        let frag = match SdpFrag::parse(body) {
+            Ok(f) => f,
+            Err(e) => return (error(StatusCode::BAD_REQUEST, e), true),
+        };
+        let ufrag_changed = frag.ice_ufrag().is_some_and(|u| u != self.remote_ufrag);
+        let pwd_changed = frag.ice_pwd().is_some_and(|p| p != self.remote_pwd);
+        if !ufrag_changed && !pwd_changed {
+            apply_candidates(&self.id, &self.session, &frag).await;
+            return (StatusCode::NO_CONTENT.into_response(), true);
+        }
+        let (Some(ufrag), Some(pwd), true, true) =
+            (frag.ice_ufrag(), frag.ice_pwd(), ufrag_changed, pwd_changed)
+        else {
+            return (
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "an ICE restart changes both a=ice-ufrag and a=ice-pwd",
+                ),
+                true,
+            );
+        };
+        self.restart(ufrag, pwd, &frag).await
+    }
+
+    /// ICE restart (RFC 8445 section 9, RFC 9725 section 4.4.2).
+    async fn restart(&mut self, ufrag: &str, pwd: &str, frag: &SdpFrag<'_>) -> (Response, bool) {
+        let Ok(etag) = new_etag() else {
+            return (
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "system randomness unavailable",
+                ),
+                true,
+            );
+        };
+        // Events of the old generation first.
+        while let Some(e) = self.events.try_recv() {
+            if !self.event(e) {
+                return (not_found(), false);
+            }
+        }
+        if let Err(e) = self.session.restart().await {
+            return (
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format_args!("ICE restart failed: {e}"),
+                ),
+                false,
+            );
+        }
+        self.local.clear();
+        self.complete = false;
+        self.connected = false;
+        self.early.clear();
+        self.deadline = tokio::time::Instant::now() + self.connect_timeout;
+        if let Err(e) = self.session.set_remote_credentials(ufrag, pwd).await {
+            return (error(StatusCode::BAD_REQUEST, e), true);
+        }
+        self.remote_ufrag = ufrag.to_string();
+        self.remote_pwd = pwd.to_string();
+        self.etag = etag;
+        let mut local = std::mem::take(&mut self.local);
+        let mut complete = false;
+        let others = drain_local(&mut self.events, &mut local, &mut complete);
+        self.local = local;
+        self.complete = complete;
+        let mut alive = true;
+        for e in others {
+            alive &= self.event(e);
+        }
+        apply_candidates(&self.id, &self.session, frag).await;
+        tracing::info!(session = %self.id, "ICE restart");
+        (self.current(StatusCode::OK), alive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_rules() {
+        let tag = "\"00ff\"";
+        assert!(if_match_matches("*", tag));
+        assert!(if_match_matches(" * ", tag));
+        assert!(if_match_matches("\"00ff\"", tag));
+        assert!(if_match_matches("\"1\", \"00ff\"", tag));
+        assert!(!if_match_matches("W/\"00ff\"", tag));
+        assert!(!if_match_matches("\"00fe\"", tag));
+        assert!(!if_match_matches("00ff", tag));
+        assert!(!if_match_matches("", tag));
+    }
+
+    #[test]
+    fn content_type_rules() {
+        let mut h = HeaderMap::new();
+        assert!(!is_sdpfrag(&h));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(SDPFRAG));
+        assert!(is_sdpfrag(&h));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("Application/Trickle-ICE-Sdpfrag; charset=utf-8"),
+        );
+        assert!(is_sdpfrag(&h));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+        assert!(!is_sdpfrag(&h));
+    }
+
+    #[test]
+    fn written_fragment_parses_back() {
+        let c = Candidate {
+            ..SdpFrag::parse(
+                "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n\
+                 a=candidate:1 1 udp 2130706431 192.168.1.40 4010 typ host\r\n",
+            )
+            .unwrap()
+            .candidates()
+            .next()
+            .unwrap()
+            .to_candidate()
+            .unwrap()
+        };
+        let text = write_sdpfrag("rtr1", "0123456789abcdefghijkl", &[c], true).unwrap();
+        let f = SdpFrag::parse(&text).unwrap();
+        assert_eq!(f.ice_ufrag(), Some("rtr1"));
+        assert_eq!(f.ice_pwd(), Some("0123456789abcdefghijkl"));
+        assert!(f.end_of_candidates());
+        assert!(f.has_ice_option("trickle"));
+        assert_eq!(f.candidates().count(), 1);
+        let open = write_sdpfrag("rtr1", "0123456789abcdefghijkl", &[], false).unwrap();
+        assert!(!SdpFrag::parse(&open).unwrap().end_of_candidates());
+        assert!(write_sdpfrag("x", "0123456789abcdefghijkl", &[], false).is_err());
+    }
+
+    #[test]
+    fn ids_are_128_bit_hex() {
+        let a = random_hex(16).unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, random_hex(16).unwrap());
+        let e = new_etag().unwrap();
+        assert!(e.starts_with('"') && e.ends_with('"') && e.len() == 18);
+    }
+}
