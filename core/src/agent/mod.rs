@@ -156,10 +156,12 @@ pub struct AgentConfig {
     pub consent_timeout: Duration,
     /// Report `Disconnected` after this long without a consent response.
     pub disconnected_after: Duration,
-    /// With no candidate pair at all after both sides finished their
-    /// candidates, wait this long for the peer's checks (which would teach us
-    /// a peer-reflexive candidate) before failing with `NoCandidatePairs`.
-    pub no_pair_grace: Duration,
+    /// Once both sides finished their candidates and none of our pairs can
+    /// still succeed (or there is no pair at all), wait this long for the
+    /// peer's own checks before failing: they may arrive later than ours (an
+    /// answerer's peer checks only once it has the answer) and teach us a
+    /// working peer-reflexive pair.
+    pub failure_grace: Duration,
     /// Candidate type preferences (RFC 8445 section 5.1.2.2).
     pub type_preferences: TypePreferences,
     /// SOFTWARE attribute for responses, if any.
@@ -180,7 +182,7 @@ impl Default for AgentConfig {
             consent_interval: Duration::from_secs(5),
             consent_timeout: Duration::from_secs(30),
             disconnected_after: Duration::from_secs(12),
-            no_pair_grace: Duration::from_secs(10),
+            failure_grace: Duration::from_secs(10),
             type_preferences: TypePreferences::RFC8445,
             software: None,
         }
@@ -454,8 +456,8 @@ pub struct Agent<const L: usize, const R: usize, const P: usize> {
     next_consent_at: Option<Instant>,
     last_consent: Instant,
     failed: bool,
-    /// Fail with `NoCandidatePairs` at this time unless a pair appears.
-    no_pair_deadline: Option<Instant>,
+    /// Fail at this time unless a pair can succeed again by then.
+    fail_deadline: Option<Instant>,
 
     out: Deque<Outgoing, OUT_QUEUE>,
     events: Deque<Event, EVENT_QUEUE>,
@@ -520,7 +522,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             next_consent_at: None,
             last_consent: Instant::ZERO,
             failed: false,
-            no_pair_deadline: None,
+            fail_deadline: None,
             out: Deque::new(),
             events: Deque::new(),
             buf: [0; MAX_TRANSMIT_LEN],
@@ -779,7 +781,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.consent_txs.clear();
         self.next_consent_at = None;
         self.failed = false;
-        self.no_pair_deadline = None;
+        self.fail_deadline = None;
         self.out.clear();
         self.set_state(ConnectionState::Checking);
         Ok(())
@@ -868,7 +870,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         at(self.nominate_at);
         at(self.next_consent_at);
         if !self.failed {
-            at(self.no_pair_deadline);
+            at(self.fail_deadline);
         }
         if self.selected.is_some() && !self.failed {
             if self.state == ConnectionState::Connected {
@@ -1019,7 +1021,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             pair.state = PairState::Waiting;
         }
         let _ = self.pairs.push(pair);
-        self.no_pair_deadline = None;
+        self.fail_deadline = None;
         Some(self.pairs.len() - 1)
     }
 
@@ -1243,7 +1245,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             return;
         }
         self.failed = true;
-        self.no_pair_deadline = None;
+        self.fail_deadline = None;
         self.next_check_at = None;
         self.nominate_at = None;
         self.next_consent_at = None;
@@ -1265,17 +1267,18 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             return;
         }
         if self.pairs.iter().any(|p| p.pending() || p.valid) {
+            self.fail_deadline = None;
             return;
         }
-        if !self.pairs.is_empty() {
-            self.fail(FailureReason::AllPairsFailed);
-            return;
-        }
-        // No pair at all: the peer may still reach us (its checks create a
-        // peer-reflexive candidate), so give it time before failing.
-        match self.no_pair_deadline {
-            None => self.no_pair_deadline = Some(self.now + self.config.no_pair_grace),
-            Some(t) if self.now >= t => self.fail(FailureReason::NoCandidatePairs),
+        // Nothing of ours can succeed; the peer may still reach us, so give
+        // it time before failing.
+        match self.fail_deadline {
+            None => self.fail_deadline = Some(self.now + self.config.failure_grace),
+            Some(t) if self.now >= t => self.fail(if self.pairs.is_empty() {
+                FailureReason::NoCandidatePairs
+            } else {
+                FailureReason::AllPairsFailed
+            }),
             Some(_) => {}
         }
     }

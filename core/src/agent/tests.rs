@@ -310,9 +310,10 @@ fn no_path_fails_cleanly_with_a_reason() {
     assert!(net.run_until(Instant::from_secs(60), failed));
     assert_eq!(net.a.connection_state(), ConnectionState::Failed);
     // RTO 100, 200, 400, 800 ms, then capped at 1.6 s: the 20th request
-    // times out 1.5 + 16 x 1.6 = 27.1 s after the first.
+    // times out 1.5 + 16 x 1.6 = 27.1 s after the first; then the 10 s
+    // failure grace for the peer's own checks.
     assert!(
-        net.now >= Instant::from_millis(27_000) && net.now <= Instant::from_millis(27_200),
+        net.now >= Instant::from_millis(37_000) && net.now <= Instant::from_millis(37_200),
         "failed at {}",
         net.now
     );
@@ -867,4 +868,76 @@ fn srflx_is_still_announced_when_a_check_taught_the_same_address_first() {
         "{events:?}"
     );
     assert_eq!(a.local_candidates().filter(|c| c.address == nat).count(), 1);
+}
+
+#[test]
+fn an_answerer_whose_own_pairs_failed_waits_for_the_offerers_checks() {
+    // Chromium, wildcard-bound, answers our check from another address: the
+    // pair fails as non-symmetric (RFC 8445 7.2.5.2.1) before the browser
+    // has even received our answer and started its own checks.
+    let mut b = agent(Role::Controlled, "bbbb", 41);
+    b.add_host_candidate(addr("127.0.0.1:6000"), 65535).unwrap();
+    b.set_remote_credentials("aaaa", "apasswordof22chars+abcd")
+        .unwrap();
+    b.add_remote_candidate(remote_host("192.0.2.2:5000"))
+        .unwrap();
+    b.end_of_remote_candidates();
+    b.start_gathering(Instant::ZERO);
+    b.handle_timeout(Instant::ZERO);
+    let check = b
+        .poll_transmit()
+        .map(|t| t.bytes.to_vec())
+        .expect("a check");
+    let tid = Repr::parse(&Message::new_checked(&check[..]).unwrap())
+        .unwrap()
+        .transaction_id;
+    let mut out = [0u8; 128];
+    let mut r = MessageBuilder::new(&mut out, MessageType::BINDING_SUCCESS, tid);
+    r.add(&Attribute::XorMappedAddress(addr("127.0.0.1:6000")))
+        .add_message_integrity(&IntegrityKey::short_term(b"apasswordof22chars+abcd"))
+        .add_fingerprint();
+    let n = r.finish().unwrap();
+    assert!(b.handle_receive(
+        Instant::from_millis(1),
+        addr("127.0.0.1:6000"),
+        addr("127.0.0.1:5000"),
+        &out[..n]
+    ));
+    let events: Vec<Event> = core::iter::from_fn(|| b.poll_event()).collect();
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Failed(_))),
+        "{events:?}"
+    );
+    assert_eq!(
+        b.poll_timeout(),
+        Some(Instant::from_millis(1) + Duration::from_secs(10))
+    );
+    // A second later the browser's check arrives (from 127.0.0.1:5000).
+    let mut buf = [0u8; 256];
+    let n = request(
+        Some("bbbb:aaaa"),
+        Some("apasswordof22chars+abcd"),
+        Some(1),
+        Some(1),
+        None,
+        true,
+        &mut buf,
+    );
+    assert!(b.handle_receive(
+        Instant::from_secs(1),
+        addr("127.0.0.1:6000"),
+        addr("127.0.0.1:5000"),
+        &buf[..n]
+    ));
+    b.handle_timeout(Instant::from_secs(11));
+    let events: Vec<Event> = core::iter::from_fn(|| b.poll_event()).collect();
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Failed(_))),
+        "{events:?}"
+    );
+    assert!(
+        b.remote_candidates()
+            .iter()
+            .any(|c| c.address == addr("127.0.0.1:5000"))
+    );
 }
