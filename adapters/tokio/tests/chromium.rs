@@ -17,7 +17,10 @@
 //!   not need it).
 //!
 //! It passes when the page reports `connected` (or `completed`) and our
-//! session has selected a pair, within 10 s of the offer.
+//! session has selected a pair, within 10 s of the offer. Two runs: the
+//! page asks for the `local-only` stage (no ICE server for a loopback
+//! client), and for `with-stun` (the daemon's own STUN responder, from which
+//! Chromium must also gather a srflx candidate).
 //!
 //! Needs Chromium (Debian: `apt-get install -y chromium`; another binary
 //! with `$SCREAM_ICE_CHROMIUM`); missing, the test fails with what to
@@ -27,7 +30,11 @@
 //! saying so.
 //!
 //! `cargo test -p scream-ice-tokio --test chromium -- --nocapture` prints
-//! the times from offer to connected on both sides.
+//! the times from offer to connected on both sides, and each event.
+//!
+//! `SCREAM_ICE_CHROMIUM_LOOPBACK_ONLY=1` binds our session to 127.0.0.1
+//! only: on a machine with another interface up, that reproduces our agent
+//! failing before Chromium's checks arrive (see [`our_hosts`]).
 
 mod common;
 
@@ -63,7 +70,8 @@ const PAGE: &str = r#"<!doctype html>
 <script>
 const post = (path, body) => fetch(path, {method: "POST", body});
 (async () => {
-  const config = await (await fetch("/api/ice-config")).json();
+  // The page's own query (`?stage=...`) goes on to the daemon.
+  const config = await (await fetch("/api/ice-config" + location.search)).json();
   await post("/log", "config " + JSON.stringify(config));
   const pc = new RTCPeerConnection(config);
   window.pc = pc;
@@ -113,19 +121,30 @@ struct Killed {
     child: Child,
 }
 
-impl Drop for Killed {
-    fn drop(&mut self) {
-        // Each child leads its own process group (`process_group(0)`):
-        // Chromium's renderer, GPU and zygote processes go with it.
-        let pid = self.child.id();
+impl Killed {
+    fn signal_group(&self, signal: &str) {
         let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
+            .args([signal, "--", &format!("-{}", self.child.id())])
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        // Each child leads its own process group (`process_group(0)`), so
+        // Chromium's renderer, GPU and utility processes get the signal too.
+        // SIGTERM first (Chromium then reaps its children), SIGKILL after 3 s
+        // or for whatever is left in the group.
+        self.signal_group("-TERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.signal_group("-KILL");
         let _ = self.child.kill();
-        match self.child.wait() {
-            Ok(_) => {}
-            Err(e) => eprintln!("waiting for {} ({pid}): {e}", self.name),
+        if let Err(e) = self.child.wait() {
+            eprintln!("waiting for {} ({}): {e}", self.name, self.child.id());
         }
     }
 }
@@ -141,11 +160,22 @@ impl Drop for TempDir {
 
 /// The Chromium to run: `$SCREAM_ICE_CHROMIUM`, or `chromium` /
 /// `chromium-browser` on PATH.
-fn chromium() -> Option<PathBuf> {
+fn chromium() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("SCREAM_ICE_CHROMIUM") {
-        return Some(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("SCREAM_ICE_CHROMIUM={} is not a file", p.display()))
+        };
     }
-    find_program("chromium").or_else(|| find_program("chromium-browser"))
+    find_program("chromium")
+        .or_else(|| find_program("chromium-browser"))
+        .ok_or_else(|| {
+            "no chromium on PATH: install it (`apt-get install -y chromium`) \
+             or set SCREAM_ICE_CHROMIUM"
+                .to_owned()
+        })
 }
 
 /// The daemon binary: `$SCREAM_ICE_BIN`, or `scream-ice` next to this test
@@ -283,13 +313,14 @@ async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body:
     let _ = stream.shutdown().await;
 }
 
-/// `GET /api/ice-config` from the daemon: (status line, body).
-async fn daemon_ice_config(daemon: SocketAddr) -> Result<(String, String), String> {
+/// `GET /api/ice-config?<query>` from the daemon: (status line, body).
+async fn daemon_ice_config(daemon: SocketAddr, query: &str) -> Result<(String, String), String> {
     let mut s = TcpStream::connect(daemon)
         .await
         .map_err(|e| format!("connect to the daemon: {e}"))?;
-    let req =
-        format!("GET /api/ice-config HTTP/1.1\r\nHost: {daemon}\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "GET /api/ice-config?{query} HTTP/1.1\r\nHost: {daemon}\r\nConnection: close\r\n\r\n"
+    );
     s.write_all(req.as_bytes())
         .await
         .map_err(|e| format!("write to the daemon: {e}"))?;
@@ -316,7 +347,7 @@ async fn serve_one(mut stream: TcpStream, daemon: SocketAddr, to_test: mpsc::Sen
             return;
         }
         ("GET", "/api/ice-config") => {
-            match daemon_ice_config(daemon).await {
+            match daemon_ice_config(daemon, query).await {
                 Ok((status, body)) if status.contains(" 200 ") => {
                     respond(&mut stream, "200 OK", "application/json", &body).await;
                 }
@@ -500,14 +531,17 @@ fn answer_sdp(mid: &str, ufrag: &str, pwd: &str, candidates: &[String]) -> Strin
     lines.join("\r\n")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_connects_to_our_agent() {
-    let Some(chromium) = chromium() else {
-        missing_peer(
-            "chromium interop: no chromium on PATH: install it \
-             (`apt-get install -y chromium`) or set SCREAM_ICE_CHROMIUM",
-        );
-        return;
+/// The browser asks the daemon for `stage` (`?stage=`; `local-only`: no
+/// ICE server for a loopback client; `with-stun`: the daemon's own STUN
+/// responder, so Chromium also gathers a server-reflexive candidate from it).
+async fn interop(stage: &str) {
+    let tag = format!("[{stage}]");
+    let chromium = match chromium() {
+        Ok(p) => p,
+        Err(what) => {
+            missing_peer(&format!("chromium interop: {what}"));
+            return;
+        }
     };
     let daemon_bin = daemon_binary().unwrap_or_else(|e| panic!("chromium interop: {e}"));
 
@@ -520,17 +554,21 @@ async fn chromium_connects_to_our_agent() {
     )));
     std::fs::create_dir_all(&profile.0).unwrap();
     let launched = Instant::now();
-    let _browser = start_chromium(&chromium, &profile.0, &format!("http://{page_addr}/"));
+    let _browser = start_chromium(
+        &chromium,
+        &profile.0,
+        &format!("http://{page_addr}/?stage={stage}"),
+    );
 
     // Configuration, then the offer.
-    let mut config = None;
+    let mut rtc_config = None;
     let (offer_sdp, gather_ms, answer_tx) = loop {
         let msg = tokio::time::timeout_at(launched + OFFER_LIMIT, from_page.recv())
             .await
             .unwrap_or_else(|_| {
                 panic!(
                     "no offer from the page within {} s of launching {} \
-                     (configuration received: {config:?})",
+                     (configuration received: {rtc_config:?})",
                     OFFER_LIMIT.as_secs(),
                     chromium.display()
                 )
@@ -539,7 +577,7 @@ async fn chromium_connects_to_our_agent() {
         match msg {
             FromPage::Log(l) => {
                 if let Some(c) = l.strip_prefix("config ") {
-                    config = Some(c.to_owned());
+                    rtc_config = Some(c.to_owned());
                 }
             }
             FromPage::Offer {
@@ -547,27 +585,37 @@ async fn chromium_connects_to_our_agent() {
                 gather_ms,
                 answer,
             } => break (sdp, gather_ms, answer),
-            FromPage::State(s) => println!("page: iceConnectionState {s} (before the offer?)"),
+            FromPage::State(s) => println!("{tag} page: early iceConnectionState {s}"),
             FromPage::Error(e) => panic!("page error: {e}"),
         }
     };
     let offered = Instant::now();
-    let config = config.expect("the page reports its configuration before the offer");
-    assert!(
-        config.contains("\"iceServers\""),
-        "the page's configuration is the daemon's RTCConfiguration: {config}"
+    let rtc_config = rtc_config.expect("the page reports its configuration before the offer");
+    // The page's `JSON.stringify` of what it parsed is the daemon's compact
+    // JSON again (same key order), so this proves where the page's
+    // configuration came from.
+    let (_, direct) = daemon_ice_config(daemon_http, &format!("stage={stage}"))
+        .await
+        .expect("the daemon answers GET /api/ice-config");
+    assert_eq!(
+        rtc_config, direct,
+        "the page's RTCConfiguration is the daemon's"
     );
     println!(
-        "chromium: offer after {:.0} ms from launch, its gathering took {gather_ms} ms; \
-         RTCConfiguration from the daemon: {config}",
+        "{tag} chromium: offer after {:.0} ms from launch, its gathering took {gather_ms} ms; \
+         RTCConfiguration from the daemon: {rtc_config}",
         ms(offered - launched)
     );
 
     // Our side: controlled (the browser offered), on 127.0.0.1 and on the
     // addresses Chromium offered (this machine's own; see `our_hosts`).
     let offer = parse_offer(&offer_sdp);
-    let hosts = our_hosts(&offer.candidates);
-    println!("our host addresses: {hosts:?}");
+    let hosts = if std::env::var("SCREAM_ICE_CHROMIUM_LOOPBACK_ONLY").is_ok_and(|v| v == "1") {
+        vec![SocketAddr::from(([127, 0, 0, 1], 0))]
+    } else {
+        our_hosts(&offer.candidates)
+    };
+    println!("{tag} our host addresses: {hosts:?}");
     let mut config = loopback_config(Role::Controlled);
     config.hosts = HostAddresses::Explicit(hosts);
     let (session, mut events) = IceSession::start(config).await.expect("session start");
@@ -584,24 +632,26 @@ async fn chromium_connects_to_our_agent() {
         }
         match session.add_remote_candidate_line(line).await {
             Ok(()) => usable += 1,
-            Err(e) => println!("chromium candidate skipped: {line}: {e}"),
+            Err(e) => println!("{tag} chromium candidate skipped: {line}: {e}"),
         }
     }
     session.end_of_remote_candidates().await.unwrap();
     println!(
-        "chromium offered {} candidates, {usable} added to our session",
+        "{tag} chromium offered {} candidates, {usable} added to our session",
         offer.candidates.len()
     );
-    // With a non-loopback interface up, Chromium offers that interface's
-    // addresses, not 127.0.0.1 (even with --allow-loopback-in-peer-connection);
-    // our 127.0.0.1 socket still reaches a local address, and the checks
-    // arriving from it are what the pair is made of.
+    if stage == "with-stun" {
+        assert!(
+            offer.candidates.iter().any(|l| l.contains(" typ srflx ")),
+            "Chromium gathered no srflx candidate from the daemon's STUN responder:\n{offer_sdp}"
+        );
+    }
     assert!(
         usable > 0,
         "no usable UDP candidate in Chromium's offer:\n{offer_sdp}"
     );
     for line in &offer.candidates {
-        println!("  {line}");
+        println!("{tag}   {line}");
     }
 
     // Gather ours, then answer.
@@ -612,7 +662,7 @@ async fn chromium_connects_to_our_agent() {
             .await
             .expect("our gathering completes")
             .expect("session alive");
-        println!("{:8.1} ms  ours: {e:?}", ms(offered.elapsed()));
+        println!("{tag} {:8.1} ms  ours: {e:?}", ms(offered.elapsed()));
         match e {
             SessionEvent::LocalCandidate(c) => ours.push(c.to_attribute().to_string()),
             SessionEvent::Gathering(GatheringState::Complete) => break,
@@ -647,9 +697,9 @@ async fn chromium_connects_to_our_agent() {
         };
         match &input {
             In::Page(Some(FromPage::State(s))) => {
-                println!("{:8.1} ms  page: {s}", ms(offered.elapsed()));
+                println!("{tag} {:8.1} ms  page: {s}", ms(offered.elapsed()));
             }
-            In::Event(Some(e)) => println!("{:8.1} ms  ours: {e:?}", ms(offered.elapsed())),
+            In::Event(Some(e)) => println!("{tag} {:8.1} ms  ours: {e:?}", ms(offered.elapsed())),
             _ => {}
         }
         match input {
@@ -696,11 +746,11 @@ async fn chromium_connects_to_our_agent() {
         w.next().unwrap_or("?"),
     );
     println!(
-        "chromium: {state} {since_create} ms after createOffer, {since_answer} ms after \
+        "{tag} chromium: {state} {since_create} ms after createOffer, {since_answer} ms after \
          setRemoteDescription began (page clock); states {states:?}"
     );
     println!(
-        "test clock from the offer's arrival: answer sent {:.1} ms, we selected {:.1} ms \
+        "{tag} test clock from the offer's arrival: answer sent {:.1} ms, we selected {:.1} ms \
          (pair {} -> {}), page's {state} report arrived {:.1} ms",
         ms(answered - offered),
         ms(selected_at - offered),
@@ -713,4 +763,14 @@ async fn chromium_connects_to_our_agent() {
         "the selected pair starts at one of our sockets: {pair:?}"
     );
     session.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_connects_to_our_agent() {
+    interop("local-only").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_with_the_daemons_stun_connects_to_our_agent() {
+    interop("with-stun").await;
 }
