@@ -1,5 +1,6 @@
 //! Interop with a real browser's ICE agent: headless Chromium's
-//! RTCPeerConnection connects to our `IceSession` on 127.0.0.1.
+//! RTCPeerConnection connects to our `IceSession`, bound to 127.0.0.1 and
+//! to this machine's addresses that Chromium offered (see [`our_hosts`]).
 //!
 //! The pieces, all on loopback and ephemeral ports:
 //! - the daemon, `scream-ice serve`, for `GET /api/ice-config` (the
