@@ -33,9 +33,13 @@
 //! `cargo test -p scream-ice-tokio --test chromium -- --nocapture` prints
 //! the times from offer to connected on both sides, and each event.
 //!
-//! `SCREAM_ICE_CHROMIUM_LOOPBACK_ONLY=1` binds our session to 127.0.0.1
-//! only: on a machine with another interface up, that reproduces our agent
-//! failing before Chromium's checks arrive (see [`our_hosts`]).
+//! Our session binds 127.0.0.1 only. Chromium, bound to the wildcard,
+//! offers only the machine's other addresses and answers our checks from
+//! 127.0.0.1, so our own pairs fail as non-symmetric and the connection is
+//! made by Chromium's checks (a peer-reflexive pair) — which needed the
+//! agent's failure grace (before it, the agent gave up before Chromium had
+//! our answer). `SCREAM_ICE_CHROMIUM_ALL_ADDRESSES=1` also binds the
+//! addresses Chromium offered (see [`our_hosts`]).
 
 mod common;
 
@@ -608,13 +612,14 @@ async fn interop(stage: &str) {
         ms(offered - launched)
     );
 
-    // Our side: controlled (the browser offered), on 127.0.0.1 and on the
-    // addresses Chromium offered (this machine's own; see `our_hosts`).
+    // Our side: controlled (the browser offered), on 127.0.0.1 (and with
+    // SCREAM_ICE_CHROMIUM_ALL_ADDRESSES=1 also on the addresses Chromium
+    // offered, this machine's own; see `our_hosts`).
     let offer = parse_offer(&offer_sdp);
-    let hosts = if std::env::var("SCREAM_ICE_CHROMIUM_LOOPBACK_ONLY").is_ok_and(|v| v == "1") {
-        vec![SocketAddr::from(([127, 0, 0, 1], 0))]
-    } else {
+    let hosts = if std::env::var("SCREAM_ICE_CHROMIUM_ALL_ADDRESSES").is_ok_and(|v| v == "1") {
         our_hosts(&offer.candidates)
+    } else {
+        vec![SocketAddr::from(([127, 0, 0, 1], 0))]
     };
     println!("{tag} our host addresses: {hosts:?}");
     let mut config = loopback_config(Role::Controlled);
