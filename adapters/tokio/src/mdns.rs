@@ -3,7 +3,7 @@
 //! This module sits beside the session at the signaling edge: the agent
 //! always works with IP addresses; only the candidate lines that travel to
 //! the peer carry names. With the `mdns` feature and
-//! [`MdnsMode::Obfuscate`], [`IceSession::start`](crate::IceSession::start)
+//! `MdnsMode::Obfuscate`, [`IceSession::start`](crate::IceSession::start)
 //! gives each private, link-local or unique-local host address a random
 //! `<uuid>.local` name, registers it with an mDNS responder (mdns-sd) so the
 //! machine answers A/AAAA queries for it, and

@@ -267,6 +267,9 @@ pub struct IceSession {
     /// The mDNS daemon, started when first needed.
     #[cfg(feature = "mdns")]
     mdns_daemon: std::sync::OnceLock<crate::mdns::MdnsDaemon>,
+    /// mDNS resolutions under way (end-of-candidates waits for them).
+    #[cfg(feature = "mdns")]
+    mdns_pending: Arc<watch::Sender<usize>>,
     task: JoinHandle<()>,
 }
 
@@ -431,6 +434,8 @@ impl IceSession {
                 mdns_names,
                 #[cfg(feature = "mdns")]
                 mdns_daemon,
+                #[cfg(feature = "mdns")]
+                mdns_pending: Arc::new(watch::Sender::new(0)),
                 task,
             },
             SessionEvents { rx: ev_rx },
@@ -448,7 +453,7 @@ impl IceSession {
     }
 
     /// The `.local` name of each host address hidden by
-    /// [`MdnsMode::Obfuscate`](crate::mdns::MdnsMode) (empty otherwise).
+    /// `MdnsMode::Obfuscate` (`mdns` feature; empty otherwise).
     pub fn mdns_names(&self) -> &[(IpAddr, String)] {
         &self.mdns_names
     }
@@ -561,7 +566,17 @@ impl IceSession {
         let line = line.to_owned();
         let commands = self.commands.clone();
         let timeout = self.dns_timeout;
+        self.mdns_pending.send_modify(|n| *n += 1);
+        let pending = Arc::clone(&self.mdns_pending);
         tokio::spawn(async move {
+            /// Counts this resolution as done however the task ends.
+            struct Done(Arc<watch::Sender<usize>>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.send_modify(|n| *n = n.saturating_sub(1));
+                }
+            }
+            let _done = Done(pending);
             let Some(ip) = crate::mdns::resolve(&daemon, &name, timeout).await else {
                 warn!("candidate {name} skipped: did not resolve over mDNS within {timeout:?}");
                 return;
@@ -590,8 +605,25 @@ impl IceSession {
         Ok(())
     }
 
-    /// The peer signalled end-of-candidates.
+    /// The peer signalled end-of-candidates. With the `mdns` feature, while
+    /// `.local` candidates are still being resolved the agent is told only
+    /// after they are added or skipped (so it does not fail for want of
+    /// candidates that are on their way); this returns at once.
     pub async fn end_of_remote_candidates(&self) -> Result<(), ClosedError> {
+        #[cfg(feature = "mdns")]
+        if *self.mdns_pending.borrow() > 0 {
+            if self.commands.is_closed() {
+                return Err(ClosedError);
+            }
+            let mut pending = self.mdns_pending.subscribe();
+            let commands = self.commands.clone();
+            tokio::spawn(async move {
+                if pending.wait_for(|n| *n == 0).await.is_ok() {
+                    let _ = commands.send(Command::EndOfCandidates).await;
+                }
+            });
+            return Ok(());
+        }
         self.commands
             .send(Command::EndOfCandidates)
             .await

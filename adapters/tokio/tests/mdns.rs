@@ -224,6 +224,8 @@ fn obfuscated_host_candidate_resolves_over_mdns_and_connects() {
             b.add_remote_candidate_line(&format!("a={line}"))
                 .await
                 .unwrap();
+            // At once: the agent must not fail while the name resolves.
+            b.end_of_remote_candidates().await.unwrap();
             let (local, remote) = selected(&mut b_events, Duration::from_secs(10))
                 .await
                 .expect("B selected no pair within 10 s");
@@ -313,6 +315,7 @@ fn unresolvable_local_name_skips_the_candidate_only() {
             let line = a.local_candidate_line(&a_hosts[0]);
             assert!(line.contains(A_IP), "{line}");
             b.add_remote_candidate_line(&line).await.unwrap();
+            b.end_of_remote_candidates().await.unwrap();
             let (_, remote) = selected(&mut b_events, Duration::from_secs(5))
                 .await
                 .expect("not connected");
