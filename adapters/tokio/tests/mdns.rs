@@ -22,6 +22,7 @@ use scream_ice_tokio::mdns::is_uuid_mdns_name;
 use scream_ice_tokio::mdns_sd::{HostnameResolutionEvent, IfKind, ServiceDaemon};
 use scream_ice_tokio::scream_ice_core::agent::Role;
 use scream_ice_tokio::scream_ice_core::candidate::CandidateKind;
+use scream_ice_tokio::scream_ice_core::time::Duration as CoreDuration;
 use scream_ice_tokio::{
     HostAddresses, IceSession, MdnsDaemon, MdnsMode, SessionConfig, SessionEvent, SessionEvents,
 };
@@ -188,14 +189,11 @@ fn obfuscated_host_candidate_resolves_over_mdns_and_connects() {
             ))
             .await
             .unwrap();
-            let (b, mut b_events) = IceSession::start(config(
-                Role::Controlling,
-                B_IP,
-                MdnsMode::Off,
-                daemon_on("vb"),
-            ))
-            .await
-            .unwrap();
+            // B gives up on "no pairs" after 100 ms, far less than the
+            // name takes to resolve: end-of-candidates must wait for it.
+            let mut bcfg = config(Role::Controlling, B_IP, MdnsMode::Off, daemon_on("vb"));
+            bcfg.agent.no_pair_grace = CoreDuration::from_millis(100);
+            let (b, mut b_events) = IceSession::start(bcfg).await.unwrap();
             let a_addr = a.local_addresses()[0];
 
             // A's one name, for its private address.
