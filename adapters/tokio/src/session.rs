@@ -564,7 +564,8 @@ impl IceSession {
             },
         };
         let line = line.to_owned();
-        let commands = self.commands.clone();
+        // Weak: a pending resolution does not keep a dropped session alive.
+        let commands = self.commands.downgrade();
         let timeout = self.dns_timeout;
         self.mdns_pending.send_modify(|n| *n += 1);
         let pending = Arc::clone(&self.mdns_pending);
@@ -586,6 +587,9 @@ impl IceSession {
                 .and_then(|a| a.with_address(ip).to_candidate().ok());
             let Some(candidate) = candidate else {
                 warn!("candidate {name} skipped: {ip} is not usable");
+                return;
+            };
+            let Some(commands) = commands.upgrade() else {
                 return;
             };
             let (reply, rx) = oneshot::channel();
@@ -616,9 +620,11 @@ impl IceSession {
                 return Err(ClosedError);
             }
             let mut pending = self.mdns_pending.subscribe();
-            let commands = self.commands.clone();
+            let commands = self.commands.downgrade();
             tokio::spawn(async move {
-                if pending.wait_for(|n| *n == 0).await.is_ok() {
+                if pending.wait_for(|n| *n == 0).await.is_ok()
+                    && let Some(commands) = commands.upgrade()
+                {
                     let _ = commands.send(Command::EndOfCandidates).await;
                 }
             });
