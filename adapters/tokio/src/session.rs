@@ -1085,6 +1085,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn loopback_candidates_are_never_named() {
+        let mut c = SessionConfig::new(Role::Controlled);
+        c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
+        // Loopback is not hidden, so obfuscation names nothing and starts
+        // no mDNS daemon (no multicast leaves this test).
+        #[cfg(feature = "mdns")]
+        {
+            c.mdns = crate::mdns::MdnsMode::Obfuscate;
+        }
+        let (s, mut events) = IceSession::start(c).await.unwrap();
+        assert!(s.mdns_names().is_empty());
+        let Some(SessionEvent::LocalCandidate(host)) = events.try_recv() else {
+            panic!("no host candidate");
+        };
+        assert_eq!(
+            s.local_candidate_line(&host),
+            host.to_attribute().to_string()
+        );
+        assert!(s.local_candidate_line(&host).contains(" 127.0.0.1 "));
+        #[cfg(feature = "mdns")]
+        assert!(s.mdns_daemon.get().is_none());
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn close_releases_the_port() {
         let mut c = SessionConfig::new(Role::Controlled);
         c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
