@@ -79,6 +79,10 @@ pub enum StartError {
     /// The agent refused the configuration (e.g. credentials).
     #[error("agent refused the configuration: {0}")]
     Agent(#[source] AgentError),
+    /// Obfuscation was asked for but no mDNS daemon could be started.
+    #[cfg(feature = "mdns")]
+    #[error("cannot start the mDNS responder: {0}")]
+    Mdns(#[source] mdns_sd::Error),
 }
 
 /// Setting the peer's ufrag and password failed.

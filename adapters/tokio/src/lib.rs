@@ -13,6 +13,8 @@
 //! - [`session`]: [`IceSession::start`] spawns one driver task per session
 //!   that `select!`s over the sockets, the command channel and the agent's
 //!   deadline, and drains the agent after every input.
+//! - [`mdns`]: `.local` names for candidate lines; with the `mdns`
+//!   feature, hiding private host addresses and resolving the peer's names.
 //! - [`error`]: one error enum per operation.
 //!
 //! ```no_run
@@ -30,7 +32,7 @@
 //! // session.add_remote_candidate_line(line).await?;
 //! while let Some(e) = events.recv().await {
 //!     match e {
-//!         SessionEvent::LocalCandidate(c) => println!("a={}", c.to_attribute()),
+//!         SessionEvent::LocalCandidate(c) => println!("a={}", session.local_candidate_line(&c)),
 //!         SessionEvent::Selected { .. } => break,
 //!         _ => {}
 //!     }
@@ -43,6 +45,7 @@
 
 pub mod error;
 pub mod host;
+pub mod mdns;
 pub mod session;
 pub mod time;
 
@@ -51,6 +54,12 @@ pub use error::{
     RemoteCredentialsError, RestartError, SendError, StartError,
 };
 pub use host::{HostAddresses, HostFilter, InterfaceInfo, PortRange};
+#[cfg(feature = "mdns")]
+pub use mdns::{MdnsDaemon, MdnsMode};
+/// The mdns-sd crate this adapter uses (to build a [`MdnsDaemon`]
+/// restricted to some interfaces).
+#[cfg(feature = "mdns")]
+pub use mdns_sd;
 pub use scream_ice_core;
 pub use session::{
     Datagram, IceAgent, IceSession, LocalCredentials, SessionConfig, SessionEvent, SessionEvents,

@@ -99,8 +99,18 @@ pub struct SessionConfig {
     pub recv_queue: usize,
     /// The agent's seed; `None` draws it from the system (the normal case).
     pub seed: Option<[u8; 32]>,
-    /// How long resolving a STUN server or candidate host name may take.
+    /// How long resolving a STUN server or candidate host name may take
+    /// (also the mDNS query's timeout with the `mdns` feature).
     pub dns_timeout: std::time::Duration,
+    /// Hide private host addresses behind `.local` names (`mdns` feature);
+    /// off by default.
+    #[cfg(feature = "mdns")]
+    pub mdns: crate::mdns::MdnsMode,
+    /// The mDNS responder/querier to use; `None` starts one on every
+    /// interface when first needed (obfuscating, or a peer's `.local`
+    /// candidate) and shuts it down with the session.
+    #[cfg(feature = "mdns")]
+    pub mdns_daemon: Option<crate::mdns::MdnsDaemon>,
 }
 
 impl SessionConfig {
@@ -120,6 +130,10 @@ impl SessionConfig {
             recv_queue: 1024,
             seed: None,
             dns_timeout: std::time::Duration::from_secs(2),
+            #[cfg(feature = "mdns")]
+            mdns: crate::mdns::MdnsMode::Off,
+            #[cfg(feature = "mdns")]
+            mdns_daemon: None,
         }
     }
 
@@ -248,6 +262,14 @@ pub struct IceSession {
     credentials: LocalCredentials,
     local_addresses: Vec<SocketAddr>,
     dns_timeout: std::time::Duration,
+    /// The `.local` name of each hidden host address.
+    mdns_names: Vec<(IpAddr, String)>,
+    /// The mDNS daemon, started when first needed.
+    #[cfg(feature = "mdns")]
+    mdns_daemon: std::sync::OnceLock<crate::mdns::MdnsDaemon>,
+    /// mDNS resolutions under way (end-of-candidates waits for them).
+    #[cfg(feature = "mdns")]
+    mdns_pending: Arc<watch::Sender<usize>>,
     task: JoinHandle<()>,
 }
 
@@ -294,6 +316,8 @@ impl IceSession {
             dns: None,
             next_socket: 0,
             dropped: 0,
+            #[cfg(feature = "mdns")]
+            _mdns: None,
         };
 
         // Host candidates, ranked by the core.
@@ -323,6 +347,46 @@ impl IceSession {
         if driver.hosts.is_empty() {
             return Err(StartError::NoHostCandidates);
         }
+
+        // mDNS names for the hidden host addresses.
+        #[cfg(feature = "mdns")]
+        let mdns_daemon = std::sync::OnceLock::new();
+        #[cfg(feature = "mdns")]
+        if let Some(d) = &config.mdns_daemon {
+            let _ = mdns_daemon.set(d.clone());
+        }
+        #[cfg(feature = "mdns")]
+        let mdns_names = if config.mdns == crate::mdns::MdnsMode::Obfuscate {
+            let mut names: Vec<(IpAddr, String)> = Vec::new();
+            for h in &driver.hosts {
+                let ip = h.address.ip();
+                if crate::mdns::should_obfuscate(ip) && !names.iter().any(|(a, _)| *a == ip) {
+                    names.push((
+                        ip,
+                        crate::mdns::random_mdns_name().map_err(StartError::Random)?,
+                    ));
+                }
+            }
+            if names.is_empty() {
+                names
+            } else {
+                let daemon = match mdns_daemon.get() {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = crate::mdns::MdnsDaemon::start().map_err(StartError::Mdns)?;
+                        let _ = mdns_daemon.set(d.clone());
+                        d
+                    }
+                };
+                let (registrations, names) = crate::mdns::register(&daemon, names);
+                driver._mdns = Some(registrations);
+                names
+            }
+        } else {
+            Vec::new()
+        };
+        #[cfg(not(feature = "mdns"))]
+        let mdns_names = Vec::new();
 
         // STUN servers: literal addresses now, names in the background.
         let mut names: Vec<(String, u16)> = Vec::new();
@@ -367,6 +431,11 @@ impl IceSession {
                 credentials,
                 local_addresses,
                 dns_timeout: config.dns_timeout,
+                mdns_names,
+                #[cfg(feature = "mdns")]
+                mdns_daemon,
+                #[cfg(feature = "mdns")]
+                mdns_pending: Arc::new(watch::Sender::new(0)),
                 task,
             },
             SessionEvents { rx: ev_rx },
@@ -381,6 +450,24 @@ impl IceSession {
     /// The bound addresses of the host sockets.
     pub fn local_addresses(&self) -> &[SocketAddr] {
         &self.local_addresses
+    }
+
+    /// The `.local` name of each host address hidden by
+    /// `MdnsMode::Obfuscate` (`mdns` feature; empty otherwise).
+    pub fn mdns_names(&self) -> &[(IpAddr, String)] {
+        &self.mdns_names
+    }
+
+    /// The SDP candidate line (`candidate:...`, without `a=`) to signal for
+    /// a [`SessionEvent::LocalCandidate`]: a hidden host address is
+    /// replaced by its `.local` name and a hidden base in a reflexive
+    /// candidate's `raddr` by `0.0.0.0 0` ([`crate::mdns::candidate_line`]).
+    /// Without obfuscation, `candidate.to_attribute().to_string()`.
+    pub fn local_candidate_line(&self, candidate: &Candidate) -> String {
+        crate::mdns::candidate_line(
+            candidate,
+            crate::mdns::hidden_name(&self.mdns_names, candidate),
+        )
     }
 
     /// The selected pair as (our address, the peer's), if connected.
@@ -424,12 +511,23 @@ impl IceSession {
     }
 
     /// A remote candidate as an SDP line (`a=candidate:...`,
-    /// `candidate:...` or the bare value). A host name (an mDNS `.local`
-    /// name) is resolved with the system resolver within the DNS timeout;
-    /// if it does not resolve, this candidate is skipped
-    /// ([`RemoteCandidateError::Unresolved`]) and the session goes on.
+    /// `candidate:...` or the bare value). A host name is resolved with the
+    /// system resolver within the DNS timeout; if it does not resolve, this
+    /// candidate is skipped ([`RemoteCandidateError::Unresolved`]) and the
+    /// session goes on.
+    ///
+    /// With the `mdns` feature a `.local` name is instead resolved over
+    /// mDNS in a spawned task (neither the caller nor the driver waits):
+    /// this returns `Ok(())` once the line parses, and the candidate is
+    /// added when the name resolves; a name that does not resolve within
+    /// the DNS timeout, or a candidate the agent refuses then, is logged and
+    /// skipped.
     pub async fn add_remote_candidate_line(&self, line: &str) -> Result<(), RemoteCandidateError> {
         let mut attr = CandidateAttribute::parse(line).map_err(RemoteCandidateError::Parse)?;
+        #[cfg(feature = "mdns")]
+        if attr.connection_address.is_mdns() {
+            return self.add_mdns_candidate(line, &attr);
+        }
         if let ConnectionAddress::Fqdn(name) = attr.connection_address {
             let unresolved = || RemoteCandidateError::Unresolved { name: name.into() };
             let lookup = tokio::net::lookup_host((name, attr.port));
@@ -447,8 +545,91 @@ impl IceSession {
         self.add_remote_candidate(candidate).await
     }
 
-    /// The peer signalled end-of-candidates.
+    /// Resolve `attr`'s `.local` name over mDNS in a task, then add it.
+    #[cfg(feature = "mdns")]
+    fn add_mdns_candidate(
+        &self,
+        line: &str,
+        attr: &CandidateAttribute<'_>,
+    ) -> Result<(), RemoteCandidateError> {
+        let name = attr.connection_address.to_string();
+        let daemon = match self.mdns_daemon.get() {
+            Some(d) => d.clone(),
+            None => match crate::mdns::MdnsDaemon::start() {
+                Ok(d) => self.mdns_daemon.get_or_init(|| d).clone(),
+                Err(e) => {
+                    warn!("candidate {name} skipped: no mDNS daemon: {e}");
+                    return Err(RemoteCandidateError::Unresolved { name });
+                }
+            },
+        };
+        let line = line.to_owned();
+        // Weak: a pending resolution does not keep a dropped session alive.
+        let commands = self.commands.downgrade();
+        let timeout = self.dns_timeout;
+        self.mdns_pending.send_modify(|n| *n += 1);
+        let pending = Arc::clone(&self.mdns_pending);
+        tokio::spawn(async move {
+            /// Counts this resolution as done however the task ends.
+            struct Done(Arc<watch::Sender<usize>>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.send_modify(|n| *n = n.saturating_sub(1));
+                }
+            }
+            let _done = Done(pending);
+            let Some(ip) = crate::mdns::resolve(&daemon, &name, timeout).await else {
+                warn!("candidate {name} skipped: did not resolve over mDNS within {timeout:?}");
+                return;
+            };
+            let candidate = CandidateAttribute::parse(&line)
+                .ok()
+                .and_then(|a| a.with_address(ip).to_candidate().ok());
+            let Some(candidate) = candidate else {
+                warn!("candidate {name} skipped: {ip} is not usable");
+                return;
+            };
+            let Some(commands) = commands.upgrade() else {
+                return;
+            };
+            let (reply, rx) = oneshot::channel();
+            if commands
+                .send(Command::RemoteCandidate { candidate, reply })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            match rx.await {
+                Ok(Ok(())) => debug!("candidate {name} resolved over mDNS to {ip}"),
+                Ok(Err(e)) => warn!("candidate {name} ({ip}) rejected: {e}"),
+                Err(_) => {}
+            }
+        });
+        Ok(())
+    }
+
+    /// The peer signalled end-of-candidates. With the `mdns` feature, while
+    /// `.local` candidates are still being resolved the agent is told only
+    /// after they are added or skipped (so it does not fail for want of
+    /// candidates that are on their way); this returns at once.
     pub async fn end_of_remote_candidates(&self) -> Result<(), ClosedError> {
+        #[cfg(feature = "mdns")]
+        if *self.mdns_pending.borrow() > 0 {
+            if self.commands.is_closed() {
+                return Err(ClosedError);
+            }
+            let mut pending = self.mdns_pending.subscribe();
+            let commands = self.commands.downgrade();
+            tokio::spawn(async move {
+                if pending.wait_for(|n| *n == 0).await.is_ok()
+                    && let Some(commands) = commands.upgrade()
+                {
+                    let _ = commands.send(Command::EndOfCandidates).await;
+                }
+            });
+            return Ok(());
+        }
         self.commands
             .send(Command::EndOfCandidates)
             .await
@@ -598,6 +779,9 @@ struct Driver {
     next_socket: usize,
     /// Application datagrams dropped because the queue was full.
     dropped: u64,
+    /// Our mDNS names, unregistered when the driver ends.
+    #[cfg(feature = "mdns")]
+    _mdns: Option<crate::mdns::Registrations>,
 }
 
 impl Driver {
@@ -897,6 +1081,31 @@ mod tests {
             s.set_remote_credentials("a", "b").await,
             Err(RemoteCredentialsError::Rejected(_))
         ));
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn loopback_candidates_are_never_named() {
+        let mut c = SessionConfig::new(Role::Controlled);
+        c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
+        // Loopback is not hidden, so obfuscation names nothing and starts
+        // no mDNS daemon (no multicast leaves this test).
+        #[cfg(feature = "mdns")]
+        {
+            c.mdns = crate::mdns::MdnsMode::Obfuscate;
+        }
+        let (s, mut events) = IceSession::start(c).await.unwrap();
+        assert!(s.mdns_names().is_empty());
+        let Some(SessionEvent::LocalCandidate(host)) = events.try_recv() else {
+            panic!("no host candidate");
+        };
+        assert_eq!(
+            s.local_candidate_line(&host),
+            host.to_attribute().to_string()
+        );
+        assert!(s.local_candidate_line(&host).contains(" 127.0.0.1 "));
+        #[cfg(feature = "mdns")]
+        assert!(s.mdns_daemon.get().is_none());
         s.close().await.unwrap();
     }
 
