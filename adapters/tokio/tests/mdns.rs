@@ -192,7 +192,7 @@ fn obfuscated_host_candidate_resolves_over_mdns_and_connects() {
             // B gives up on "no pairs" after 100 ms, far less than the
             // name takes to resolve: end-of-candidates must wait for it.
             let mut bcfg = config(Role::Controlling, B_IP, MdnsMode::Off, daemon_on("vb"));
-            bcfg.agent.no_pair_grace = CoreDuration::from_millis(100);
+            bcfg.agent.failure_grace = CoreDuration::from_millis(100);
             let (b, mut b_events) = IceSession::start(bcfg).await.unwrap();
             let a_addr = a.local_addresses()[0];
 
