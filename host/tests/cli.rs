@@ -384,3 +384,69 @@ fn stun_probe_against_serve_then_sigint() {
         "{line}"
     );
 }
+
+/// coturn's own STUN client (`turnutils_stunclient`, Debian `coturn`) is an
+/// independent client of our responder: it must read back its reflexive
+/// address. Skipped with a message only when SCREAM_ICE_SKIP_PEERS=1.
+#[test]
+fn coturn_stunclient_reads_its_address_from_our_responder() {
+    if Command::new("turnutils_stunclient")
+        .arg("-h")
+        .output()
+        .is_err()
+    {
+        if std::env::var("SCREAM_ICE_SKIP_PEERS").is_ok_and(|v| v == "1") {
+            println!("skipped: turnutils_stunclient not installed");
+            return;
+        }
+        panic!(
+            "turnutils_stunclient not found: apt-get install coturn (or set SCREAM_ICE_SKIP_PEERS=1)"
+        );
+    }
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--stun-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stun_line = lines.next().unwrap().unwrap();
+    let addr: SocketAddr = stun_line
+        .split("udp ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let out = Command::new("timeout")
+        .args([
+            "10",
+            "turnutils_stunclient",
+            "-p",
+            &addr.port().to_string(),
+            "127.0.0.1",
+        ])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "turnutils_stunclient: {stdout}{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("UDP reflexive addr: 127.0.0.1:"),
+        "{stdout}"
+    );
+}
