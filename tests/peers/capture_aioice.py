@@ -28,7 +28,7 @@ seed [0x5c; 32] for its first check. The Rust test then checks that our
 agent's first check is byte for byte aioice's request, and feeds aioice's
 real, signed response back to our agent with matching ids.
 
-Patches (documented in /work/shared/PEERS.md): aioice skips 127.0.0.1 when
+Patches (documented in the shared PEERS.md notes): aioice skips 127.0.0.1 when
 listing host addresses, so ``aioice.ice.get_host_addresses`` is replaced to
 return ``["127.0.0.1"]``; mDNS is not involved.
 

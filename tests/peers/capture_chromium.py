@@ -19,7 +19,7 @@ How to run
     apt-get install chromium                          # Debian 156 when captured
     /tmp/aioice-venv/bin/python tests/peers/capture_chromium.py > chromium.json
 
-Flags from /work/shared/PEERS.md: --allow-loopback-in-peer-connection (else
+Flags from the shared PEERS.md notes: --allow-loopback-in-peer-connection (else
 no 127.0.0.1 candidates) and --disable-features=WebRtcHideLocalIpsWithMdns
 (else host candidates are .local names).
 """
