@@ -75,6 +75,15 @@ impl Pair2 {
         }
     }
 
+    /// `a` at 192.168.1.10:5000 and `b` at 192.168.1.20:6000 on one LAN.
+    fn lan(mut a: TestAgent, mut b: TestAgent) -> Self {
+        a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+            .unwrap();
+        b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
+            .unwrap();
+        Pair2::new(a, b)
+    }
+
     fn drain(&mut self) {
         for (is_b, agent, events) in [
             (false, &mut self.a, &mut self.events_a),
@@ -171,13 +180,10 @@ impl Pair2 {
 
 #[test]
 fn two_agents_on_a_lan_connect_within_three_round_trips() {
-    let mut a = lan_agent(Role::Controlling, "aaaa", 1);
-    let mut b = lan_agent(Role::Controlled, "bbbb", 2);
-    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
-        .unwrap();
-    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
-        .unwrap();
-    let mut net = Pair2::new(a, b);
+    let mut net = Pair2::lan(
+        lan_agent(Role::Controlling, "aaaa", 1),
+        lan_agent(Role::Controlled, "bbbb", 2),
+    );
     net.connect();
     assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
     // First check at t=0; with 1 ms one-way delay, a round trip is 2 ms.
@@ -208,13 +214,10 @@ fn two_agents_on_a_lan_connect_within_three_round_trips() {
 
 #[test]
 fn a_lite_peer_that_never_checks_is_still_nominated() {
-    let mut a = agent(Role::Controlling, "aaaa", 30);
-    let mut b = agent(Role::Controlled, "bbbb", 31);
-    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
-        .unwrap();
-    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
-        .unwrap();
-    let mut net = Pair2::new(a, b);
+    let mut net = Pair2::lan(
+        agent(Role::Controlling, "aaaa", 30),
+        agent(Role::Controlled, "bbbb", 31),
+    );
     net.b_lite = true;
     net.connect();
     // Only the full agent's view matters: a lite peer selects what it is
@@ -280,13 +283,10 @@ fn role_conflict_is_resolved_by_the_tie_breaker() {
 
 #[test]
 fn both_controlled_also_resolves() {
-    let mut a = agent(Role::Controlled, "aaaa", 7);
-    let mut b = agent(Role::Controlled, "bbbb", 8);
-    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
-        .unwrap();
-    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
-        .unwrap();
-    let mut net = Pair2::new(a, b);
+    let mut net = Pair2::lan(
+        agent(Role::Controlled, "aaaa", 7),
+        agent(Role::Controlled, "bbbb", 8),
+    );
     net.connect();
     assert!(net.run_until(Instant::from_secs(10), Pair2::both_connected));
     assert_ne!(net.a.role(), net.b.role());
@@ -294,13 +294,10 @@ fn both_controlled_also_resolves() {
 
 #[test]
 fn no_path_fails_cleanly_with_a_reason() {
-    let mut a = lan_agent(Role::Controlling, "aaaa", 9);
-    let mut b = lan_agent(Role::Controlled, "bbbb", 10);
-    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
-        .unwrap();
-    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
-        .unwrap();
-    let mut net = Pair2::new(a, b);
+    let mut net = Pair2::lan(
+        lan_agent(Role::Controlling, "aaaa", 9),
+        lan_agent(Role::Controlled, "bbbb", 10),
+    );
     net.up = false;
     net.connect();
     let failed = |n: &Pair2| {
@@ -346,13 +343,10 @@ fn no_pairs_fails_with_no_candidate_pairs() {
 
 #[test]
 fn consent_is_lost_when_the_link_dies() {
-    let mut a = lan_agent(Role::Controlling, "aaaa", 12);
-    let mut b = lan_agent(Role::Controlled, "bbbb", 13);
-    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
-        .unwrap();
-    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
-        .unwrap();
-    let mut net = Pair2::new(a, b);
+    let mut net = Pair2::lan(
+        lan_agent(Role::Controlling, "aaaa", 12),
+        lan_agent(Role::Controlled, "bbbb", 13),
+    );
     net.connect();
     assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
     // Consent keeps the pair alive for a minute...
@@ -380,13 +374,10 @@ fn consent_is_lost_when_the_link_dies() {
 
 #[test]
 fn restart_reconnects_with_new_credentials_after_an_address_change() {
-    let mut a = lan_agent(Role::Controlling, "aaaa", 14);
-    let mut b = lan_agent(Role::Controlled, "bbbb", 15);
-    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
-        .unwrap();
-    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
-        .unwrap();
-    let mut net = Pair2::new(a, b);
+    let mut net = Pair2::lan(
+        lan_agent(Role::Controlling, "aaaa", 14),
+        lan_agent(Role::Controlled, "bbbb", 15),
+    );
     net.connect();
     assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
     // The speaker's address changes: drop the old one, add the new, restart.
