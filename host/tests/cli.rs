@@ -1,10 +1,10 @@
 //! The built `scream-ice` binary: exit codes, one-line errors, and `serve`
 //! answering STUN and HTTP on ephemeral ports, then stopping on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Lines, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use scream_ice_core::stun::{Message, MessageBuilder, MessageType, Repr, TransactionId};
@@ -245,8 +245,9 @@ fn binding(socket: &UdpSocket, to: SocketAddr) -> SocketAddr {
     r.xor_mapped_address.unwrap()
 }
 
-#[test]
-fn serve_answers_stun_and_http_then_stops_on_sigterm() {
+/// `serve` on ephemeral loopback ports: the child, its remaining stdout
+/// lines, and its first line (where the STUN responder listens).
+fn spawn_serve(stderr: Stdio) -> (Child, Lines<BufReader<ChildStdout>>, String) {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -257,11 +258,17 @@ fn serve_answers_stun_and_http_then_stops_on_sigterm() {
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let stun_line = lines.next().unwrap().unwrap();
+    (child, lines, stun_line)
+}
+
+#[test]
+fn serve_answers_stun_and_http_then_stops_on_sigterm() {
+    let (mut child, mut lines, stun_line) = spawn_serve(Stdio::piped());
     let http_line = lines.next().unwrap().unwrap();
     let addr_after = |line: &str, key: &str| -> SocketAddr {
         let rest = &line[line.find(key).unwrap() + key.len()..];
@@ -329,21 +336,7 @@ fn serve_answers_stun_and_http_then_stops_on_sigterm() {
 
 #[test]
 fn stun_probe_against_serve_then_sigint() {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--stun-listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let stun_line = lines.next().unwrap().unwrap();
+    let (mut child, _lines, stun_line) = spawn_serve(Stdio::null());
     let addr = stun_line
         .split("udp ")
         .nth(1)
@@ -403,21 +396,7 @@ fn coturn_stunclient_reads_its_address_from_our_responder() {
             "turnutils_stunclient not found: apt-get install coturn (or set SCREAM_ICE_SKIP_PEERS=1)"
         );
     }
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--stun-listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let stun_line = lines.next().unwrap().unwrap();
+    let (mut child, _lines, stun_line) = spawn_serve(Stdio::null());
     let addr: SocketAddr = stun_line
         .split("udp ")
         .nth(1)
