@@ -368,14 +368,6 @@ pub struct PeerSpec {
     pub mode: Option<&'static str>,
     /// Datagrams to send each way after connecting.
     pub count: usize,
-    /// Hold the other side's signaling (ufrag, pwd, candidates,
-    /// end-of-candidates) until this peer has sent its own
-    /// end-of-candidates, as a speaker that sends its complete sdpfrag
-    /// and then gets the router's answer. With trickle from the start, a
-    /// check can succeed before the STUN answer arrives, and our agent then
-    /// drops the srflx candidate as a duplicate of the local prflx it
-    /// learned from that check (see `on_gather_response` in the core agent).
-    pub signal_after_gathering: bool,
 }
 
 impl PeerSpec {
@@ -465,8 +457,6 @@ struct Proc {
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
     report: PeerReport,
-    /// Lines for this peer held until its own end-of-candidates.
-    held: Option<Vec<String>>,
 }
 
 impl Proc {
@@ -499,7 +489,6 @@ impl Proc {
             stdin,
             lines: BufReader::new(stdout).lines(),
             report: PeerReport::default(),
-            held: spec.signal_after_gathering.then(Vec::new),
         })
     }
 
@@ -610,18 +599,8 @@ pub async fn pair(
         } else {
             (&mut pb, &mut pa)
         };
-        if line == "eoc"
-            && let Some(held) = me.held.take()
-        {
-            for l in held {
-                me.send(&l).await?;
-            }
-        }
         if let Some(fwd) = me.take(&line)? {
-            match other.held.as_mut() {
-                Some(held) => held.push(fwd),
-                None => other.send(&fwd).await?,
-            }
+            other.send(&fwd).await?;
         }
         if !go_sent && pa.connected() && pb.connected() {
             go_sent = true;

@@ -65,7 +65,6 @@ fn lan_speaker(agent: Agent, stun: Option<SocketAddr>) -> PeerSpec {
         stun,
         mode: None,
         count: COUNT,
-        signal_after_gathering: false,
     }
 }
 
@@ -80,7 +79,6 @@ fn router_for_lan(agent: Agent, stun: Option<SocketAddr>) -> PeerSpec {
         stun,
         mode: None,
         count: COUNT,
-        signal_after_gathering: false,
     }
 }
 
@@ -96,8 +94,6 @@ fn remote_speaker(stun: SocketAddr) -> PeerSpec {
         stun: Some(stun),
         mode: None,
         count: COUNT,
-        // It sends its complete candidate list (srflx included) first.
-        signal_after_gathering: true,
     }
 }
 
@@ -113,7 +109,6 @@ fn router_for_remote(stun: SocketAddr) -> PeerSpec {
         stun: Some(stun),
         mode: None,
         count: COUNT,
-        signal_after_gathering: false,
     }
 }
 
@@ -464,7 +459,6 @@ async fn bench_connect_time_ours_vs_aioice() {
             stun,
             mode,
             count: 1,
-            signal_after_gathering: false,
         }
     };
     let mut rows = Vec::new();

@@ -802,8 +802,8 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             return false;
         };
         let Ok(repr) = Repr::parse(&message) else {
-            // Malformed attributes: answer requests with 400 if they are
-            // ours to answer (fingerprint unknown here: stay silent).
+            // STUN with malformed attributes: its FINGERPRINT cannot be
+            // trusted to say it is ours, so it is dropped without an answer.
             return true;
         };
         match repr.message_type.class {
