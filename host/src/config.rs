@@ -41,9 +41,11 @@
 //!   data_dir: "/home/me/.local/state/scream-ice"
 //! ```
 //!
-//! Every key is optional; unknown keys are errors. `migration` and
-//! `rollout` are not part of the schema yet (they are rejected as unknown
-//! keys rather than silently ignored).
+//! Every key is optional; unknown keys are errors. `webrtc.ice.rollout`
+//! (the staged rollout, [`crate::rollout::RolloutConfig`]) and `store`
+//! (the outcome store, [`crate::store::StoreConfig`]) are described in
+//! their modules. `migration` is not part of the schema yet (rejected as an
+//! unknown key rather than silently ignored).
 //!
 //! # Environment
 //!
@@ -164,7 +166,7 @@ pub struct LocatedError {
 }
 
 impl LocatedError {
-    fn new(origin: Origin, message: impl Into<String>) -> Self {
+    pub(crate) fn new(origin: Origin, message: impl Into<String>) -> Self {
         LocatedError {
             origin,
             message: one_line(&message.into()),
@@ -228,6 +230,11 @@ pub struct IceConfig {
     pub detection_enabled: Sourced<bool>,
     /// `network_detection.local_subnets`.
     pub local_subnets: Sourced<Vec<Cidr>>,
+    /// `rollout`: the staged rollout, `None` when the section is absent.
+    pub rollout: Option<crate::rollout::RolloutConfig>,
+    /// `SCREAMROUTER_USE_SMART_ICE` (only from the environment): smart ICE
+    /// allowed; true unless the variable is set to anything but `"true"`.
+    pub use_smart_ice: Sourced<bool>,
 }
 
 impl IceConfig {
@@ -261,6 +268,8 @@ pub struct Config {
     pub ice: IceConfig,
     /// `server`.
     pub server: ServerConfig,
+    /// `store`.
+    pub store: crate::store::StoreConfig,
 }
 
 /// The default data directory: `$XDG_STATE_HOME/scream-ice` (or the
@@ -284,6 +293,8 @@ struct FileRoot {
     webrtc: Option<Spanned<FileWebrtc>>,
     #[serde(default)]
     server: Option<Spanned<FileServer>>,
+    #[serde(default)]
+    store: Option<Spanned<crate::store::FileStore>>,
 }
 
 #[derive(Deserialize)]
@@ -312,6 +323,8 @@ struct FileIce {
     turn_servers: Option<Spanned<Vec<Spanned<FileTurn>>>>,
     #[serde(default)]
     network_detection: Option<Spanned<FileDetection>>,
+    #[serde(default)]
+    rollout: Option<Spanned<crate::rollout::FileRollout>>,
 }
 
 #[derive(Deserialize)]
@@ -381,6 +394,8 @@ impl Config {
                 turn_servers: Sourced::default_value(Vec::new()),
                 detection_enabled: Sourced::default_value(true),
                 local_subnets: Sourced::default_value(Vec::new()),
+                rollout: None,
+                use_smart_ice: Sourced::default_value(true),
             },
             server: ServerConfig {
                 http_listen: Sourced::default_value(SocketAddr::from(([127, 0, 0, 1], 8188))),
@@ -389,6 +404,7 @@ impl Config {
                 trusted_proxies: Sourced::default_value(Vec::new()),
                 data_dir: Sourced::default_value(default_data_dir()),
             },
+            store: crate::store::StoreConfig::default(),
         }
     }
 
@@ -601,6 +617,12 @@ impl Config {
                     };
                 }
             }
+            if let Some(r) = ice.rollout {
+                dst.rollout = Some(crate::rollout::fold_rollout(r.value, &at, errors));
+            }
+        }
+        if let Some(store) = root.store {
+            self.store = crate::store::fold_store(store.value, &at, errors);
         }
         if let Some(server) = root.server {
             let server = server.value;
@@ -669,6 +691,18 @@ impl Config {
             self.ice.mode = Sourced {
                 value: mode,
                 origin: Origin::Env { var: ENV_ICE_MODE },
+            };
+        }
+        if let Some(v) = env(crate::rollout::ENV_USE_SMART_ICE) {
+            let var = crate::rollout::ENV_USE_SMART_ICE;
+            if v != "true" && v != "false" {
+                warnings.push(format!(
+                    "{var}={v:?} is neither \"true\" nor \"false\"; taken as smart ICE off (only \"true\" keeps it on)"
+                ));
+            }
+            self.ice.use_smart_ice = Sourced {
+                value: FeatureFlags::from_values(Some(&v), None, None).use_smart_ice,
+                origin: Origin::Env { var },
             };
         }
         let local = env(ENV_ENABLE_LOCAL_PRIORITY);

@@ -71,6 +71,7 @@ struct Inner {
     config: Config,
     own_stun: Option<SocketAddr>,
     sessions: Sessions,
+    hub: crate::rollout::Hub,
 }
 
 impl AppState {
@@ -87,13 +88,31 @@ impl AppState {
         own_stun: Option<SocketAddr>,
         settings: SessionSettings,
     ) -> AppState {
+        let hub = crate::rollout::Hub::without_store(&config);
+        AppState::with_hub(config, own_stun, settings, hub)
+    }
+
+    /// As [`AppState::with_sessions`], with the rollout, outcome store,
+    /// metrics and admin token of `hub`.
+    pub fn with_hub(
+        config: Config,
+        own_stun: Option<SocketAddr>,
+        settings: SessionSettings,
+        hub: crate::rollout::Hub,
+    ) -> AppState {
         AppState {
             inner: Arc::new(Inner {
                 config,
                 own_stun,
                 sessions: Sessions::new(settings),
+                hub,
             }),
         }
+    }
+
+    /// The rollout, outcome pipeline, metrics and admin token.
+    pub fn hub(&self) -> &crate::rollout::Hub {
+        &self.inner.hub
     }
 
     /// The effective config.
@@ -132,6 +151,7 @@ pub fn router(state: AppState) -> Router {
                 .patch(sessions::patch)
                 .delete(sessions::delete),
         )
+        .merge(crate::rollout_api::routes())
         .with_state(state)
 }
 
@@ -146,6 +166,8 @@ pub const WHEP_METHODS: &str = "OPTIONS";
 pub struct StageQuery {
     /// `local-only` (default), `with-stun` or `full`.
     pub stage: Option<String>,
+    /// The client's stable identity for A/B bucketing (else its IP).
+    pub client_id: Option<String>,
 }
 
 /// The requested stage, or the one-line reason it is not one.
@@ -243,20 +265,37 @@ pub struct Chosen {
     pub stun_urls: Vec<String>,
     /// The TURN servers: (url, username, credential).
     pub turn: Vec<(String, String, String)>,
+    /// The client's arm and the mode it gets ([`crate::rollout`]).
+    pub assignment: crate::rollout::Assignment,
 }
 
-/// Decide for one request.
+/// Decide for one request (the client identified by its IP).
 pub fn choose(
     state: &AppState,
     conn: ConnAddrs,
     headers: &HeaderMap,
     stage: FallbackStage,
 ) -> Chosen {
+    choose_for(state, conn, headers, stage, None)
+}
+
+/// Decide for one request whose client gave `client_id` (already
+/// validated): its arm picks the policy mode (`legacy` for control).
+pub fn choose_for(
+    state: &AppState,
+    conn: ConnAddrs,
+    headers: &HeaderMap,
+    stage: FallbackStage,
+    client_id: Option<&str>,
+) -> Chosen {
     let config = state.config();
     let client = client_ip(config, conn.remote, headers);
+    let assignment = state.hub().rollout.assign(config, client_id, client);
+    state.hub().metrics.record_assignment(assignment.arm.group_name());
     let own = state.own_stun_url(headers, conn.local);
     let parts = config.policy_parts(own.as_deref());
-    let policy = parts.config();
+    let mut policy = parts.config();
+    policy.mode = assignment.mode;
     let decision = decide(&policy, &PeerKnowledge::with_address(client), stage);
     let stun_urls = decision
         .stun_servers
@@ -288,7 +327,21 @@ pub fn choose(
         client,
         stun_urls,
         turn,
+        assignment,
     }
+}
+
+/// The network type the policy sees for `ip` (for outcomes that do not
+/// say): `local`, `nat`, `symmetric-nat` or `unknown`.
+pub fn network_of(state: &AppState, ip: IpAddr) -> &'static str {
+    let parts = state.config().policy_parts(None);
+    decide(
+        &parts.config(),
+        &PeerKnowledge::with_address(ip),
+        FallbackStage::LocalOnly,
+    )
+    .network
+    .as_str()
 }
 
 /// One `RTCIceServer`.
@@ -314,6 +367,10 @@ pub struct RtcConfigurationJson {
     /// withheld from the browser's own gathering).
     #[serde(rename = "iceTransportPolicy")]
     pub ice_transport_policy: String,
+    /// `screamIce`: the arm, mode, stage, experiment and deprecation
+    /// notice (browsers ignore unknown members).
+    #[serde(rename = "screamIce")]
+    pub scream_ice: Option<crate::rollout::ScreamIceJson>,
 }
 
 impl Chosen {
@@ -338,6 +395,7 @@ impl Chosen {
         RtcConfigurationJson {
             ice_servers,
             ice_transport_policy: "all".to_string(),
+            scream_ice: Some(self.assignment.json()),
         }
     }
 
@@ -376,6 +434,17 @@ fn quoted_string(s: &str) -> String {
     o
 }
 
+const BAD_CLIENT_ID: &str = "client_id: 1 to 128 printable ASCII characters, no spaces\n";
+
+/// `Some(client_id)` (possibly `None`) when valid, `None` when invalid.
+fn client_id_param(q: &StageQuery) -> Option<Option<&str>> {
+    match q.client_id.as_deref() {
+        None => Some(None),
+        Some(id) if crate::rollout::valid_client_id(id) => Some(Some(id)),
+        Some(_) => None,
+    }
+}
+
 fn common_headers(chosen: &Chosen, headers: &mut HeaderMap) {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
@@ -385,6 +454,10 @@ fn common_headers(chosen: &Chosen, headers: &mut HeaderMap) {
     headers.insert(
         HeaderName::from_static("x-scream-ice-stage"),
         HeaderValue::from_static(chosen.decision.stage.as_str()),
+    );
+    headers.insert(
+        HeaderName::from_static("x-scream-ice-arm"),
+        HeaderValue::from_static(chosen.assignment.arm.group_name()),
     );
 }
 
@@ -398,7 +471,10 @@ async fn ice_config(
         Ok(s) => s,
         Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
     };
-    let chosen = choose(&state, conn, &headers, stage);
+    let Some(client_id) = client_id_param(&q) else {
+        return (StatusCode::BAD_REQUEST, BAD_CLIENT_ID).into_response();
+    };
+    let chosen = choose_for(&state, conn, &headers, stage, client_id);
     let mut response = axum::Json(chosen.rtc_configuration()).into_response();
     common_headers(&chosen, response.headers_mut());
     response
@@ -414,7 +490,10 @@ async fn whep_options(
         Ok(s) => s,
         Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
     };
-    let chosen = choose(&state, conn, &headers, stage);
+    let Some(client_id) = client_id_param(&q) else {
+        return (StatusCode::BAD_REQUEST, BAD_CLIENT_ID).into_response();
+    };
+    let chosen = choose_for(&state, conn, &headers, stage, client_id);
     let mut response = StatusCode::NO_CONTENT.into_response();
     let h = response.headers_mut();
     common_headers(&chosen, h);

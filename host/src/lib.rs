@@ -18,13 +18,19 @@
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
 //! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod connect;
 pub mod http;
+pub mod metrics;
+pub mod outcomes;
 pub mod probe;
+pub mod rollout;
+pub mod rollout_api;
 pub mod serve;
 pub mod sessions;
+pub mod store;
 pub mod stun_responder;
 
 /// The SOFTWARE attribute value (RFC 8489 §14.14) our STUN responder sends.

@@ -1,0 +1,301 @@
+//! `GET /metrics`: the daemon's counters in the OpenMetrics text format
+//! (`prometheus-client`), which Prometheus scrapes and `promtool check
+//! metrics` accepts.
+//!
+//! Sits beside the outcome queue: every accepted outcome
+//! ([`Metrics::record_outcome`]) and every assignment
+//! ([`Metrics::record_assignment`]) updates these in memory, before and
+//! whatever the store does, so a slow database never hides them; the
+//! rollout gauges are set from the runtime state on every scrape.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `scream_ice_connection_attempts_total` | counter | `arm`, `mode`, `network_type` |
+//! | `scream_ice_connection_successes_total` | counter | `arm`, `mode`, `network_type` |
+//! | `scream_ice_connection_failures_total` | counter | `arm`, `reason` |
+//! | `scream_ice_time_to_connect_seconds` | histogram | `arm` |
+//! | `scream_ice_stun_used_total` | counter | `arm`, `network_type` |
+//! | `scream_ice_assignments_total` | counter | `arm` |
+//! | `scream_ice_rollout_stage_percent` | gauge | |
+//! | `scream_ice_rollout_treatment_percent` | gauge | |
+//! | `scream_ice_rollout_state` | gauge (1 for the state in force) | `state` |
+//! | `scream_ice_rollbacks_total` | counter | |
+//! | `scream_ice_outcomes_dropped_total` | counter | |
+//! | `scream_ice_outcomes_written_total` | counter | |
+//! | `scream_ice_outcomes_queued` | gauge | |
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::rollout::RolloutStatus;
+use crate::store::OutcomeRow;
+
+/// The time-to-connect buckets, seconds: fine below 250 ms (LAN), then up
+/// to the seed's 5 s remote target and beyond.
+pub const CONNECT_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ArmModeNet {
+    arm: String,
+    mode: String,
+    network_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ArmReason {
+    arm: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ArmNet {
+    arm: String,
+    network_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ArmOnly {
+    arm: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+/// Every metric, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    attempts: Family<ArmModeNet, Counter>,
+    successes: Family<ArmModeNet, Counter>,
+    failures: Family<ArmReason, Counter>,
+    connect: Family<ArmOnly, Histogram>,
+    stun_used: Family<ArmNet, Counter>,
+    assignments: Family<ArmOnly, Counter>,
+    stage: Gauge,
+    treatment: Gauge,
+    state: Family<StateLabel, Gauge>,
+    rollbacks: Counter,
+    dropped: Counter,
+    written: Counter,
+    queued: Gauge<i64, AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("scream_ice");
+        let attempts = Family::<ArmModeNet, Counter>::default();
+        let successes = Family::<ArmModeNet, Counter>::default();
+        let failures = Family::<ArmReason, Counter>::default();
+        let connect = Family::<ArmOnly, Histogram>::new_with_constructor(
+            (|| Histogram::new(CONNECT_BUCKETS)) as fn() -> Histogram,
+        );
+        let stun_used = Family::<ArmNet, Counter>::default();
+        let assignments = Family::<ArmOnly, Counter>::default();
+        let stage = Gauge::default();
+        let treatment = Gauge::default();
+        let state = Family::<StateLabel, Gauge>::default();
+        let rollbacks = Counter::default();
+        let dropped = Counter::default();
+        let written = Counter::default();
+        let queued = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "connection_attempts",
+            "Connection outcomes reported, by arm, mode and network type",
+            attempts.clone(),
+        );
+        registry.register(
+            "connection_successes",
+            "Successful connections, by arm, mode and network type",
+            successes.clone(),
+        );
+        registry.register(
+            "connection_failures",
+            "Failed connections, by arm and failure reason",
+            failures.clone(),
+        );
+        registry.register(
+            "time_to_connect_seconds",
+            "Time from the first offer to connected, successful connections",
+            connect.clone(),
+        );
+        registry.register(
+            "stun_used",
+            "Connections whose selected pair needed a STUN or TURN server",
+            stun_used.clone(),
+        );
+        registry.register(
+            "assignments",
+            "ICE configurations handed out, by arm",
+            assignments.clone(),
+        );
+        registry.register(
+            "rollout_stage_percent",
+            "The rollout stage in force, percent",
+            stage.clone(),
+        );
+        registry.register(
+            "rollout_treatment_percent",
+            "The treatment share in force (0 when paused or rolled back), percent",
+            treatment.clone(),
+        );
+        registry.register(
+            "rollout_state",
+            "1 for the rollout state in force (active, paused, rolled_back)",
+            state.clone(),
+        );
+        registry.register(
+            "rollbacks",
+            "Automatic and manual rollbacks this process performed",
+            rollbacks.clone(),
+        );
+        registry.register(
+            "outcomes_dropped",
+            "Outcomes dropped because the store queue was full",
+            dropped.clone(),
+        );
+        registry.register(
+            "outcomes_written",
+            "Outcomes written to the store",
+            written.clone(),
+        );
+        registry.register(
+            "outcomes_queued",
+            "Outcomes waiting for the store",
+            queued.clone(),
+        );
+        Metrics {
+            registry,
+            attempts,
+            successes,
+            failures,
+            connect,
+            stun_used,
+            assignments,
+            stage,
+            treatment,
+            state,
+            rollbacks,
+            dropped,
+            written,
+            queued,
+        }
+    }
+
+    /// One outcome accepted (counted whether or not the store keeps it).
+    pub fn record_outcome(&self, o: &OutcomeRow) {
+        let l = ArmModeNet {
+            arm: o.arm.clone(),
+            mode: o.mode.clone(),
+            network_type: o.network_type.clone(),
+        };
+        self.attempts.get_or_create(&l).inc();
+        if o.success {
+            self.successes.get_or_create(&l).inc();
+            if let Some(ms) = o.connection_time_ms {
+                self.connect
+                    .get_or_create(&ArmOnly { arm: o.arm.clone() })
+                    .observe(ms as f64 / 1000.0);
+            }
+        } else {
+            self.failures
+                .get_or_create(&ArmReason {
+                    arm: o.arm.clone(),
+                    reason: o
+                        .failure_reason
+                        .clone()
+                        .unwrap_or_else(|| "unknown".to_string()),
+                })
+                .inc();
+        }
+        if o.stun_used {
+            self.stun_used
+                .get_or_create(&ArmNet {
+                    arm: o.arm.clone(),
+                    network_type: o.network_type.clone(),
+                })
+                .inc();
+        }
+    }
+
+    /// One ICE configuration handed out.
+    pub fn record_assignment(&self, arm: &str) {
+        self.assignments
+            .get_or_create(&ArmOnly {
+                arm: arm.to_string(),
+            })
+            .inc();
+    }
+
+    /// One rollback performed by this process.
+    pub fn record_rollback(&self) {
+        self.rollbacks.inc();
+    }
+
+    /// `n` outcomes dropped (queue full).
+    pub fn record_dropped(&self, n: u64) {
+        self.dropped.inc_by(n);
+    }
+
+    /// `n` outcomes written.
+    pub fn record_written(&self, n: u64) {
+        self.written.inc_by(n);
+    }
+
+    /// Outcomes dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.get()
+    }
+
+    /// Outcomes written so far.
+    pub fn written(&self) -> u64 {
+        self.written.get()
+    }
+
+    /// The queue's length now.
+    pub fn set_queued(&self, n: usize) {
+        self.queued.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition, with the rollout gauges set from `status`
+    /// (`None`: no rollout configured; stage 100).
+    pub fn encode(&self, status: Option<&RolloutStatus>) -> String {
+        let (stage, treatment, state) = match status {
+            Some(s) => (s.stage, s.treatment_percent(), s.state_name()),
+            None => (100, 100, "active"),
+        };
+        self.stage.set(i64::from(stage));
+        self.treatment.set(i64::from(treatment));
+        for name in ["active", "paused", "rolled_back"] {
+            self.state
+                .get_or_create(&StateLabel {
+                    state: name.to_string(),
+                })
+                .set(i64::from(name == state));
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The content type of [`Metrics::encode`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
