@@ -30,6 +30,29 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         stun_listen: Option<String>,
     },
+    /// The seed's monitoring queries and KPI targets over the outcome store.
+    Report {
+        /// YAML config file (its store.url or data_dir; default: the embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only outcomes newer than this (30m, 24h, 7d, ...).
+        #[arg(long, value_name = "DURATION", default_value = "24h")]
+        since: String,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Steer the staged rollout of a running daemon (admin API).
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+        /// YAML config file of the daemon (for its address and data dir).
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        /// The daemon's base URL (default: the config's server.http_listen).
+        #[arg(long, value_name = "URL", global = true)]
+        url: Option<String>,
+    },
     /// Check or show configuration.
     Config {
         #[command(subcommand)]
@@ -62,6 +85,23 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 10000)]
         timeout_ms: u64,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum RolloutCommand {
+    /// Print the stage, the state and the monitor's last decision.
+    Status,
+    /// Move to the next stage.
+    Advance,
+    /// Move to stage PERCENT (never below the one in force).
+    Set {
+        /// One of the configured stages, e.g. 50.
+        stage: u8,
+    },
+    /// Everybody on legacy ICE until resume (no rollback, no webhook).
+    Pause,
+    /// Undo pause.
+    Resume,
 }
 
 #[derive(Subcommand, Debug)]
@@ -272,6 +312,31 @@ fn connect(opts: scream_ice_host::connect::ConnectOptions) -> ExitCode {
     }
 }
 
+/// Run one async operator command on a small runtime; print its output
+/// or its one-line error.
+fn rollout_command(f: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("scream-ice: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("scream-ice: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -333,6 +398,33 @@ fn main() -> ExitCode {
         Command::Stun {
             command: StunCommand::Probe { target, timeout_ms },
         } => probe(&target, timeout_ms),
+        Command::Report {
+            config,
+            since,
+            json,
+        } => match load(config.as_ref()) {
+            Ok((c, _)) => rollout_command(scream_ice_host::rollout_cli::report(c, since, json)),
+            Err(errors) => report(&errors),
+        },
+        Command::Rollout {
+            command,
+            config,
+            url,
+        } => match load(config.as_ref()) {
+            Ok((c, _)) => {
+                let action = match command {
+                    RolloutCommand::Status => None,
+                    RolloutCommand::Advance => Some(r#"{"action":"advance"}"#.to_string()),
+                    RolloutCommand::Set { stage } => {
+                        Some(format!(r#"{{"action":"set","stage":{stage}}}"#))
+                    }
+                    RolloutCommand::Pause => Some(r#"{"action":"pause"}"#.to_string()),
+                    RolloutCommand::Resume => Some(r#"{"action":"resume"}"#.to_string()),
+                };
+                rollout_command(scream_ice_host::rollout_cli::rollout(c, url, action))
+            }
+            Err(errors) => report(&errors),
+        },
         Command::Connect {
             url,
             count,

@@ -729,6 +729,24 @@ pub mod changes {
     }
 }
 
+/// `?client_id=` on the speaker session endpoint.
+#[derive(Debug, Default, Deserialize)]
+pub struct ClientIdQuery {
+    /// The speaker's stable identity (else its IP is used).
+    pub client_id: Option<String>,
+}
+
+impl ClientIdQuery {
+    /// The id if present and valid; `Err` (with the 400 message) if invalid.
+    pub fn validated(&self) -> Result<Option<&str>, &'static str> {
+        match self.client_id.as_deref() {
+            None => Ok(None),
+            Some(id) if valid_client_id(id) => Ok(Some(id)),
+            Some(_) => Err("client_id: 1 to 128 printable ASCII characters, no spaces"),
+        }
+    }
+}
+
 /// A `client_id` is 1 to [`MAX_CLIENT_ID`] printable ASCII characters
 /// without spaces.
 pub fn valid_client_id(id: &str) -> bool {

@@ -39,6 +39,9 @@ pub enum ServeError {
     /// Installing the signal handlers failed.
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    /// The outcome store or the admin token could not be set up.
+    #[error("{0}")]
+    Rollout(String),
 }
 
 /// The bound listeners, before they run.
@@ -92,14 +95,25 @@ async fn shutdown_signal() -> Result<&'static str, ServeError> {
 }
 
 /// Run both listeners until SIGINT/SIGTERM. Prints one line per listener
-/// on stdout first (where it listens; that no endpoint needs a token yet).
+/// on stdout first (where it listens, which endpoints need the admin token, where the token is).
 /// On the signal, the STUN task is stopped and the HTTP server drains its
 /// connections for at most 500 ms.
 pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError> {
     let stun_addr = listeners.stun_addr();
     let http_addr = listeners.http_addr();
     let advertised = stun_addr.filter(|_| config.server.advertise_own_stun.value);
-    let state = AppState::new(config, advertised);
+    let admin_env = std::env::var(crate::auth::ENV_ADMIN_TOKEN).ok();
+    let hub = crate::rollout_monitor::open_hub(&config, admin_env.as_deref())
+        .await
+        .map_err(ServeError::Rollout)?;
+    let token_line = crate::rollout_monitor::token_line(&hub);
+    let state = AppState::with_hub(
+        config,
+        advertised,
+        crate::sessions::SessionSettings::default(),
+        hub,
+    );
+    crate::rollout_monitor::spawn(state.clone());
     let version = env!("CARGO_PKG_VERSION");
     {
         let mut out = std::io::stdout().lock();
@@ -118,8 +132,9 @@ pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError>
         if let Some(a) = http_addr {
             let _ = writeln!(
                 out,
-                "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}, POST /api/ice/sessions); no endpoint needs a token yet"
+                "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}, POST /api/ice/sessions, POST /api/ice/outcomes, GET /metrics); GET/POST /api/rollout need the admin token"
             );
+            let _ = writeln!(out, "scream-ice {version}: {token_line}");
         }
         let _ = out.flush();
     }

@@ -62,7 +62,7 @@ use scream_ice_tokio::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::http::{AppState, Chosen, ConnAddrs, choose};
+use crate::http::{AppState, Chosen, ConnAddrs, choose_for};
 
 /// The media type of trickle ICE fragments (RFC 8840 section 9.1).
 pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -318,6 +318,7 @@ fn sdpfrag_reply(status: StatusCode, etag: &str, body: String) -> Response {
 pub async fn create(
     State(state): State<AppState>,
     ConnectInfo(conn): ConnectInfo<ConnAddrs>,
+    axum::extract::Query(who): axum::extract::Query<crate::rollout::ClientIdQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -350,7 +351,11 @@ pub async fn create(
         );
     }
 
-    let chosen = choose(&state, conn, &headers, FallbackStage::LocalOnly);
+    let client_id = match who.validated() {
+        Ok(id) => id,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let chosen = choose_for(&state, conn, &headers, FallbackStage::LocalOnly, client_id);
     let config = session_config(&state, conn, &headers, &chosen, &settings);
     let (session, mut events) = match IceSession::start(config).await {
         Ok(s) => s,
@@ -416,6 +421,11 @@ pub async fn create(
         early: Vec::new(),
         deadline: tokio::time::Instant::now() + settings.connect_timeout,
         connect_timeout: settings.connect_timeout,
+        outcome: crate::outcomes::SessionOutcome::start(
+            &state,
+            chosen.assignment.clone(),
+            chosen.decision.network.as_str(),
+        ),
     };
     tokio::spawn(task.run(early));
 
@@ -459,7 +469,8 @@ fn session_config(
 ) -> SessionConfig {
     let own = state.own_stun_url(headers, conn.local);
     let parts = state.config().policy_parts(own.as_deref());
-    let policy = parts.config();
+    let mut policy = parts.config();
+    policy.mode = chosen.assignment.mode;
     // The same pure decision `choose` made.
     let decision = decide(
         &policy,
@@ -574,6 +585,8 @@ struct SessionTask {
     early: Vec<Datagram>,
     deadline: tokio::time::Instant,
     connect_timeout: Duration,
+    /// The router's own outcome record of this session.
+    outcome: crate::outcomes::SessionOutcome,
 }
 
 impl SessionTask {
@@ -651,14 +664,18 @@ impl SessionTask {
             SessionEvent::Gathering(g) => self.complete = g == GatheringState::Complete,
             SessionEvent::Connection(ConnectionState::Connected) => self.connected = true,
             SessionEvent::Connection(ConnectionState::Failed) => {
+                self.outcome.failed("ice_failed");
                 tracing::info!(session = %self.id, "ICE session removed: failed");
                 return false;
             }
             SessionEvent::Selected { local, remote } => {
                 self.connected = true;
+                let kind = self.local.iter().find(|c| c.address == local);
+                self.outcome.connected(kind.map(|c| c.kind.as_str()), None);
                 tracing::info!(session = %self.id, "selected pair {local} -> {remote}");
             }
             SessionEvent::Failed(reason) => {
+                self.outcome.failed(&format!("{reason:?}"));
                 tracing::info!(session = %self.id, "ICE session removed: {reason}");
                 return false;
             }

@@ -523,16 +523,15 @@ impl Store {
             .collect()
     }
 
-    /// Success rate and connect time per network type and arm since
-    /// `since_ms`: (network_type, arm, attempts, successes, avg ms, p95 ms
-    /// is not computed here). For the report's KPIs.
+    /// Attempts, successes and average time to connect per network type
+    /// since `since_ms`, for the report's KPIs.
     pub async fn kpi_rows(&self, since_ms: i64) -> Result<Vec<KpiRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT network_type, \
                COUNT(*), \
                SUM(CASE WHEN success = true THEN 1 ELSE 0 END), \
                CAST(AVG(connection_time_ms) AS DOUBLE PRECISION), \
-               SUM(CASE WHEN success = true AND connection_time_ms IS NOT NULL THEN 1 ELSE 0 END) \
+               COUNT(connection_time_ms) \
              FROM connection_attempts WHERE timestamp > $1 \
              GROUP BY network_type ORDER BY network_type",
         )
@@ -546,6 +545,7 @@ impl Store {
                     attempts: r.try_get(1)?,
                     successes: r.try_get(2)?,
                     avg_time_ms: r.try_get(3)?,
+                    timed: r.try_get(4)?,
                 })
             })
             .collect()
@@ -762,6 +762,8 @@ pub struct KpiRow {
     pub successes: i64,
     /// Average time to connect, ms.
     pub avg_time_ms: Option<f64>,
+    /// Attempts with a time.
+    pub timed: i64,
 }
 
 /// The decider's lock (PostgreSQL: the connection holding the advisory

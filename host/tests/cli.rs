@@ -279,7 +279,7 @@ fn serve_answers_stun_and_http_then_stops_on_sigterm() {
         "{stun_line}"
     );
     assert!(
-        http_line.contains("no endpoint needs a token yet"),
+        http_line.contains("GET/POST /api/rollout need the admin token"),
         "{http_line}"
     );
     let stun = addr_after(&stun_line, "udp ");
