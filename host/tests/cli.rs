@@ -303,7 +303,7 @@ fn serve_answers_stun_and_http_then_stops_on_sigterm() {
     assert!(resp.contains("cache-control: no-store\r\n"), "{resp}");
     // A loopback client is local: no server.
     assert!(
-        resp.ends_with(r#"{"iceServers":[],"iceTransportPolicy":"all"}"#),
+        resp.ends_with(r#"{"iceServers":[],"iceTransportPolicy":"all","screamIce":{"arm":"treatment","mode":"auto","stage":100,"experiment":null,"deprecation":null}}"#),
         "{resp}"
     );
 
