@@ -101,3 +101,225 @@ pub fn rows(n: usize, seed: u64, now_ms: i64) -> Vec<OutcomeRow> {
         })
         .collect()
 }
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_scream-ice");
+pub const TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+
+/// A running `scream-ice serve`.
+pub struct Daemon {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub config: PathBuf,
+}
+
+impl Daemon {
+    /// Start `serve --config config` and wait for its HTTP line.
+    pub fn start(config: &PathBuf) -> Daemon {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("SCREAM_ICE_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let http = loop {
+            let l = lines.next().expect("serve exited").unwrap();
+            if let Some(i) = l.find("http://") {
+                let rest = &l[i + 7..];
+                break rest.split([' ', '/']).next().unwrap().parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Daemon {
+            child,
+            http,
+            config: config.clone(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILL and wait (a router that dies).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn request(&self, method: &str, path: &str, body: &str, admin: bool) -> (u16, String) {
+        let auth = format!("Bearer {TOKEN}");
+        let mut h = vec![("Content-Type", "application/json")];
+        if admin {
+            h.push(("Authorization", auth.as_str()));
+        }
+        let r = scream_ice_host::client::request(
+            self.http,
+            &self.http.to_string(),
+            method,
+            path,
+            &h,
+            body.as_bytes(),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        (r.status, r.text())
+    }
+
+    pub async fn rollout(&self) -> serde_json::Value {
+        let (s, b) = self.request("GET", "/api/rollout", "", true).await;
+        assert_eq!(s, 200, "{b}");
+        serde_json::from_str(&b).unwrap()
+    }
+
+    pub async fn arm(&self, client_id: &str) -> String {
+        let (s, b) = self
+            .request("GET", &format!("/api/ice-config?client_id={client_id}"), "", false)
+            .await;
+        assert_eq!(s, 200, "{b}");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        v["screamIce"]["arm"].as_str().unwrap().to_string()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.request("GET", "/metrics", "", false).await.1
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of a sample line `name{labels} value` in a metrics text.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// One webhook call: headers (lowercase names) and body.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Hook {
+    pub fn header(&self, n: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A local webhook receiver: records every request, answers 200.
+pub fn webhook_receiver() -> (SocketAddr, Arc<Mutex<Vec<Hook>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&buf[..n]);
+                if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+                    let headers: Vec<(String, String)> = head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                        .collect();
+                    let len: usize = headers
+                        .iter()
+                        .find(|(k, _)| k == "content-length")
+                        .map_or(0, |(_, v)| v.parse().unwrap());
+                    if raw.len() >= end + 4 + len {
+                        let body = String::from_utf8_lossy(&raw[end + 4..end + 4 + len]).to_string();
+                        g.lock().unwrap().push(Hook { headers, body });
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    (addr, got)
+}
+
+/// A random-looking, repeatable client id (128 bits hex).
+pub fn client_id(r: &mut Rng) -> String {
+    format!("{:016x}{:016x}", r.next(), r.next())
+}
+
+/// Whether `id` is in the treatment arm at `percent` of the default
+/// experiment (the core's bucketing, as the daemon computes it).
+pub fn is_treatment(id: &str, percent: u8) -> bool {
+    scream_ice_core::rollout::bucket(
+        scream_ice_core::rollout::DEFAULT_EXPERIMENT,
+        scream_ice_core::rollout::ClientIdentity::Id(id),
+    )
+    .is_below(percent)
+}
+
+/// `n` outcomes as a JSON array: treatment clients fail with
+/// `treatment_ppm`, control with `control_ppm`. Returns (body, treatment
+/// count).
+pub fn outcome_batch(r: &mut Rng, n: usize, stage: u8, treatment_ppm: u64, control_ppm: u64) -> (String, usize) {
+    let mut items = Vec::with_capacity(n);
+    let mut t = 0;
+    for _ in 0..n {
+        let id = client_id(r);
+        let treat = is_treatment(&id, stage);
+        t += usize::from(treat);
+        let fail = r.chance(if treat { treatment_ppm } else { control_ppm });
+        items.push(if fail {
+            format!(r#"{{"client_id":"{id}","success":false,"failure_reason":"ice_failed","network_type":"local"}}"#)
+        } else {
+            format!(
+                r#"{{"client_id":"{id}","success":true,"connect_ms":{},"local_candidate_type":"host","remote_candidate_type":"host","stun_used":false,"network_type":"local"}}"#,
+                20 + r.next() % 80
+            )
+        });
+    }
+    (format!("[{}]", items.join(",")), t)
+}
+
+/// A config file for an e2e daemon.
+pub fn daemon_config(dir: &PathBuf, extra_rollout: &str, store_url: Option<&str>) -> PathBuf {
+    let store = match store_url {
+        Some(u) => format!("store:\n  url: \"{u}\"\n  rate_per_client: 10000000\n  burst_per_client: 10000000\n"),
+        None => "store:\n  rate_per_client: 10000000\n  burst_per_client: 10000000\n".to_string(),
+    };
+    let text = format!(
+        "webrtc:\n  ice:\n    rollout:\n      check_interval_s: 1\n{extra_rollout}server:\n  http_listen: \"127.0.0.1:0\"\n  stun_listen: \"off\"\n  data_dir: \"{}\"\n{store}",
+        dir.display()
+    );
+    let p = dir.join("config.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
