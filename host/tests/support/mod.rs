@@ -323,3 +323,97 @@ pub fn daemon_config(dir: &PathBuf, extra_rollout: &str, store_url: Option<&str>
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// A private PostgreSQL 15 server (initdb in a temp dir, run as the
+/// `postgres` user, trust auth on 127.0.0.1, its own port), so a test may
+/// stop and start it without disturbing the shared one.
+pub struct PrivatePg {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn as_postgres(args: &[&str]) -> std::process::Output {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl PrivatePg {
+    pub fn start_new() -> PrivatePg {
+        let dir = std::env::temp_dir().join(unique("scream_ice_pg"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let data = dir.join("data");
+        as_postgres(&[
+            &format!("{PG_BIN}/initdb"),
+            "-D",
+            data.to_str().unwrap(),
+            "--auth=trust",
+            "-U",
+            "postgres",
+        ]);
+        let pg = PrivatePg { dir, port };
+        pg.start();
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn start(&self) {
+        let data = self.dir.join("data");
+        as_postgres(&[
+            &format!("{PG_BIN}/pg_ctl"),
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            self.dir.join("log").to_str().unwrap(),
+            "-o",
+            &format!(
+                "-p {} -c listen_addresses=127.0.0.1 -k {}",
+                self.port,
+                self.dir.display()
+            ),
+            "-w",
+            "start",
+        ]);
+    }
+
+    pub fn stop(&self) {
+        let data = self.dir.join("data");
+        as_postgres(&[
+            &format!("{PG_BIN}/pg_ctl"),
+            "-D",
+            data.to_str().unwrap(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]);
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D"])
+            .arg(&data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
