@@ -22,6 +22,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod connect;
+pub mod dashboard;
 pub mod http;
 pub mod metrics;
 pub mod outcomes;

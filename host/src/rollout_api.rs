@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/rollout", get(get_rollout).post(post_rollout))
         .route("/metrics", get(metrics))
+        .route("/dashboard", get(crate::dashboard::dashboard))
 }
 
 /// `GET /api/rollout`'s body.

@@ -320,8 +320,11 @@ const METRIC_COLUMNS: &str = "timestamp, client_id, router_id, arm, network_type
      local_candidate_type, remote_candidate_type";
 const METRIC_PARAMS: usize = 8;
 
-/// `INSERT INTO table (cols) VALUES ($1, ..), (..)` for `rows` rows.
-fn insert_sql(table: &str, columns: &str, params: usize, rows: usize) -> String {
+/// `INSERT INTO table (cols) VALUES ($1, ..), (..)` for `rows` rows; on
+/// SQLite with anonymous `?` placeholders instead, because SQLite looks a
+/// numbered parameter's name up by walking a list (`$N` made a
+/// 30,000-parameter batch quadratic: 400 rows/s).
+fn insert_sql(backend: Backend, table: &str, columns: &str, params: usize, rows: usize) -> String {
     let mut s = format!("INSERT INTO {table} ({columns}) VALUES ");
     let mut n = 0;
     for r in 0..rows {
@@ -334,8 +337,12 @@ fn insert_sql(table: &str, columns: &str, params: usize, rows: usize) -> String 
                 s.push(',');
             }
             n += 1;
-            s.push('$');
-            s.push_str(&n.to_string());
+            if backend == Backend::Sqlite {
+                s.push('?');
+            } else {
+                s.push('$');
+                s.push_str(&n.to_string());
+            }
         }
         s.push(')');
     }
@@ -413,6 +420,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(MAX_BATCH) {
             let sql = insert_sql(
+                self.backend,
                 "connection_attempts",
                 ATTEMPT_COLUMNS,
                 ATTEMPT_PARAMS,
@@ -439,6 +447,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
             let sql = insert_sql(
+                self.backend,
                 "connection_metrics",
                 METRIC_COLUMNS,
                 METRIC_PARAMS,
@@ -742,6 +751,117 @@ impl Store {
         }
     }
 
+    /// Per arm since `since_ms`: attempts, successes, average time to
+    /// connect (ms) and the STUN-required count (for the dashboard).
+    pub async fn arm_summary(&self, since_ms: i64) -> Result<Vec<ArmSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT arm, COUNT(*), SUM(CASE WHEN success = true THEN 1 ELSE 0 END), \
+               CAST(AVG(connection_time_ms) AS DOUBLE PRECISION), \
+               SUM(CASE WHEN network_type = 'local' THEN 1 ELSE 0 END) \
+             FROM connection_attempts WHERE timestamp > $1 GROUP BY arm ORDER BY arm",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let stun = sqlx::query(
+            "SELECT arm, SUM(CASE WHEN stun_used = true THEN 1 ELSE 0 END) \
+             FROM connection_metrics WHERE timestamp > $1 GROUP BY arm",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let arm: String = r.try_get(0)?;
+            let mut stun_required = 0;
+            for s in &stun {
+                let a: String = s.try_get(0)?;
+                if a == arm {
+                    stun_required = s.try_get(1)?;
+                }
+            }
+            out.push(ArmSummary {
+                p95_time_ms: self.percentile(&arm, since_ms, 95).await?,
+                arm,
+                attempts: r.try_get(1)?,
+                successes: r.try_get(2)?,
+                avg_time_ms: r.try_get(3)?,
+                local: r.try_get(4)?,
+                stun_required,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The `pct`-th percentile (nearest rank) of the time to connect of
+    /// `arm` since `since_ms`, ms.
+    pub async fn percentile(&self, arm: &str, since_ms: i64, pct: i64) -> Result<Option<i64>, StoreError> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(connection_time_ms) FROM connection_attempts \
+             WHERE arm = $1 AND timestamp > $2",
+        )
+        .bind(arm.to_string())
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        // Nearest rank: the ceil(pct/100 * n)-th smallest value.
+        let rank = (pct * n + 99) / 100;
+        let v: Option<i64> = sqlx::query(
+            "SELECT connection_time_ms FROM connection_attempts \
+             WHERE arm = $1 AND timestamp > $2 AND connection_time_ms IS NOT NULL \
+             ORDER BY connection_time_ms LIMIT 1 OFFSET $3",
+        )
+        .bind(arm.to_string())
+        .bind(since_ms)
+        .bind(rank - 1)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+        Ok(v)
+    }
+
+    /// Failures by reason since `since_ms`, most frequent first.
+    pub async fn failure_reasons(&self, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(failure_reason, 'unknown'), COUNT(*) FROM connection_attempts \
+             WHERE timestamp > $1 AND success = false \
+             GROUP BY COALESCE(failure_reason, 'unknown') ORDER BY 2 DESC, 1",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Attempts and failures per arm in buckets of `bucket_ms` since
+    /// `since_ms`: (bucket start ms, arm, attempts, failures), in time order.
+    pub async fn timeline(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT (timestamp / $1) * $1 AS b, arm, COUNT(*), \
+               SUM(CASE WHEN success = true THEN 0 ELSE 1 END) \
+             FROM connection_attempts WHERE timestamp > $2 \
+             GROUP BY b, arm ORDER BY b, arm",
+        )
+        .bind(bucket_ms)
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
+
     /// Rows in `connection_attempts` (tests and benchmarks).
     pub async fn attempt_count(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query("SELECT COUNT(*) FROM connection_attempts")
@@ -749,6 +869,25 @@ impl Store {
             .await?
             .try_get(0)?)
     }
+}
+
+/// One arm's figures for the dashboard.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ArmSummary {
+    /// `control` or `treatment`.
+    pub arm: String,
+    /// Attempts.
+    pub attempts: i64,
+    /// Successes.
+    pub successes: i64,
+    /// Average time to connect, ms.
+    pub avg_time_ms: Option<f64>,
+    /// 95th percentile time to connect, ms.
+    pub p95_time_ms: Option<i64>,
+    /// Connections on a local network.
+    pub local: i64,
+    /// Connections that needed a STUN/TURN server.
+    pub stun_required: i64,
 }
 
 /// Success rate and average time of one network type (for the KPIs).
@@ -825,8 +964,12 @@ mod tests {
     #[test]
     fn insert_sql_numbers_every_parameter() {
         assert_eq!(
-            insert_sql("t", "a, b", 2, 2),
+            insert_sql(Backend::Postgres, "t", "a, b", 2, 2),
             "INSERT INTO t (a, b) VALUES ($1,$2),($3,$4)"
+        );
+        assert_eq!(
+            insert_sql(Backend::Sqlite, "t", "a, b", 2, 2),
+            "INSERT INTO t (a, b) VALUES (?,?),(?,?)"
         );
         assert!(MAX_BATCH * (ATTEMPT_PARAMS + 1) < 32_766);
     }

@@ -276,3 +276,51 @@ async fn admin_api_needs_the_token() {
     let r = admin(&app, r#"{"action":"fly"}"#).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+/// `/metrics` after successes, failures, STUN use and a rollback passes
+/// `promtool check metrics` (Debian package `prometheus`).
+#[tokio::test]
+async fn metrics_pass_promtool() {
+    let s = state("webrtc:\n  ice:\n    rollout:\n      stage: 50\n");
+    let app = router(s.clone());
+    let body = r#"[{"client_id":"a","success":true,"connect_ms":42,"local_candidate_type":"srflx","remote_candidate_type":"host","network_type":"nat"},
+                   {"client_id":"b","success":false,"failure_reason":"timeout","network_type":"local"},
+                   {"client_id":"c","success":true,"connect_ms":7,"local_candidate_type":"host","remote_candidate_type":"host","network_type":"local"}]"#;
+    let r = call(&app, Method::POST, "/api/ice/outcomes", "10.0.0.1:1", &[("content-type", "application/json")], body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    for id in 0..10 {
+        arm_of(&app, id, "10.0.0.1:1").await;
+    }
+    assert_eq!(admin(&app, r#"{"action":"rollback"}"#).await.status, StatusCode::OK);
+    let m = call(&app, Method::GET, "/metrics", "127.0.0.1:1", &[], "").await;
+    assert!(m.headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    for want in [
+        "# TYPE scream_ice_time_to_connect_seconds histogram",
+        r#"scream_ice_connection_failures_total{arm="#,
+        r#"scream_ice_stun_used_total{arm="#,
+        "scream_ice_rollbacks_total 1",
+        r#"scream_ice_rollout_state{state="rolled_back"} 1"#,
+        "scream_ice_rollout_stage_percent 50",
+        "scream_ice_rollout_treatment_percent 0",
+        "scream_ice_outcomes_dropped_total 0",
+    ] {
+        assert!(m.body.contains(want), "{want} not in\n{}", m.body);
+    }
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; .ci/run installs it)");
+    child.stdin.take().unwrap().write_all(m.body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        m.body
+    );
+}
