@@ -299,3 +299,43 @@ impl Metrics {
 /// The content type of [`Metrics::encode`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The content type of [`to_prometheus_text`].
+pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The OpenMetrics exposition as the classic Prometheus text format
+/// (0.0.4), for scrapers and tools that do not ask for OpenMetrics
+/// (`promtool check metrics` among them): a counter family `x` is named
+/// `x_total` in its `# HELP`/`# TYPE` lines (the name its samples carry),
+/// and the `# EOF` marker is dropped. Everything else is the same in both
+/// formats.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut counters = Vec::new();
+    for l in openmetrics.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            counters.push(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for l in openmetrics.lines() {
+        if l == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = l.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .iter()
+                .any(|c| c == name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(r) => out.push_str(&r),
+            None => out.push_str(l),
+        }
+        out.push('\n');
+    }
+    out
+}
+

@@ -160,15 +160,28 @@ pub async fn apply(state: &AppState, action: &Action) -> Result<(), ChangeError>
     Ok(())
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: OpenMetrics when the scraper asks for it (`Accept:
+/// application/openmetrics-text`, as Prometheus does), else the classic
+/// text format.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let hub = state.hub();
     let status = state.config().ice.rollout.as_ref().map(|_| hub.rollout.status());
     let body = hub.metrics.encode(status.as_ref());
+    let openmetrics = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let (body, ct) = if openmetrics {
+        (body, crate::metrics::CONTENT_TYPE)
+    } else {
+        (
+            crate::metrics::to_prometheus_text(&body),
+            crate::metrics::CONTENT_TYPE_TEXT,
+        )
+    };
     let mut r = body.into_response();
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-    );
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
     no_store(r)
 }
 

@@ -292,8 +292,13 @@ async fn metrics_pass_promtool() {
         arm_of(&app, id, "10.0.0.1:1").await;
     }
     assert_eq!(admin(&app, r#"{"action":"rollback"}"#).await.status, StatusCode::OK);
+    let om = call(&app, Method::GET, "/metrics", "127.0.0.1:1", &[("accept", "application/openmetrics-text; version=1.0.0")], "").await;
+    assert!(om.headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    assert!(om.body.ends_with("# EOF\n"));
+    assert!(om.body.contains("# TYPE scream_ice_rollbacks counter\n"));
     let m = call(&app, Method::GET, "/metrics", "127.0.0.1:1", &[], "").await;
-    assert!(m.headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    assert!(m.headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(m.body.contains("# TYPE scream_ice_rollbacks_total counter\n"));
     for want in [
         "# TYPE scream_ice_time_to_connect_seconds histogram",
         r#"scream_ice_connection_failures_total{arm="#,
