@@ -168,6 +168,8 @@ pub struct StageQuery {
     pub stage: Option<String>,
     /// The client's stable identity for A/B bucketing (else its IP).
     pub client_id: Option<String>,
+    /// `1`: the browser opted into smart ICE ([`crate::rollout::Assignment::opted_in`]).
+    pub opt_in: Option<String>,
 }
 
 /// The requested stage, or the one-line reason it is not one.
@@ -279,6 +281,25 @@ pub fn choose(
     choose_for(state, conn, headers, stage, None)
 }
 
+/// [`choose_for`], for a client that opted in when `opt_in`.
+pub fn choose_opted(
+    state: &AppState,
+    conn: ConnAddrs,
+    headers: &HeaderMap,
+    stage: FallbackStage,
+    client_id: Option<&str>,
+    opt_in: bool,
+) -> Chosen {
+    let config = state.config();
+    let client = client_ip(config, conn.remote, headers);
+    let assignment = if opt_in {
+        state.hub().rollout.assign_opted_in(config, client_id, client)
+    } else {
+        state.hub().rollout.assign(config, client_id, client)
+    };
+    choose_assigned(state, conn, headers, stage, client, assignment)
+}
+
 /// Decide for one request whose client gave `client_id` (already
 /// validated): its arm picks the policy mode (`legacy` for control).
 pub fn choose_for(
@@ -288,10 +309,20 @@ pub fn choose_for(
     stage: FallbackStage,
     client_id: Option<&str>,
 ) -> Chosen {
+    choose_opted(state, conn, headers, stage, client_id, false)
+}
+
+/// Decide for one request whose client has `assignment`.
+fn choose_assigned(
+    state: &AppState,
+    conn: ConnAddrs,
+    headers: &HeaderMap,
+    stage: FallbackStage,
+    client: IpAddr,
+    assignment: crate::rollout::Assignment,
+) -> Chosen {
     let config = state.config();
-    let client = client_ip(config, conn.remote, headers);
-    let assignment = state.hub().rollout.assign(config, client_id, client);
-    state.hub().metrics.record_assignment(assignment.arm.group_name());
+    state.hub().metrics.record_assignment(assignment.arm_label());
     let own = state.own_stun_url(headers, conn.local);
     let parts = config.policy_parts(own.as_deref());
     let mut policy = parts.config();
@@ -457,7 +488,7 @@ fn common_headers(chosen: &Chosen, headers: &mut HeaderMap) {
     );
     headers.insert(
         HeaderName::from_static("x-scream-ice-arm"),
-        HeaderValue::from_static(chosen.assignment.arm.group_name()),
+        HeaderValue::from_static(chosen.assignment.arm_label()),
     );
 }
 
@@ -474,7 +505,8 @@ async fn ice_config(
     let Some(client_id) = client_id_param(&q) else {
         return (StatusCode::BAD_REQUEST, BAD_CLIENT_ID).into_response();
     };
-    let chosen = choose_for(&state, conn, &headers, stage, client_id);
+    let opt_in = q.opt_in.as_deref() == Some("1");
+    let chosen = choose_opted(&state, conn, &headers, stage, client_id, opt_in);
     let mut response = axum::Json(chosen.rtc_configuration()).into_response();
     common_headers(&chosen, response.headers_mut());
     response

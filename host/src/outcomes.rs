@@ -352,8 +352,10 @@ pub fn row(
         router_id: router_id.to_string(),
         experiment: assignment.experiment.clone().unwrap_or_default(),
         stage: i64::from(assignment.stage),
-        arm: assignment.arm.group_name().to_string(),
-        config_type: config_type.unwrap_or_else(|| assignment.arm.config_name().to_string()),
+        arm: assignment.arm_label().to_string(),
+        config_type: config_type.unwrap_or_else(|| {
+            if assignment.opted_in { "opt-in" } else { assignment.arm.config_name() }.to_string()
+        }),
         mode: assignment.mode.as_str().to_string(),
         success,
         connection_time_ms: connect_ms,
@@ -422,7 +424,12 @@ pub async fn post_outcomes(
     }
     let count = reported.len();
     for rep in reported {
-        let a = hub.rollout.assign(config, rep.client_id.as_deref(), ip);
+        // A browser that says it opted in is recorded in the `opt_in` arm.
+        let a = if rep.config_type.as_deref() == Some("opt-in") {
+            hub.rollout.assign_opted_in(config, rep.client_id.as_deref(), ip)
+        } else {
+            hub.rollout.assign(config, rep.client_id.as_deref(), ip)
+        };
         let network = rep.network_type.clone().unwrap_or_else(|| {
             crate::http::network_of(&state, ip).to_string()
         });

@@ -407,6 +407,21 @@ pub struct Assignment {
     pub experiment: Option<String>,
     /// The identity used, as text (the `client_id`, or the IP).
     pub client_id: String,
+    /// The browser opted in ("Enable" on the deprecation notice): it gets
+    /// the mode in force whatever its bucket, and is recorded as the arm
+    /// `opt_in`, so neither experiment arm is skewed by it.
+    pub opted_in: bool,
+}
+
+impl Assignment {
+    /// The arm's name as recorded: `control`, `treatment` or `opt_in`.
+    pub fn arm_label(&self) -> &'static str {
+        if self.opted_in {
+            "opt_in"
+        } else {
+            self.arm.group_name()
+        }
+    }
 }
 
 /// The daemon's rollout: shared, cheap to clone.
@@ -475,7 +490,23 @@ impl Rollout {
             },
             experiment: config.ice.rollout.as_ref().map(|r| r.experiment.clone()),
             client_id: id_text.to_string(),
+            opted_in: false,
         }
+    }
+
+    /// As [`Rollout::assign`] for a client that opted in: the mode in
+    /// force when the flags allow smart ICE and the rollout is neither
+    /// paused nor rolled back (a rollback overrides every opt-in); else the
+    /// plain assignment.
+    pub fn assign_opted_in(&self, config: &Config, client_id: Option<&str>, ip: IpAddr) -> Assignment {
+        let mut a = self.assign(config, client_id, ip);
+        let running = config.ice.rollout.is_none() || self.status().treatment_percent() > 0;
+        let allowed = config.ice.use_smart_ice.value && config.ice.mode_in_force() != IceMode::Legacy;
+        if a.arm == Arm::Control && running && allowed {
+            a.opted_in = true;
+            a.mode = config.ice.mode_in_force();
+        }
+        a
     }
 }
 
@@ -792,7 +823,7 @@ impl Assignment {
     /// The `screamIce` member.
     pub fn json(&self) -> ScreamIceJson {
         ScreamIceJson {
-            arm: self.arm.group_name().to_string(),
+            arm: self.arm_label().to_string(),
             mode: self.mode.as_str().to_string(),
             stage: self.stage,
             experiment: self.experiment.clone(),

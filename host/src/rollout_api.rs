@@ -33,6 +33,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/rollout", get(get_rollout).post(post_rollout))
         .route("/metrics", get(metrics))
         .route("/dashboard", get(crate::dashboard::dashboard))
+        .route("/scream-ice.js", get(module_js))
+        .route("/scream-ice-check", get(check_page))
 }
 
 /// `GET /api/rollout`'s body.
@@ -182,6 +184,31 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
     let mut r = body.into_response();
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    no_store(r)
+}
+
+/// The browser module (`host/assets/scream-ice.js`, embedded).
+pub const MODULE_JS: &str = include_str!("../assets/scream-ice.js");
+/// The connection check page (`host/assets/check.html`, embedded).
+pub const CHECK_HTML: &str = include_str!("../assets/check.html");
+
+async fn module_js() -> Response {
+    let mut r = MODULE_JS.into_response();
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    no_store(r)
+}
+
+/// `GET /scream-ice-check?runs=N`: a page that connects this browser to
+/// the router N times with the module and posts each outcome.
+async fn check_page() -> Response {
+    let mut r = CHECK_HTML.into_response();
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     no_store(r)
 }
 

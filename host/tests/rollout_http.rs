@@ -329,3 +329,32 @@ async fn metrics_pass_promtool() {
         m.body
     );
 }
+
+/// `deploy/grafana-rollout.json` is valid JSON and every metric it queries
+/// is one `/metrics` exposes.
+#[tokio::test]
+async fn grafana_dashboard_queries_existing_metrics() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana-rollout.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let s = state("webrtc:\n  ice:\n    rollout: {}\n");
+    let app = router(s);
+    let body = r#"{"client_id":"a","success":false,"failure_reason":"x","connect_ms":5,"stun_used":true}"#;
+    call(&app, Method::POST, "/api/ice/outcomes", "10.0.0.1:1", &[("content-type", "application/json")], body).await;
+    let body = r#"{"client_id":"a","success":true,"connect_ms":5}"#;
+    call(&app, Method::POST, "/api/ice/outcomes", "10.0.0.1:1", &[("content-type", "application/json")], body).await;
+    arm_of(&app, 1, "10.0.0.1:1").await;
+    let m = call(&app, Method::GET, "/metrics", "127.0.0.1:1", &[], "").await.body;
+    let mut n = 0;
+    for p in v["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("scream_ice_") {
+                    assert!(m.contains(&format!("\n{word}")), "{word} (panel {}) not exposed", p["title"]);
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert!(n >= 12, "{n}");
+}
