@@ -93,12 +93,17 @@ async fn main() {
     let store = Store::open(&StoreConfig::default(), &dir).await.unwrap();
     let rate = ingest(store.clone(), N).await;
     assert_eq!(store.attempt_count().await.unwrap(), N as i64);
-    println!("ingest sqlite: {N} outcomes, {rate:.0} outcomes/s (batches of {})", StoreConfig::default().batch);
+    println!(
+        "ingest sqlite: {N} outcomes, {rate:.0} outcomes/s (batches of {})",
+        StoreConfig::default().batch
+    );
 
     if let Some(admin) = &pg {
         sqlx::any::install_default_drivers();
         let name = format!("scream_ice_bench_{}", std::process::id());
-        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await.unwrap();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
+            .await
+            .unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut c)
             .await
@@ -124,7 +129,11 @@ async fn main() {
     }
     store.pool().close().await;
     let cfg = dir.join("config.yaml");
-    std::fs::write(&cfg, format!("server:\n  data_dir: \"{}\"\n", dir.display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("server:\n  data_dir: \"{}\"\n", dir.display()),
+    )
+    .unwrap();
     let bin = std::env::current_exe()
         .unwrap()
         .parent()
@@ -140,9 +149,18 @@ async fn main() {
             .args(["report", "--since", "24h", "--config"])
             .arg(&cfg)
             .output()
-            .unwrap_or_else(|e| panic!("{}: {e} (cargo build --release -p scream-ice-host)", bin.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (cargo build --release -p scream-ice-host)",
+                    bin.display()
+                )
+            });
         times.push(t.elapsed());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         last = String::from_utf8_lossy(&out.stdout).to_string();
     }
     times.sort();

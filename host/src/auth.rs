@@ -133,9 +133,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .to_str()
         .ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Read the token file (refusing one readable by others), or create it
@@ -170,7 +168,10 @@ pub fn read_or_create_token_file(path: &Path) -> Result<String, TokenError> {
             if meta.permissions().mode() & 0o077 != 0 {
                 return Err(TokenError::Permissions(path.display().to_string()));
             }
-            let t = std::fs::read_to_string(path).map_err(io)?.trim().to_string();
+            let t = std::fs::read_to_string(path)
+                .map_err(io)?
+                .trim()
+                .to_string();
             if t.len() < MIN_TOKEN {
                 return Err(TokenError::Empty(path.display().to_string()));
             }

@@ -123,7 +123,8 @@ fn bars(id: &str, rows: &[(String, f64, &str)], unit: &str) -> String {
     let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1e-9);
     let (w, row_h) = (520.0, 26.0);
     let h = row_h * rows.len().max(1) as f64 + 8.0;
-    let mut s = format!(r#"<svg id="{id}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img">"#);
+    let mut s =
+        format!(r#"<svg id="{id}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img">"#);
     for (i, (label, v, c)) in rows.iter().enumerate() {
         let y = 4.0 + row_h * i as f64;
         let bw = (w - 200.0) * v / max;
@@ -135,7 +136,11 @@ fn bars(id: &str, rows: &[(String, f64, &str)], unit: &str) -> String {
             row_h - 8.0,
             156.0 + bw,
             y + 15.0,
-            if unit == "%" { format!("{v:.2}%") } else { format!("{v:.0}{unit}") }
+            if unit == "%" {
+                format!("{v:.2}%")
+            } else {
+                format!("{v:.0}{unit}")
+            }
         );
     }
     if rows.is_empty() {
@@ -164,7 +169,14 @@ pub async fn render(state: &AppState) -> Result<String, StoreError> {
     let first_hour = (now - 24 * HOUR_MS) / HOUR_MS;
     let points: Vec<(usize, String, i64, i64)> = timeline
         .into_iter()
-        .map(|(b, arm, n, f)| (((b / HOUR_MS - first_hour).clamp(0, 23)) as usize, arm, n, f))
+        .map(|(b, arm, n, f)| {
+            (
+                ((b / HOUR_MS - first_hour).clamp(0, 23)) as usize,
+                arm,
+                n,
+                f,
+            )
+        })
         .collect();
     let get = |arm: &str| arms.iter().find(|a| a.arm == arm).cloned();
     let empty = |arm: &str| ArmSummary {
@@ -196,7 +208,10 @@ table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;paddi
     let _ = write!(
         h,
         r#"<h1>scream-ice rollout: <span id="experiment">{}</span></h1><div class="small">router {} · last 24 h · generated at {}</div>"#,
-        esc(ro.experiment.as_deref().unwrap_or("no experiment configured")),
+        esc(ro
+            .experiment
+            .as_deref()
+            .unwrap_or("no experiment configured")),
         esc(&ro.router_id),
         now
     );
@@ -227,9 +242,11 @@ table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;paddi
         fmt_opt(pct(c.successes, c.attempts), 2, " %"),
         fmt_opt(threshold_pct, 2, " %"),
         fmt_opt(t.avg_time_ms, 0, " ms"),
-        t.p95_time_ms.map_or_else(|| "–".to_string(), |v| format!("{v} ms")),
+        t.p95_time_ms
+            .map_or_else(|| "–".to_string(), |v| format!("{v} ms")),
         fmt_opt(c.avg_time_ms, 0, " ms"),
-        c.p95_time_ms.map_or_else(|| "–".to_string(), |v| format!("{v} ms")),
+        c.p95_time_ms
+            .map_or_else(|| "–".to_string(), |v| format!("{v} ms")),
         t.local + c.local,
     );
     h.push_str("<h2>Failure rate per arm, hourly, against the stage's rollback threshold</h2>");
@@ -248,7 +265,11 @@ table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;paddi
     h.push_str(&bars(
         "stun-chart",
         &[
-            ("local network".to_string(), (t.local + c.local) as f64, "#2ca02c"),
+            (
+                "local network".to_string(),
+                (t.local + c.local) as f64,
+                "#2ca02c",
+            ),
             ("STUN required".to_string(), stun as f64, "#ff7f0e"),
         ],
         "",
@@ -261,7 +282,11 @@ table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;paddi
     h.push_str(&bars("reasons-chart", &reason_rows, ""));
     h.push_str(r#"<table id="failure-reasons"><tr><th>reason</th><th>count</th></tr>"#);
     for (r, n) in &reasons {
-        let _ = write!(h, r#"<tr><td>{}</td><td class="count">{n}</td></tr>"#, esc(r));
+        let _ = write!(
+            h,
+            r#"<tr><td>{}</td><td class="count">{n}</td></tr>"#,
+            esc(r)
+        );
     }
     h.push_str("</table>");
     h.push_str("<h2>Monitor</h2>");
@@ -309,12 +334,17 @@ pub async fn dashboard(_: AdminOrLoopback, State(state): State<AppState>) -> Res
         Ok(html) => {
             let mut r = html.into_response();
             let hd = r.headers_mut();
-            hd.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            hd.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             hd.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             // Nothing to load from anywhere: inline style only, no script.
             hd.insert(
                 CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:"),
+                HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+                ),
             );
             r
         }

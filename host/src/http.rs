@@ -293,7 +293,10 @@ pub fn choose_opted(
     let config = state.config();
     let client = client_ip(config, conn.remote, headers);
     let assignment = if opt_in {
-        state.hub().rollout.assign_opted_in(config, client_id, client)
+        state
+            .hub()
+            .rollout
+            .assign_opted_in(config, client_id, client)
     } else {
         state.hub().rollout.assign(config, client_id, client)
     };
@@ -322,7 +325,10 @@ fn choose_assigned(
     assignment: crate::rollout::Assignment,
 ) -> Chosen {
     let config = state.config();
-    state.hub().metrics.record_assignment(assignment.arm_label());
+    state
+        .hub()
+        .metrics
+        .record_assignment(assignment.arm_label());
     let own = state.own_stun_url(headers, conn.local);
     let parts = config.policy_parts(own.as_deref());
     let mut policy = parts.config();

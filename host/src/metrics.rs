@@ -338,4 +338,3 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
     }
     out
 }
-

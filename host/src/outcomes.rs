@@ -48,7 +48,10 @@ pub struct OutcomeQueue {
 impl OutcomeQueue {
     /// A queue of `capacity` outcomes; the receiver goes to
     /// [`spawn_writer`].
-    pub fn new(capacity: usize, metrics: Arc<Metrics>) -> (OutcomeQueue, mpsc::Receiver<OutcomeRow>) {
+    pub fn new(
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> (OutcomeQueue, mpsc::Receiver<OutcomeRow>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         (
             OutcomeQueue {
@@ -261,13 +264,11 @@ fn parse_one(v: &Value, at: &str) -> Result<Reported, String> {
             "connect_ms" => {
                 r.connect_ms = match v {
                     Value::Null => None,
-                    v => Some(
-                        v.as_u64()
-                            .filter(|ms| *ms <= 3_600_000)
-                            .ok_or_else(|| {
-                                format!("{field}: expected an integer number of milliseconds in 0..=3600000")
-                            })? as i64,
-                    ),
+                    v => Some(v.as_u64().filter(|ms| *ms <= 3_600_000).ok_or_else(|| {
+                        format!(
+                            "{field}: expected an integer number of milliseconds in 0..=3600000"
+                        )
+                    })? as i64),
                 }
             }
             "failure_reason" => r.failure_reason = short_string(v, &field, 64)?,
@@ -354,7 +355,12 @@ pub fn row(
         stage: i64::from(assignment.stage),
         arm: assignment.arm_label().to_string(),
         config_type: config_type.unwrap_or_else(|| {
-            if assignment.opted_in { "opt-in" } else { assignment.arm.config_name() }.to_string()
+            if assignment.opted_in {
+                "opt-in"
+            } else {
+                assignment.arm.config_name()
+            }
+            .to_string()
         }),
         mode: assignment.mode.as_str().to_string(),
         success,
@@ -373,11 +379,7 @@ pub fn row(
 }
 
 fn json_error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        axum::Json(serde_json::json!({ "error": message })),
-    )
-        .into_response()
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 /// `POST /api/ice/outcomes`.
@@ -426,13 +428,15 @@ pub async fn post_outcomes(
     for rep in reported {
         // A browser that says it opted in is recorded in the `opt_in` arm.
         let a = if rep.config_type.as_deref() == Some("opt-in") {
-            hub.rollout.assign_opted_in(config, rep.client_id.as_deref(), ip)
+            hub.rollout
+                .assign_opted_in(config, rep.client_id.as_deref(), ip)
         } else {
             hub.rollout.assign(config, rep.client_id.as_deref(), ip)
         };
-        let network = rep.network_type.clone().unwrap_or_else(|| {
-            crate::http::network_of(&state, ip).to_string()
-        });
+        let network = rep
+            .network_type
+            .clone()
+            .unwrap_or_else(|| crate::http::network_of(&state, ip).to_string());
         hub.outcomes.push(row(
             &a,
             &hub.router_id,
@@ -498,7 +502,10 @@ impl SessionOutcome {
             true,
             Some(ms),
             None,
-            (local_kind.map(str::to_string), remote_kind.map(str::to_string)),
+            (
+                local_kind.map(str::to_string),
+                remote_kind.map(str::to_string),
+            ),
             None,
             self.network_type.clone(),
             None,
@@ -541,8 +548,14 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases: [(&str, &str); 8] = [
-            (r#"{"success": true, "colour": 1}"#, "outcome.colour: unknown field"),
-            (r#"{"success": "yes"}"#, "outcome.success: expected true or false"),
+            (
+                r#"{"success": true, "colour": 1}"#,
+                "outcome.colour: unknown field",
+            ),
+            (
+                r#"{"success": "yes"}"#,
+                "outcome.success: expected true or false",
+            ),
             (r#"{"connect_ms": 5}"#, "outcome.success: missing"),
             (
                 r#"[{"success": true}, {"success": true, "connect_ms": -1}]"#,
@@ -552,17 +565,29 @@ mod tests {
                 r#"{"success": false, "local_candidate_type": "lan"}"#,
                 "outcome.local_candidate_type: expected host, srflx, prflx or relay",
             ),
-            (r#"{"success": true, "stun_used": 1}"#, "outcome.stun_used: expected true or false"),
+            (
+                r#"{"success": true, "stun_used": 1}"#,
+                "outcome.stun_used: expected true or false",
+            ),
             (r#"[]"#, "body: an array of 1 to 1000 outcomes (got 0)"),
-            (r#"7"#, "body: expected an outcome object or an array of them"),
+            (
+                r#"7"#,
+                "body: expected an outcome object or an array of them",
+            ),
         ];
         for (body, want) in cases {
             assert_eq!(parse_body(body.as_bytes()).unwrap_err(), want, "{body}");
         }
         let many = format!("[{}]", vec![r#"{"success":true}"#; 1001].join(","));
-        assert!(parse_body(many.as_bytes()).unwrap_err().contains("got 1001"));
-        let ok = parse_body(br#"{"success": true, "connect_ms": 12, "client_id": "a", "stun_used": null}"#)
-            .unwrap();
+        assert!(
+            parse_body(many.as_bytes())
+                .unwrap_err()
+                .contains("got 1001")
+        );
+        let ok = parse_body(
+            br#"{"success": true, "connect_ms": 12, "client_id": "a", "stun_used": null}"#,
+        )
+        .unwrap();
         assert_eq!(ok[0].connect_ms, Some(12));
     }
 

@@ -60,7 +60,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-fn kpi(name: &'static str, target: &'static str, unit: &'static str, value: Option<f64>, ok: impl Fn(f64) -> bool) -> Kpi {
+fn kpi(
+    name: &'static str,
+    target: &'static str,
+    unit: &'static str,
+    value: Option<f64>,
+    ok: impl Fn(f64) -> bool,
+) -> Kpi {
     Kpi {
         name,
         target,
@@ -97,17 +103,37 @@ pub fn kpis(rows: &[KpiRow], stun: &[NetworkRow]) -> Vec<Kpi> {
         .iter()
         .find(|r| r.network_type == "local")
         .map(|r| r.stun_percentage);
-    let (n, s) = stun
-        .iter()
-        .fold((0i64, 0i64), |(n, s), r| (n + r.connections, s + r.stun_required));
+    let (n, s) = stun.iter().fold((0i64, 0i64), |(n, s), r| {
+        (n + r.connections, s + r.stun_required)
+    });
     let stun_all = (n > 0).then(|| s as f64 * 100.0 / n as f64);
     vec![
-        kpi("connection success, local", "> 99.5 %", "%", rate(&local), |v| v > 99.5),
-        kpi("connection success, remote", "> 98 %", "%", rate(&remote), |v| v > 98.0),
-        kpi("connection time, local", "< 2 s", "s", avg(&local), |v| v < 2.0),
-        kpi("connection time, remote", "< 5 s", "s", avg(&remote), |v| v < 5.0),
-        kpi("STUN dependency, local", "0 %", "%", stun_local, |v| v == 0.0),
-        kpi("STUN dependency, all", "< 50 %", "%", stun_all, |v| v < 50.0),
+        kpi(
+            "connection success, local",
+            "> 99.5 %",
+            "%",
+            rate(&local),
+            |v| v > 99.5,
+        ),
+        kpi(
+            "connection success, remote",
+            "> 98 %",
+            "%",
+            rate(&remote),
+            |v| v > 98.0,
+        ),
+        kpi("connection time, local", "< 2 s", "s", avg(&local), |v| {
+            v < 2.0
+        }),
+        kpi("connection time, remote", "< 5 s", "s", avg(&remote), |v| {
+            v < 5.0
+        }),
+        kpi("STUN dependency, local", "0 %", "%", stun_local, |v| {
+            v == 0.0
+        }),
+        kpi("STUN dependency, all", "< 50 %", "%", stun_all, |v| {
+            v < 50.0
+        }),
     ]
 }
 

@@ -208,7 +208,10 @@ pub(crate) fn fold_rollout(
                 ));
                 continue;
             }
-            if stages.last().is_some_and(|l: &StageSpec| l.percent >= p.value) {
+            if stages
+                .last()
+                .is_some_and(|l: &StageSpec| l.percent >= p.value)
+            {
                 errors.push(LocatedError::new(
                     at(&p.referenced),
                     format!(
@@ -256,10 +259,7 @@ pub(crate) fn fold_rollout(
         } else {
             errors.push(LocatedError::new(
                 at(&v.referenced),
-                format!(
-                    "rollout.check_interval_s: {} is not in 1..=86400",
-                    v.value
-                ),
+                format!("rollout.check_interval_s: {} is not in 1..=86400", v.value),
             ));
         }
     }
@@ -482,7 +482,11 @@ impl Rollout {
         Assignment {
             arm,
             bucket: b,
-            mode: if smart { mode_in_force } else { IceMode::Legacy },
+            mode: if smart {
+                mode_in_force
+            } else {
+                IceMode::Legacy
+            },
             stage: if flags.is_smart_ice_enabled() {
                 percent
             } else {
@@ -498,10 +502,16 @@ impl Rollout {
     /// force when the flags allow smart ICE and the rollout is neither
     /// paused nor rolled back (a rollback overrides every opt-in); else the
     /// plain assignment.
-    pub fn assign_opted_in(&self, config: &Config, client_id: Option<&str>, ip: IpAddr) -> Assignment {
+    pub fn assign_opted_in(
+        &self,
+        config: &Config,
+        client_id: Option<&str>,
+        ip: IpAddr,
+    ) -> Assignment {
         let mut a = self.assign(config, client_id, ip);
         let running = config.ice.rollout.is_none() || self.status().treatment_percent() > 0;
-        let allowed = config.ice.use_smart_ice.value && config.ice.mode_in_force() != IceMode::Legacy;
+        let allowed =
+            config.ice.use_smart_ice.value && config.ice.mode_in_force() != IceMode::Legacy;
         if a.arm == Arm::Control && running && allowed {
             a.opted_in = true;
             a.mode = config.ice.mode_in_force();
@@ -636,7 +646,11 @@ impl Hub {
         config: &Config,
         f: impl Fn(&RolloutConfig, &RolloutStatus) -> Result<RolloutStatus, ChangeError>,
     ) -> Result<(RolloutStatus, bool), ChangeError> {
-        let rc = config.ice.rollout.as_ref().ok_or(ChangeError::NotConfigured)?;
+        let rc = config
+            .ice
+            .rollout
+            .as_ref()
+            .ok_or(ChangeError::NotConfigured)?;
         for _ in 0..5 {
             if let Some(store) = &self.store {
                 if let Ok(Some(s)) = store.load_status(&rc.experiment).await {
@@ -862,7 +876,13 @@ mod tests {
             .collect();
         assert_eq!(
             rows,
-            [(10, 50_000), (25, 30_000), (50, 20_000), (75, 10_000), (100, 5_000)]
+            [
+                (10, 50_000),
+                (25, 30_000),
+                (50, 20_000),
+                (75, 10_000),
+                (100, 5_000)
+            ]
         );
         assert_eq!(r.min_attempts, 100);
         assert_eq!(r.experiment, DEFAULT_EXPERIMENT);
@@ -934,7 +954,10 @@ mod tests {
     fn bucketing_is_unbiased_at_a_million_clients() {
         let mut below = [0u32; 5];
         for i in 0..1_000_000u32 {
-            let b = bucket(DEFAULT_EXPERIMENT, ClientIdentity::Id(&format!("client-{i}")));
+            let b = bucket(
+                DEFAULT_EXPERIMENT,
+                ClientIdentity::Id(&format!("client-{i}")),
+            );
             for (k, p) in [10u8, 25, 50, 75, 100].iter().enumerate() {
                 below[k] += u32::from(b.is_below(*p));
             }
@@ -950,7 +973,10 @@ mod tests {
         let c = config("");
         let r = Rollout::new(&c);
         let a = r.assign(&c, None, "192.168.1.9".parse().unwrap());
-        assert_eq!((a.arm, a.mode, a.stage), (Arm::Treatment, IceMode::Auto, 100));
+        assert_eq!(
+            (a.arm, a.mode, a.stage),
+            (Arm::Treatment, IceMode::Auto, 100)
+        );
         let c = config("webrtc:\n  ice:\n    legacy_mode: true\n");
         let a = r.assign(&c, None, "192.168.1.9".parse().unwrap());
         assert_eq!((a.arm, a.mode, a.stage), (Arm::Control, IceMode::Legacy, 0));

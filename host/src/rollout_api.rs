@@ -137,9 +137,18 @@ pub async fn apply(state: &AppState, action: &Action) -> Result<(), ChangeError>
     let config = state.config();
     let (next, changed) = match (action.action.as_str(), action.stage) {
         ("advance", None) => hub.change(config, changes::advance).await?,
-        ("set", Some(p)) => hub.change(config, |rc, s| changes::set_stage(rc, s, p)).await?,
-        ("pause", None) => hub.change(config, |rc, s| changes::pause(rc, s, true)).await?,
-        ("resume", None) => hub.change(config, |rc, s| changes::pause(rc, s, false)).await?,
+        ("set", Some(p)) => {
+            hub.change(config, |rc, s| changes::set_stage(rc, s, p))
+                .await?
+        }
+        ("pause", None) => {
+            hub.change(config, |rc, s| changes::pause(rc, s, true))
+                .await?
+        }
+        ("resume", None) => {
+            hub.change(config, |rc, s| changes::pause(rc, s, false))
+                .await?
+        }
         ("rollback", None) => hub.change(config, changes::roll_back).await?,
         ("restart", None) => hub.change(config, changes::restart).await?,
         (a, _) => {
@@ -167,7 +176,12 @@ pub async fn apply(state: &AppState, action: &Action) -> Result<(), ChangeError>
 /// text format.
 async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let hub = state.hub();
-    let status = state.config().ice.rollout.as_ref().map(|_| hub.rollout.status());
+    let status = state
+        .config()
+        .ice
+        .rollout
+        .as_ref()
+        .map(|_| hub.rollout.status());
     let body = hub.metrics.encode(status.as_ref());
     let openmetrics = headers
         .get(axum::http::header::ACCEPT)

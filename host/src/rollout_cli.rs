@@ -68,7 +68,11 @@ pub fn daemon_url(config: &Config, url: Option<&str>) -> Result<BaseUrl, CliErro
 }
 
 /// One admin request to `/api/rollout` (`body` `None`: GET).
-pub async fn admin_request(base: &BaseUrl, token: &str, body: Option<&str>) -> Result<Reply, CliError> {
+pub async fn admin_request(
+    base: &BaseUrl,
+    token: &str,
+    body: Option<&str>,
+) -> Result<Reply, CliError> {
     let addr = base.resolve().await?;
     let auth = format!("Bearer {token}");
     let mut headers = vec![("Authorization", auth.as_str())];
@@ -140,7 +144,11 @@ pub async fn rollback_running_daemon(config: &Config) -> Result<bool, CliError> 
 
 /// `scream-ice rollout ...`: `action` `None` is `status`. Returns the text
 /// to print.
-pub async fn rollout(config: Config, url: Option<String>, action: Option<String>) -> Result<String, String> {
+pub async fn rollout(
+    config: Config,
+    url: Option<String>,
+    action: Option<String>,
+) -> Result<String, String> {
     let base = daemon_url(&config, url.as_deref()).map_err(|e| e.to_string())?;
     let token = cli_token(&config).map_err(|e| e.to_string())?;
     let r = admin_request(&base, &token, action.as_deref())

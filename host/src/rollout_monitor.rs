@@ -98,8 +98,7 @@ pub async fn round(state: &AppState, leader: &mut Option<Leader>) {
     if leader.is_none() {
         // Follow the decider's latest decision for display.
         if let Ok(mut d) = store.decisions(&rc.experiment, 1).await {
-            *hub
-                .last_decision
+            *hub.last_decision
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = d.pop();
         }
@@ -178,16 +177,14 @@ async fn decide(state: &AppState, store: &Store) -> Result<(), crate::store::Sto
         tracing::info!("rollout monitor: {line}");
     }
     store.record_decision(&rc.experiment, &row).await?;
-    *hub
-        .last_decision
+    *hub.last_decision
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(row.clone());
     let srm = srm_warning(status.stage, t, c);
     if let Some(w) = &srm {
         tracing::warn!("rollout monitor: {w}");
     }
-    *hub
-        .srm_warning
+    *hub.srm_warning
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = srm;
 
@@ -224,8 +221,8 @@ pub fn srm_warning(stage: u8, t: ArmCounts, c: ArmCounts) -> Option<String> {
     if et < 5.0 || ec < 5.0 {
         return None;
     }
-    let chi2 = (f64::from(t.attempts()) - et).powi(2) / et
-        + (f64::from(c.attempts()) - ec).powi(2) / ec;
+    let chi2 =
+        (f64::from(t.attempts()) - et).powi(2) / et + (f64::from(c.attempts()) - ec).powi(2) / ec;
     (chi2 > SRM_CHI2_P001).then(|| {
         format!(
             "sample ratio mismatch: {} treatment / {} control outcomes where {stage} % treatment was expected (chi2 = {chi2:.1}, p < 0.001); outcomes may be missing from one arm",
@@ -285,7 +282,10 @@ pub async fn deliver(hook: Webhook, body: String, key: String) -> bool {
     let Ok(url) = crate::client::BaseUrl::parse(&hook.url) else {
         return false;
     };
-    let sig = hook.secret.as_deref().map(|s| signature(s, body.as_bytes()));
+    let sig = hook
+        .secret
+        .as_deref()
+        .map(|s| signature(s, body.as_bytes()));
     let mut wait = Duration::from_millis(500);
     for attempt in 1..=6 {
         let result = async {
@@ -338,7 +338,10 @@ pub async fn deliver(hook: Webhook, body: String, key: String) -> bool {
 /// The hub of a served daemon: the store opened (SQLite in the data dir
 /// or `store.url`), the admin token loaded or generated. Errors are one
 /// line each.
-pub async fn open_hub(config: &crate::config::Config, admin_env: Option<&str>) -> Result<Hub, String> {
+pub async fn open_hub(
+    config: &crate::config::Config,
+    admin_env: Option<&str>,
+) -> Result<Hub, String> {
     let data_dir = &config.server.data_dir.value;
     let store = Store::open(&config.store, data_dir)
         .await

@@ -132,8 +132,16 @@ pub(crate) fn fold_store(
         }
     }
     for (key, v, dst) in [
-        ("rate_per_client", file.rate_per_client, &mut c.rate_per_client),
-        ("burst_per_client", file.burst_per_client, &mut c.burst_per_client),
+        (
+            "rate_per_client",
+            file.rate_per_client,
+            &mut c.rate_per_client,
+        ),
+        (
+            "burst_per_client",
+            file.burst_per_client,
+            &mut c.burst_per_client,
+        ),
     ] {
         if let Some(v) = v {
             if v.value >= 1 {
@@ -795,7 +803,12 @@ impl Store {
 
     /// The `pct`-th percentile (nearest rank) of the time to connect of
     /// `arm` since `since_ms`, ms.
-    pub async fn percentile(&self, arm: &str, since_ms: i64, pct: i64) -> Result<Option<i64>, StoreError> {
+    pub async fn percentile(
+        &self,
+        arm: &str,
+        since_ms: i64,
+        pct: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let n: i64 = sqlx::query(
             "SELECT COUNT(connection_time_ms) FROM connection_attempts \
              WHERE arm = $1 AND timestamp > $2",

@@ -14,7 +14,9 @@ use support::*;
 
 fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser"] {
-        if let Ok(out) = Command::new("sh").args(["-c", &format!("command -v {name}")]).output()
+        if let Ok(out) = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
             && out.status.success()
         {
             return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
@@ -26,7 +28,10 @@ fn chromium() -> PathBuf {
 /// The text of the element with `id` in `dom`.
 fn by_id(dom: &str, id: &str) -> String {
     let key = format!("id=\"{id}\">");
-    let start = dom.find(&key).unwrap_or_else(|| panic!("#{id} not in the page")) + key.len();
+    let start = dom
+        .find(&key)
+        .unwrap_or_else(|| panic!("#{id} not in the page"))
+        + key.len();
     let rest = &dom[start..];
     let end = rest.find('<').unwrap();
     rest[..end].to_string()
@@ -34,7 +39,12 @@ fn by_id(dom: &str, id: &str) -> String {
 
 fn target_dir() -> PathBuf {
     // BIN is <target>/<profile>/scream-ice.
-    PathBuf::from(BIN).parent().unwrap().parent().unwrap().to_path_buf()
+    PathBuf::from(BIN)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,22 +57,24 @@ async fn dashboard_in_chromium_shows_the_stores_numbers() {
     let mut posted = 0;
     for _ in 0..5 {
         let (body, _) = outcome_batch(&mut rng, 400, 50, 100_000, 20_000);
-        assert_eq!(d.request("POST", "/api/ice/outcomes", &body, false).await.0, 202);
+        assert_eq!(
+            d.request("POST", "/api/ice/outcomes", &body, false).await.0,
+            202
+        );
         posted += 400;
     }
     let t = Instant::now();
-    while metric(&d.metrics().await, "scream_ice_outcomes_written_total") != Some(f64::from(posted)) {
+    while metric(&d.metrics().await, "scream_ice_outcomes_written_total") != Some(f64::from(posted))
+    {
         assert!(t.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Let the monitor decide once (check interval 1 s).
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let store = scream_ice_host::store::Store::open(
-        &scream_ice_host::store::StoreConfig::default(),
-        &dir,
-    )
-    .await
-    .unwrap();
+    let store =
+        scream_ice_host::store::Store::open(&scream_ice_host::store::StoreConfig::default(), &dir)
+            .await
+            .unwrap();
     let arms = store.arm_summary(0).await.unwrap();
     let t_arm = arms.iter().find(|a| a.arm == "treatment").unwrap();
     let c_arm = arms.iter().find(|a| a.arm == "control").unwrap();
@@ -107,11 +119,17 @@ async fn dashboard_in_chromium_shows_the_stores_numbers() {
     assert!(by_id(&dom, "rollback-banner").starts_with("ROLLED BACK from 50 %"));
     assert_eq!(by_id(&dom, "verdict"), "roll_back");
     assert_eq!(by_id(&dom, "total-attempts"), posted.to_string());
-    assert_eq!(by_id(&dom, "treatment-attempts"), t_arm.attempts.to_string());
+    assert_eq!(
+        by_id(&dom, "treatment-attempts"),
+        t_arm.attempts.to_string()
+    );
     assert_eq!(by_id(&dom, "control-attempts"), c_arm.attempts.to_string());
     assert_eq!(
         by_id(&dom, "treatment-success"),
-        format!("{:.2} %", t_arm.successes as f64 * 100.0 / t_arm.attempts as f64)
+        format!(
+            "{:.2} %",
+            t_arm.successes as f64 * 100.0 / t_arm.attempts as f64
+        )
     );
     assert_eq!(
         by_id(&dom, "treatment-p95"),
@@ -141,9 +159,17 @@ async fn dashboard_in_chromium_shows_the_stores_numbers() {
         .arg(&url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
     println!("screenshot: {}", shot.display());
 
     // Off loopback, the token is needed (a forwarded request counts as

@@ -73,13 +73,19 @@ async fn lan_client_in_auto_mode_gets_no_server() {
     let s = state("");
     let r = ice_config(&s, "192.168.1.20:50000", &[("host", "192.168.1.2:8188")]).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body, r#"{"iceServers":[],"iceTransportPolicy":"all","screamIce":{"arm":"treatment","mode":"auto","stage":100,"experiment":null,"deprecation":null}}"#);
+    assert_eq!(
+        r.body,
+        r#"{"iceServers":[],"iceTransportPolicy":"all","screamIce":{"arm":"treatment","mode":"auto","stage":100,"experiment":null,"deprecation":null}}"#
+    );
     assert_eq!(r.headers["cache-control"], "no-store");
     assert_eq!(r.headers["content-type"], "application/json");
     assert_eq!(r.headers["x-scream-ice-network"], "local");
     // Same with servers configured: a LAN peer never waits on them.
     let r = ice_config(&state(SERVERS), "192.168.1.20:50000", &[]).await;
-    assert_eq!(r.body, r#"{"iceServers":[],"iceTransportPolicy":"all","screamIce":{"arm":"treatment","mode":"auto","stage":100,"experiment":null,"deprecation":null}}"#);
+    assert_eq!(
+        r.body,
+        r#"{"iceServers":[],"iceTransportPolicy":"all","screamIce":{"arm":"treatment","mode":"auto","stage":100,"experiment":null,"deprecation":null}}"#
+    );
 }
 
 #[tokio::test]
@@ -187,7 +193,10 @@ async fn local_only_mode_never_offers_a_server() {
             &[],
         )
         .await;
-        assert_eq!(r.body, r#"{"iceServers":[],"iceTransportPolicy":"all","screamIce":{"arm":"treatment","mode":"local-only","stage":100,"experiment":null,"deprecation":null}}"#);
+        assert_eq!(
+            r.body,
+            r#"{"iceServers":[],"iceTransportPolicy":"all","screamIce":{"arm":"treatment","mode":"local-only","stage":100,"experiment":null,"deprecation":null}}"#
+        );
     }
 }
 
@@ -292,5 +301,8 @@ async fn own_stun_not_advertised_when_off() {
     let config = Config::from_yaml("t.yaml", "server:\n  advertise_own_stun: false\n").unwrap();
     let s = AppState::new(config, None);
     let r = ice_config(&s, "81.2.69.160:1", &[]).await;
-    assert_eq!(r.body, r#"{"iceServers":[],"iceTransportPolicy":"all","screamIce":{"arm":"treatment","mode":"auto","stage":100,"experiment":null,"deprecation":null}}"#);
+    assert_eq!(
+        r.body,
+        r#"{"iceServers":[],"iceTransportPolicy":"all","screamIce":{"arm":"treatment","mode":"auto","stage":100,"experiment":null,"deprecation":null}}"#
+    );
 }

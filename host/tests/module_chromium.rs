@@ -26,7 +26,12 @@ async fn module_connects_twenty_times_and_reports_each_outcome() {
 
     let chromium = ["chromium", "chromium-browser"]
         .iter()
-        .find(|n| Command::new("sh").args(["-c", &format!("command -v {n}")]).output().is_ok_and(|o| o.status.success()))
+        .find(|n| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {n}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
         .expect("no chromium on PATH: apt-get install -y chromium");
     let profile = temp_dir("scream_ice_module_profile");
     let log = dir.join("chromium.log");
@@ -78,7 +83,10 @@ async fn module_connects_twenty_times_and_reports_each_outcome() {
     let _ = browser.kill();
     let _ = browser.wait();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let errors: Vec<&str> = text.lines().filter(|l| l.contains("Uncaught") || l.contains("ERROR:CONSOLE")).collect();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Uncaught") || l.contains("ERROR:CONSOLE"))
+        .collect();
     assert!(errors.is_empty(), "{errors:#?}");
 
     let mut times = Vec::new();
@@ -88,8 +96,14 @@ async fn module_connects_twenty_times_and_reports_each_outcome() {
         times.push(r.get::<i64, _>(1));
         let local: String = r.get(2);
         let remote: String = r.get(3);
-        assert!(["host", "srflx", "prflx", "relay"].contains(&local.as_str()), "{local}");
-        assert!(["host", "srflx", "prflx", "relay"].contains(&remote.as_str()), "{remote}");
+        assert!(
+            ["host", "srflx", "prflx", "relay"].contains(&local.as_str()),
+            "{local}"
+        );
+        assert!(
+            ["host", "srflx", "prflx", "relay"].contains(&remote.as_str()),
+            "{remote}"
+        );
         assert_eq!(r.get::<String, _>(4), "treatment");
         assert_eq!(r.get::<String, _>(5), "smart");
     }
@@ -100,16 +114,21 @@ async fn module_connects_twenty_times_and_reports_each_outcome() {
         .get(0);
     assert_eq!(stun, 0, "no STUN on loopback");
     // The router recorded its side of the same sessions.
-    let speaker: i64 = sqlx::query("SELECT COUNT(*) FROM connection_attempts WHERE source = 'speaker' AND success = true")
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
-        .get(0);
+    let speaker: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM connection_attempts WHERE source = 'speaker' AND success = true",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+    .get(0);
     assert!(speaker >= 20, "{speaker} router-side outcomes");
     let pairs: Vec<(String, String)> = rows.iter().map(|r| (r.get(2), r.get(3))).collect();
     times.sort();
     let median = (times[9] + times[10]) as f64 / 2.0;
-    println!("createOffer to connected over 20 runs: median {median} ms, min {} ms, max {} ms; pairs {:?}", times[0], times[19], pairs[0]);
+    println!(
+        "createOffer to connected over 20 runs: median {median} ms, min {} ms, max {} ms; pairs {:?}",
+        times[0], times[19], pairs[0]
+    );
     // A loose ceiling that only a broken path exceeds; the 60 ms goal is
     // reported, not asserted (the machine is shared).
     assert!(median < 2000.0, "median {median} ms");

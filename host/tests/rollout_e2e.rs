@@ -13,14 +13,21 @@ use support::*;
 /// treatment attempts at 25 % (twice the threshold).
 const N_AT_25: i64 = 2000;
 
-async fn wait_for(d: &Daemon, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+async fn wait_for(
+    d: &Daemon,
+    what: &str,
+    f: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let t = Instant::now();
     loop {
         let v = d.rollout().await;
         if f(&v) {
             return v;
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "timed out waiting for {what}: {v}");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -38,7 +45,10 @@ async fn stage_25_trips_signs_its_webhook_and_stays_rolled_back() {
     );
     let d = Daemon::start(&cfg);
     let v = d.rollout().await;
-    assert_eq!((v["state"].as_str(), v["treatment_percent"].as_u64()), (Some("active"), Some(25)));
+    assert_eq!(
+        (v["state"].as_str(), v["treatment_percent"].as_u64()),
+        (Some("active"), Some(25))
+    );
 
     // Treatment at twice the 3 % threshold, control at half of it; posted
     // in arrays of 400, each followed by one monitor round.
@@ -93,7 +103,10 @@ async fn stage_25_trips_signs_its_webhook_and_stays_rolled_back() {
     assert_eq!(body["reason"], "high_failure_rate");
     assert_eq!(body["stage"], 25);
     assert_eq!(body["figures"]["treatment_attempts"], d0["treatment_n"]);
-    assert_eq!(h.header("idempotency-key"), body["idempotency_key"].as_str());
+    assert_eq!(
+        h.header("idempotency-key"),
+        body["idempotency_key"].as_str()
+    );
     assert_eq!(
         h.header("x-scream-ice-signature").unwrap(),
         scream_ice_host::rollout_monitor::signature("s3cret", h.body.as_bytes())
@@ -102,8 +115,14 @@ async fn stage_25_trips_signs_its_webhook_and_stays_rolled_back() {
     // /metrics shows it.
     let m = d.metrics().await;
     assert_eq!(metric(&m, "scream_ice_rollbacks_total"), Some(1.0), "{m}");
-    assert_eq!(metric(&m, r#"scream_ice_rollout_state{state="rolled_back"}"#), Some(1.0));
-    assert_eq!(metric(&m, "scream_ice_rollout_treatment_percent"), Some(0.0));
+    assert_eq!(
+        metric(&m, r#"scream_ice_rollout_state{state="rolled_back"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "scream_ice_rollout_treatment_percent"),
+        Some(0.0)
+    );
     assert_eq!(metric(&m, "scream_ice_outcomes_dropped_total"), Some(0.0));
 
     // A restart stays rolled back.
@@ -128,7 +147,11 @@ async fn stage_25_trips_signs_its_webhook_and_stays_rolled_back() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("rolled_back at stage 25 %"), "{text}");
     assert!(text.contains("rolled back from 25 %"), "{text}");
     d.stop();

@@ -11,10 +11,19 @@ use std::time::{Duration, Instant};
 use scream_ice_host::store::Store;
 use support::*;
 
-async fn post_all(ds: &[&Daemon], rng: &mut Rng, stage: u8, t_ppm: u64, c_ppm: u64, batches: usize) {
+async fn post_all(
+    ds: &[&Daemon],
+    rng: &mut Rng,
+    stage: u8,
+    t_ppm: u64,
+    c_ppm: u64,
+    batches: usize,
+) {
     for i in 0..batches {
         let (body, _) = outcome_batch(rng, 200, stage, t_ppm, c_ppm);
-        let (s, b) = ds[i % ds.len()].request("POST", "/api/ice/outcomes", &body, false).await;
+        let (s, b) = ds[i % ds.len()]
+            .request("POST", "/api/ice/outcomes", &body, false)
+            .await;
         assert_eq!(s, 202, "{b}");
     }
 }
@@ -77,20 +86,43 @@ async fn three_routers_one_decision_one_webhook_and_takeover() {
     let lags = all_legacy(&ds, at, 25).await;
     println!("followers served legacy {lags:?} ms after the stored rollback");
     for lag in &lags {
-        assert!(*lag <= 1_300, "a router took {lag} ms (check interval 1000 ms)");
+        assert!(
+            *lag <= 1_300,
+            "a router took {lag} ms (check interval 1000 ms)"
+        );
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let decisions = store.decisions("screamrouter-smart-ice", 10_000).await.unwrap();
-    let rollbacks: Vec<_> = decisions.iter().filter(|d| d.verdict == "roll_back").collect();
+    let decisions = store
+        .decisions("screamrouter-smart-ice", 10_000)
+        .await
+        .unwrap();
+    let rollbacks: Vec<_> = decisions
+        .iter()
+        .filter(|d| d.verdict == "roll_back")
+        .collect();
     assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
-    let deciders: std::collections::BTreeSet<_> = decisions.iter().map(|d| d.router_id.clone()).collect();
-    assert_eq!(deciders.len(), 1, "more than one router decided: {deciders:?}");
+    let deciders: std::collections::BTreeSet<_> =
+        decisions.iter().map(|d| d.router_id.clone()).collect();
+    assert_eq!(
+        deciders.len(),
+        1,
+        "more than one router decided: {deciders:?}"
+    );
     assert_eq!(hooks.lock().unwrap().len(), 1);
 
     // Phase 2: start over, kill the decider mid-stage, another takes over.
-    let (s, b) = ds[1].request("POST", "/api/rollout", r#"{"action":"restart"}"#, true).await;
+    let (s, b) = ds[1]
+        .request("POST", "/api/rollout", r#"{"action":"restart"}"#, true)
+        .await;
     assert_eq!(s, 200, "{b}");
-    let (s, b) = ds[2].request("POST", "/api/rollout", r#"{"action":"set","stage":25}"#, true).await;
+    let (s, b) = ds[2]
+        .request(
+            "POST",
+            "/api/rollout",
+            r#"{"action":"set","stage":25}"#,
+            true,
+        )
+        .await;
     assert_eq!(s, 200, "{b}");
     post_all(&ds, &mut rng, 25, 15_000, 15_000, 6).await;
     let decider = deciders.into_iter().next().unwrap();
@@ -118,12 +150,21 @@ async fn three_routers_one_decision_one_webhook_and_takeover() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_ne!(new_decider, decider);
-    println!("{new_decider} took over {} ms after {decider} was killed", scream_ice_host::rollout::now_ms() - killed_at);
+    println!(
+        "{new_decider} took over {} ms after {decider} was killed",
+        scream_ice_host::rollout::now_ms() - killed_at
+    );
     let at = wait_rolled_back(&store, &ds, &mut rng, 25).await;
     all_legacy(&ds, at, 25).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let decisions = store.decisions("screamrouter-smart-ice", 10_000).await.unwrap();
-    let rollbacks: Vec<_> = decisions.iter().filter(|d| d.verdict == "roll_back").collect();
+    let decisions = store
+        .decisions("screamrouter-smart-ice", 10_000)
+        .await
+        .unwrap();
+    let rollbacks: Vec<_> = decisions
+        .iter()
+        .filter(|d| d.verdict == "roll_back")
+        .collect();
     assert_eq!(rollbacks.len(), 2);
     assert_eq!(rollbacks[0].router_id, new_decider);
     assert_eq!(hooks.lock().unwrap().len(), 2);

@@ -23,16 +23,24 @@ async fn healthy_streams_never_roll_back() {
     );
     let config = Config::from_yaml("t.yaml", &yaml).unwrap();
     let store = Store::open(&config.store, &dir).await.unwrap();
-    let hub = Hub::with_store(&config, store, "healthy".into()).await.unwrap();
+    let hub = Hub::with_store(&config, store, "healthy".into())
+        .await
+        .unwrap();
     let state = AppState::with_hub(config.clone(), None, SessionSettings::default(), hub);
     let hub = state.hub().clone();
     let mut leader = None;
     let mut rng = Rng(100);
     let ip = "127.0.0.1".parse().unwrap();
     let mut total = 0u64;
-    for (i, (stage, threshold_ppm)) in [(10u8, 50_000u64), (25, 30_000), (50, 20_000), (75, 10_000), (100, 5_000)]
-        .into_iter()
-        .enumerate()
+    for (i, (stage, threshold_ppm)) in [
+        (10u8, 50_000u64),
+        (25, 30_000),
+        (50, 20_000),
+        (75, 10_000),
+        (100, 5_000),
+    ]
+    .into_iter()
+    .enumerate()
     {
         if i > 0 {
             hub.change(&config, changes::advance).await.unwrap();

@@ -69,7 +69,10 @@ async fn admin(app: &Router, body: &str) -> Reply {
         Method::POST,
         "/api/rollout",
         "127.0.0.1:1",
-        &[("authorization", &auth), ("content-type", "application/json")],
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
         body,
     )
     .await
@@ -103,7 +106,10 @@ async fn arm_of(app: &Router, id: usize, client: &str) -> (String, u64) {
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     let s = &v["screamIce"];
     assert_eq!(r.headers["x-scream-ice-arm"], s["arm"].as_str().unwrap());
-    (s["arm"].as_str().unwrap().to_string(), s["stage"].as_u64().unwrap())
+    (
+        s["arm"].as_str().unwrap().to_string(),
+        s["stage"].as_u64().unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -199,7 +205,10 @@ async fn the_arm_decides_servers_links_and_the_notice() {
             "",
         )
         .await;
-        assert_eq!(w.headers.get_all("link").iter().count(), usize::from(!smart));
+        assert_eq!(
+            w.headers.get_all("link").iter().count(),
+            usize::from(!smart)
+        );
     }
     assert_eq!(seen, [true, true]);
     let r = call(
@@ -213,7 +222,10 @@ async fn the_arm_decides_servers_links_and_the_notice() {
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Rolled back: everyone legacy.
-    assert_eq!(admin(&app, r#"{"action":"rollback"}"#).await.status, StatusCode::OK);
+    assert_eq!(
+        admin(&app, r#"{"action":"rollback"}"#).await.status,
+        StatusCode::OK
+    );
     for id in 0..40 {
         let (arm, stage) = arm_of(&app, id, "192.168.1.20:5000").await;
         assert_eq!((arm.as_str(), stage), ("control", 0));
@@ -222,31 +234,65 @@ async fn the_arm_decides_servers_links_and_the_notice() {
     assert_eq!(r.status, StatusCode::CONFLICT);
     let r = admin(&app, r#"{"action":"restart"}"#).await;
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    assert_eq!((v["state"].as_str(), v["treatment_percent"].as_u64()), (Some("active"), Some(10)));
+    assert_eq!(
+        (v["state"].as_str(), v["treatment_percent"].as_u64()),
+        (Some("active"), Some(10))
+    );
 }
 
 #[tokio::test]
 async fn outcomes_are_validated_limited_and_counted() {
-    let s = state("webrtc:\n  ice:\n    rollout:\n      stage: 100\nstore:\n  rate_per_client: 1\n  burst_per_client: 1500\n");
+    let s = state(
+        "webrtc:\n  ice:\n    rollout:\n      stage: 100\nstore:\n  rate_per_client: 1\n  burst_per_client: 1500\n",
+    );
     let app = router(s.clone());
     let post = |body: String, ct: &'static str| {
         let app = app.clone();
         async move {
-            call(&app, Method::POST, "/api/ice/outcomes", "10.0.0.5:1", &[("content-type", ct)], &body).await
+            call(
+                &app,
+                Method::POST,
+                "/api/ice/outcomes",
+                "10.0.0.5:1",
+                &[("content-type", ct)],
+                &body,
+            )
+            .await
         }
     };
-    let r = post(r#"{"success": true, "connect_ms": "fast"}"#.into(), "application/json").await;
+    let r = post(
+        r#"{"success": true, "connect_ms": "fast"}"#.into(),
+        "application/json",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("outcome.connect_ms"), "{}", r.body);
-    let r = post(r#"{"success": true, "colour": "red"}"#.into(), "application/json").await;
-    assert!(r.body.contains("outcome.colour: unknown field"), "{}", r.body);
-    assert_eq!(post("{}".into(), "text/plain").await.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let r = post(
+        r#"{"success": true, "colour": "red"}"#.into(),
+        "application/json",
+    )
+    .await;
+    assert!(
+        r.body.contains("outcome.colour: unknown field"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        post("{}".into(), "text/plain").await.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
     let big = format!("[{}]", vec![r#"{"success":true,"failure_reason":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#; 9000].join(","));
-    assert_eq!(post(big, "application/json").await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        post(big, "application/json").await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     let one = r#"{"client_id":"b1","success":true,"connect_ms":42,"local_candidate_type":"host","remote_candidate_type":"host","network_type":"local"}"#;
     let batch = format!("[{}]", vec![one; 1000].join(","));
     let r = post(batch.clone(), "application/json").await;
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::ACCEPTED, r#"{"accepted":1000}"#));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::ACCEPTED, r#"{"accepted":1000}"#)
+    );
     // The burst of 1,500 is spent: the next 1,000 are refused.
     let r = post(batch, "application/json").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
@@ -264,11 +310,32 @@ async fn admin_api_needs_the_token() {
     let app = router(s);
     let r = call(&app, Method::GET, "/api/rollout", "127.0.0.1:1", &[], "").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-    let r = call(&app, Method::GET, "/api/rollout", "127.0.0.1:1", &[("authorization", "Bearer nope")], "").await;
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let r = call(
+        &app,
+        Method::GET,
+        "/api/rollout",
+        "127.0.0.1:1",
+        &[("authorization", "Bearer nope")],
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let auth = format!("Bearer {TOKEN}");
-    let r = call(&app, Method::GET, "/api/rollout", "127.0.0.1:1", &[("authorization", &auth)], "").await;
+    let r = call(
+        &app,
+        Method::GET,
+        "/api/rollout",
+        "127.0.0.1:1",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(v["state"], "active");
@@ -286,19 +353,51 @@ async fn metrics_pass_promtool() {
     let body = r#"[{"client_id":"a","success":true,"connect_ms":42,"local_candidate_type":"srflx","remote_candidate_type":"host","network_type":"nat"},
                    {"client_id":"b","success":false,"failure_reason":"timeout","network_type":"local"},
                    {"client_id":"c","success":true,"connect_ms":7,"local_candidate_type":"host","remote_candidate_type":"host","network_type":"local"}]"#;
-    let r = call(&app, Method::POST, "/api/ice/outcomes", "10.0.0.1:1", &[("content-type", "application/json")], body).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/api/ice/outcomes",
+        "10.0.0.1:1",
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     for id in 0..10 {
         arm_of(&app, id, "10.0.0.1:1").await;
     }
-    assert_eq!(admin(&app, r#"{"action":"rollback"}"#).await.status, StatusCode::OK);
-    let om = call(&app, Method::GET, "/metrics", "127.0.0.1:1", &[("accept", "application/openmetrics-text; version=1.0.0")], "").await;
-    assert!(om.headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    assert_eq!(
+        admin(&app, r#"{"action":"rollback"}"#).await.status,
+        StatusCode::OK
+    );
+    let om = call(
+        &app,
+        Method::GET,
+        "/metrics",
+        "127.0.0.1:1",
+        &[("accept", "application/openmetrics-text; version=1.0.0")],
+        "",
+    )
+    .await;
+    assert!(
+        om.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
     assert!(om.body.ends_with("# EOF\n"));
     assert!(om.body.contains("# TYPE scream_ice_rollbacks counter\n"));
     let m = call(&app, Method::GET, "/metrics", "127.0.0.1:1", &[], "").await;
-    assert!(m.headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
-    assert!(m.body.contains("# TYPE scream_ice_rollbacks_total counter\n"));
+    assert!(
+        m.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    assert!(
+        m.body
+            .contains("# TYPE scream_ice_rollbacks_total counter\n")
+    );
     for want in [
         "# TYPE scream_ice_time_to_connect_seconds histogram",
         r#"scream_ice_connection_failures_total{arm="#,
@@ -319,7 +418,12 @@ async fn metrics_pass_promtool() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("promtool (Debian package prometheus; .ci/run installs it)");
-    child.stdin.take().unwrap().write_all(m.body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(m.body.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -334,23 +438,50 @@ async fn metrics_pass_promtool() {
 /// is one `/metrics` exposes.
 #[tokio::test]
 async fn grafana_dashboard_queries_existing_metrics() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana-rollout.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana-rollout.json"
+    ))
+    .unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let s = state("webrtc:\n  ice:\n    rollout: {}\n");
     let app = router(s);
-    let body = r#"{"client_id":"a","success":false,"failure_reason":"x","connect_ms":5,"stun_used":true}"#;
-    call(&app, Method::POST, "/api/ice/outcomes", "10.0.0.1:1", &[("content-type", "application/json")], body).await;
+    let body =
+        r#"{"client_id":"a","success":false,"failure_reason":"x","connect_ms":5,"stun_used":true}"#;
+    call(
+        &app,
+        Method::POST,
+        "/api/ice/outcomes",
+        "10.0.0.1:1",
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
     let body = r#"{"client_id":"a","success":true,"connect_ms":5}"#;
-    call(&app, Method::POST, "/api/ice/outcomes", "10.0.0.1:1", &[("content-type", "application/json")], body).await;
+    call(
+        &app,
+        Method::POST,
+        "/api/ice/outcomes",
+        "10.0.0.1:1",
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
     arm_of(&app, 1, "10.0.0.1:1").await;
-    let m = call(&app, Method::GET, "/metrics", "127.0.0.1:1", &[], "").await.body;
+    let m = call(&app, Method::GET, "/metrics", "127.0.0.1:1", &[], "")
+        .await
+        .body;
     let mut n = 0;
     for p in v["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().unwrap() {
             let expr = t["expr"].as_str().unwrap();
             for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
                 if word.starts_with("scream_ice_") {
-                    assert!(m.contains(&format!("\n{word}")), "{word} (panel {}) not exposed", p["title"]);
+                    assert!(
+                        m.contains(&format!("\n{word}")),
+                        "{word} (panel {}) not exposed",
+                        p["title"]
+                    );
                     n += 1;
                 }
             }

@@ -22,7 +22,9 @@ async fn monitoring_queries_agree_on_sqlite_and_postgres() {
     let now = 1_800_000_000_000;
     let data = rows(20_000, 7, now);
     let lite = sqlite().await;
-    let pg = Store::connect(&pg_database("scream_ice_q").await).await.unwrap();
+    let pg = Store::connect(&pg_database("scream_ice_q").await)
+        .await
+        .unwrap();
     for s in [&lite, &pg] {
         for chunk in data.chunks(3000) {
             s.insert_batch(chunk).await.unwrap();
@@ -39,7 +41,10 @@ async fn monitoring_queries_agree_on_sqlite_and_postgres() {
     for (rows, name) in [(&a, "sqlite"), (&b, "postgres")] {
         assert_eq!(rows.len(), 2, "{name}");
         for row in rows.iter() {
-            let g: Vec<_> = recent.iter().filter(|r| r.config_type == row.config_type).collect();
+            let g: Vec<_> = recent
+                .iter()
+                .filter(|r| r.config_type == row.config_type)
+                .collect();
             let ok = g.iter().filter(|r| r.success).count() as i64;
             let times: Vec<i64> = g.iter().filter_map(|r| r.connection_time_ms).collect();
             let avg = times.iter().sum::<i64>() as f64 / times.len() as f64;
@@ -52,9 +57,16 @@ async fn monitoring_queries_agree_on_sqlite_and_postgres() {
     for (rows, name) in [(&c, "sqlite"), (&d, "postgres")] {
         assert_eq!(rows.len(), 2, "{name}");
         for row in rows.iter() {
-            let g: Vec<_> = recent.iter().filter(|r| r.network_type == row.network_type).collect();
+            let g: Vec<_> = recent
+                .iter()
+                .filter(|r| r.network_type == row.network_type)
+                .collect();
             let stun = g.iter().filter(|r| r.stun_used).count() as i64;
-            assert_eq!((row.connections, row.stun_required), (g.len() as i64, stun), "{name}");
+            assert_eq!(
+                (row.connections, row.stun_required),
+                (g.len() as i64, stun),
+                "{name}"
+            );
             assert!((row.stun_percentage - stun as f64 * 100.0 / g.len() as f64).abs() < 1e-9);
         }
     }
@@ -69,14 +81,21 @@ async fn monitoring_queries_agree_on_sqlite_and_postgres() {
         assert!((x.success_rate - y.success_rate).abs() < 1e-9);
     }
     assert_eq!(
-        c.iter().map(|r| (&r.network_type, r.connections, r.stun_required)).collect::<Vec<_>>(),
-        d.iter().map(|r| (&r.network_type, r.connections, r.stun_required)).collect::<Vec<_>>()
+        c.iter()
+            .map(|r| (&r.network_type, r.connections, r.stun_required))
+            .collect::<Vec<_>>(),
+        d.iter()
+            .map(|r| (&r.network_type, r.connections, r.stun_required))
+            .collect::<Vec<_>>()
     );
     // The per-arm counts the monitor reads.
     for s in [&lite, &pg] {
         let (t, c) = s.arm_counts("exp", 25, 0).await.unwrap();
         let tn = data.iter().filter(|r| r.arm == "treatment").count() as u32;
-        let tf = data.iter().filter(|r| r.arm == "treatment" && !r.success).count() as u32;
+        let tf = data
+            .iter()
+            .filter(|r| r.arm == "treatment" && !r.success)
+            .count() as u32;
         assert_eq!((t.attempts(), t.failures()), (tn, tf));
         assert_eq!(c.attempts(), 20_000 - tn);
     }
@@ -86,7 +105,10 @@ async fn monitoring_queries_agree_on_sqlite_and_postgres() {
 async fn sqlite_runs_in_wal_mode() {
     let s = sqlite().await;
     let mode: String = sqlx::Row::get(
-        &sqlx::query("PRAGMA journal_mode").fetch_one(s.pool()).await.unwrap(),
+        &sqlx::query("PRAGMA journal_mode")
+            .fetch_one(s.pool())
+            .await
+            .unwrap(),
         0,
     );
     assert_eq!(mode, "wal");
@@ -95,7 +117,10 @@ async fn sqlite_runs_in_wal_mode() {
 #[tokio::test]
 async fn exactly_one_writer_wins_each_transition() {
     let url = pg_database("scream_ice_cas").await;
-    let (a, b) = (Store::connect(&url).await.unwrap(), Store::connect(&url).await.unwrap());
+    let (a, b) = (
+        Store::connect(&url).await.unwrap(),
+        Store::connect(&url).await.unwrap(),
+    );
     let mut s = RolloutStatus {
         stage: 25,
         paused: false,

@@ -16,7 +16,8 @@ async fn postgres_outage_buffers_then_writes_and_counts_drops() {
     let dir = temp_dir("scream_ice_outage");
     let cfg = daemon_config(&dir, "      stage: 50\n", Some(&pg.url()));
     // A small queue so the outage overflows it.
-    let text = std::fs::read_to_string(&cfg).unwrap()
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
         .replace("store:\n", "store:\n  queue_capacity: 3000\n  batch: 500\n");
     std::fs::write(&cfg, text).unwrap();
     let d = Daemon::start(&cfg);
@@ -24,7 +25,10 @@ async fn postgres_outage_buffers_then_writes_and_counts_drops() {
     let mut posted = 0u64;
     for _ in 0..10 {
         let (body, _) = outcome_batch(&mut rng, 500, 50, 10_000, 10_000);
-        assert_eq!(d.request("POST", "/api/ice/outcomes", &body, false).await.0, 202);
+        assert_eq!(
+            d.request("POST", "/api/ice/outcomes", &body, false).await.0,
+            202
+        );
         posted += 500;
     }
     let store = Store::connect(&pg.url()).await.unwrap();
@@ -48,7 +52,10 @@ async fn postgres_outage_buffers_then_writes_and_counts_drops() {
     assert!(worst < Duration::from_millis(500), "{worst:?}");
     for _ in 0..20 {
         let (body, _) = outcome_batch(&mut rng, 500, 50, 10_000, 10_000);
-        assert_eq!(d.request("POST", "/api/ice/outcomes", &body, false).await.0, 202);
+        assert_eq!(
+            d.request("POST", "/api/ice/outcomes", &body, false).await.0,
+            202
+        );
         posted += 500;
     }
     let m = d.metrics().await;
@@ -74,6 +81,9 @@ async fn postgres_outage_buffers_then_writes_and_counts_drops() {
     assert_eq!(rows, written);
     assert_eq!(rows + dropped, posted);
     // No more drops after the database came back.
-    assert_eq!(metric(&d.metrics().await, "scream_ice_outcomes_dropped_total").unwrap() as u64, dropped);
+    assert_eq!(
+        metric(&d.metrics().await, "scream_ice_outcomes_dropped_total").unwrap() as u64,
+        dropped
+    );
     d.stop();
 }

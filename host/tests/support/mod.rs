@@ -125,7 +125,10 @@ impl Daemon {
             .args(["serve", "--config"])
             .arg(config)
             .env("SCREAM_ICE_ADMIN_TOKEN", TOKEN)
-            .env("RUST_LOG", std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -152,7 +155,9 @@ impl Daemon {
 
     /// SIGTERM and wait.
     pub fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 
@@ -162,7 +167,13 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
-    pub async fn request(&self, method: &str, path: &str, body: &str, admin: bool) -> (u16, String) {
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        admin: bool,
+    ) -> (u16, String) {
         let auth = format!("Bearer {TOKEN}");
         let mut h = vec![("Content-Type", "application/json")];
         if admin {
@@ -190,7 +201,12 @@ impl Daemon {
 
     pub async fn arm(&self, client_id: &str) -> String {
         let (s, b) = self
-            .request("GET", &format!("/api/ice-config?client_id={client_id}"), "", false)
+            .request(
+                "GET",
+                &format!("/api/ice-config?client_id={client_id}"),
+                "",
+                false,
+            )
             .await;
         assert_eq!(s, 200, "{b}");
         let v: serde_json::Value = serde_json::from_str(&b).unwrap();
@@ -225,7 +241,10 @@ pub struct Hook {
 
 impl Hook {
     pub fn header(&self, n: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -259,9 +278,12 @@ pub fn webhook_receiver() -> (SocketAddr, Arc<Mutex<Vec<Hook>>>) {
                         .find(|(k, _)| k == "content-length")
                         .map_or(0, |(_, v)| v.parse().unwrap());
                     if raw.len() >= end + 4 + len {
-                        let body = String::from_utf8_lossy(&raw[end + 4..end + 4 + len]).to_string();
+                        let body =
+                            String::from_utf8_lossy(&raw[end + 4..end + 4 + len]).to_string();
                         g.lock().unwrap().push(Hook { headers, body });
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        let _ = s.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
                         break;
                     }
                 }
@@ -289,7 +311,13 @@ pub fn is_treatment(id: &str, percent: u8) -> bool {
 /// `n` outcomes as a JSON array: treatment clients fail with
 /// `treatment_ppm`, control with `control_ppm`. Returns (body, treatment
 /// count).
-pub fn outcome_batch(r: &mut Rng, n: usize, stage: u8, treatment_ppm: u64, control_ppm: u64) -> (String, usize) {
+pub fn outcome_batch(
+    r: &mut Rng,
+    n: usize,
+    stage: u8,
+    treatment_ppm: u64,
+    control_ppm: u64,
+) -> (String, usize) {
     let mut items = Vec::with_capacity(n);
     let mut t = 0;
     for _ in 0..n {
@@ -312,7 +340,9 @@ pub fn outcome_batch(r: &mut Rng, n: usize, stage: u8, treatment_ppm: u64, contr
 /// A config file for an e2e daemon.
 pub fn daemon_config(dir: &PathBuf, extra_rollout: &str, store_url: Option<&str>) -> PathBuf {
     let store = match store_url {
-        Some(u) => format!("store:\n  url: \"{u}\"\n  rate_per_client: 10000000\n  burst_per_client: 10000000\n"),
+        Some(u) => format!(
+            "store:\n  url: \"{u}\"\n  rate_per_client: 10000000\n  burst_per_client: 10000000\n"
+        ),
         None => "store:\n  rate_per_client: 10000000\n  burst_per_client: 10000000\n".to_string(),
     };
     let text = format!(
@@ -353,8 +383,15 @@ impl PrivatePg {
     pub fn start_new() -> PrivatePg {
         let dir = std::env::temp_dir().join(unique("scream_ice_pg"));
         std::fs::create_dir_all(&dir).unwrap();
-        let _ = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let _ = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&dir)
+            .status();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let data = dir.join("data");
         as_postgres(&[
             &format!("{PG_BIN}/initdb"),
