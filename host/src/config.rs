@@ -959,9 +959,10 @@ impl PolicyParts<'_> {
 // Showing
 // ---------------------------------------------------------------------------
 
-/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
+/// A YAML double-quoted scalar that reads back exactly
+/// ([`crate::migrate::yaml_quote`]).
 fn quoted(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
+    crate::migrate::yaml_quote(s)
 }
 
 fn cidr_text(c: &Cidr) -> String {
@@ -1559,7 +1560,7 @@ webrtc:
         c.apply_env(env(&[(ENV_LEGACY_ICE_MODE, "true")])).unwrap();
         let shown = c.to_yaml_with_origins(true);
         assert!(
-            shown.contains("    legacy_mode: true  # env SCREAMROUTER_LEGACY_ICE_MODE\n"),
+            shown.contains("    legacy_mode: true  # env SCREAMROUTER_LEGACY_ICE_MODE  (DEPRECATED: run scream-ice migrate)\n"),
             "{shown}"
         );
         assert!(shown.contains("    mode: auto  # default\n"), "{shown}");
@@ -1606,6 +1607,99 @@ webrtc:
         let redacted = c.to_yaml_with_origins(false);
         assert!(!redacted.contains("secret") && redacted.contains("<redacted>"));
         assert!(c.provenance_lines().iter().all(|l| !l.contains("secret")));
+    }
+
+    #[test]
+    fn migration_section_meanings() {
+        // Absent: new features on, no event log, mode as written.
+        let c = ok("webrtc:\n  ice:\n    mode: local-only\n");
+        assert!(c.ice.enable_new_features.value && !c.ice.log_migration_events.value);
+        assert_eq!(c.ice.mode_in_force(), IceMode::LocalOnly);
+        assert_eq!(c.deprecation_warning(), None);
+
+        // The seed's phase1.yaml: legacy through both switches.
+        let c = ok(
+            "webrtc:\n  ice:\n    mode: \"auto\"\n    legacy_mode: true\n    stun_servers:\n      - url: \"stun:stun.l.google.com:19302\"\n    migration:\n      enable_new_features: false\n      log_migration_events: true\n",
+        );
+        assert_eq!(c.ice.mode_in_force(), IceMode::Legacy);
+        assert_eq!(c.ice.enable_new_features.origin, file(8, 28));
+        assert!(c.ice.log_migration_events.value);
+        assert_eq!(
+            c.deprecation_warning().unwrap(),
+            "legacy ICE is deprecated and will be removed (webrtc.ice.legacy_mode: true at t.yaml:4:18); run `scream-ice migrate t.yaml` to move to mode auto (see docs/migration.md)"
+        );
+
+        // enable_new_features: false alone selects legacy (the seed's
+        // isSmartICEEnabled() needs smart on and legacy off).
+        let c = ok("webrtc:\n  ice:\n    migration:\n      enable_new_features: false\n");
+        assert_eq!(c.ice.mode_in_force(), IceMode::Legacy);
+        assert!(
+            c.deprecation_warning()
+                .unwrap()
+                .contains("(webrtc.ice.migration.enable_new_features: false at t.yaml:4:28)")
+        );
+        let c = ok("webrtc:\n  ice:\n    mode: legacy\n");
+        assert!(
+            c.deprecation_warning()
+                .unwrap()
+                .contains("(webrtc.ice.mode: legacy at t.yaml:3:11)")
+        );
+
+        // Unknown keys inside the section are still refused.
+        assert_eq!(
+            errors("webrtc:\n  ice:\n    migration:\n      enable_smart: true\n"),
+            ["t.yaml:4:7: unknown field `enable_smart`, expected one of enable_new_features, log_migration_events"]
+        );
+
+        // SCREAMROUTER_USE_SMART_ICE is the seed's flag for the same switch.
+        let mut c = Config::builtin();
+        c.apply_env(env(&[(ENV_USE_SMART_ICE, "false")])).unwrap();
+        assert_eq!(c.ice.mode_in_force(), IceMode::Legacy);
+        assert!(
+            c.deprecation_warning()
+                .unwrap()
+                .contains("unset SCREAMROUTER_USE_SMART_ICE and run `scream-ice migrate FILE`")
+        );
+        let w = c.apply_env(env(&[(ENV_USE_SMART_ICE, "yes")])).unwrap();
+        assert_eq!(c.ice.mode_in_force(), IceMode::Legacy);
+        assert_eq!(
+            w,
+            ["SCREAMROUTER_USE_SMART_ICE=\"yes\" is neither \"true\" nor \"false\"; taken as new features off (only \"true\" turns them on)"]
+        );
+        c.apply_env(env(&[(ENV_USE_SMART_ICE, "true")])).unwrap();
+        assert_eq!(c.ice.mode_in_force(), IceMode::Auto);
+
+        // config show marks legacy and round-trips the section.
+        let mut c = ok("webrtc:\n  ice:\n    migration:\n      log_migration_events: true\n");
+        c.apply_env(env(&[(ENV_LEGACY_ICE_MODE, "true")])).unwrap();
+        let shown = c.to_yaml_with_origins(false);
+        assert!(shown.contains("\n# DEPRECATED: legacy ICE is deprecated"), "{shown}");
+        assert!(
+            shown.contains("      log_migration_events: true  # t.yaml:4:29\n"),
+            "{shown}"
+        );
+        let back = Config::from_yaml("t.yaml", &shown).unwrap();
+        assert!(back.ice.log_migration_events.value && back.ice.legacy_mode.value);
+        assert!(
+            c.provenance_lines()
+                .contains(&"webrtc.ice.migration.log_migration_events = true (t.yaml:4:29)".to_string())
+        );
+    }
+
+    #[test]
+    fn quoted_scalars_read_back_exactly() {
+        for s in [
+            "plain",
+            "q\"uo'te: #hash",
+            "back\\slash",
+            "p\u{e4}ss w\u{f6}rd \u{1f4a1} \u{65e5}\u{672c}",
+            "ctl \u{1} \u{7f} \u{85} \u{a0} \u{2028} \u{feff} \u{fffe} \t\n\r",
+            " lead and trail ",
+        ] {
+            let text = format!("server:\n  data_dir: {}\n", quoted(s));
+            let c = ok(&text);
+            assert_eq!(c.server.data_dir.value, PathBuf::from(s.to_string()), "{text}");
+        }
     }
 
     #[test]
