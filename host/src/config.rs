@@ -1648,7 +1648,9 @@ webrtc:
         // Unknown keys inside the section are still refused.
         assert_eq!(
             errors("webrtc:\n  ice:\n    migration:\n      enable_smart: true\n"),
-            ["t.yaml:4:7: unknown field `enable_smart`, expected one of enable_new_features, log_migration_events"]
+            [
+                "t.yaml:4:7: unknown field `enable_smart`, expected one of enable_new_features, log_migration_events"
+            ]
         );
 
         // SCREAMROUTER_USE_SMART_ICE is the seed's flag for the same switch.
@@ -1664,7 +1666,9 @@ webrtc:
         assert_eq!(c.ice.mode_in_force(), IceMode::Legacy);
         assert_eq!(
             w,
-            ["SCREAMROUTER_USE_SMART_ICE=\"yes\" is neither \"true\" nor \"false\"; taken as new features off (only \"true\" turns them on)"]
+            [
+                "SCREAMROUTER_USE_SMART_ICE=\"yes\" is neither \"true\" nor \"false\"; taken as new features off (only \"true\" turns them on)"
+            ]
         );
         c.apply_env(env(&[(ENV_USE_SMART_ICE, "true")])).unwrap();
         assert_eq!(c.ice.mode_in_force(), IceMode::Auto);
@@ -1673,17 +1677,19 @@ webrtc:
         let mut c = ok("webrtc:\n  ice:\n    migration:\n      log_migration_events: true\n");
         c.apply_env(env(&[(ENV_LEGACY_ICE_MODE, "true")])).unwrap();
         let shown = c.to_yaml_with_origins(false);
-        assert!(shown.contains("\n# DEPRECATED: legacy ICE is deprecated"), "{shown}");
+        assert!(
+            shown.contains("\n# DEPRECATED: legacy ICE is deprecated"),
+            "{shown}"
+        );
         assert!(
             shown.contains("      log_migration_events: true  # t.yaml:4:29\n"),
             "{shown}"
         );
         let back = Config::from_yaml("t.yaml", &shown).unwrap();
         assert!(back.ice.log_migration_events.value && back.ice.legacy_mode.value);
-        assert!(
-            c.provenance_lines()
-                .contains(&"webrtc.ice.migration.log_migration_events = true (t.yaml:4:29)".to_string())
-        );
+        assert!(c.provenance_lines().contains(
+            &"webrtc.ice.migration.log_migration_events = true (t.yaml:4:29)".to_string()
+        ));
     }
 
     #[test]
@@ -1698,7 +1704,11 @@ webrtc:
         ] {
             let text = format!("server:\n  data_dir: {}\n", quoted(s));
             let c = ok(&text);
-            assert_eq!(c.server.data_dir.value, PathBuf::from(s.to_string()), "{text}");
+            assert_eq!(
+                c.server.data_dir.value,
+                PathBuf::from(s.to_string()),
+                "{text}"
+            );
         }
     }
 

@@ -75,6 +75,14 @@ pub struct Node {
     pub value: Value,
     /// Where it is in the input.
     pub at: At,
+    /// For a plain (unquoted) YAML scalar that is not a string (`yes`,
+    /// `0x1F`, `1e3`): its text in the input. The daemon's typed parser
+    /// reads such a scalar as the string it is written as where a string
+    /// belongs, so it is written back as is, never re-rendered from its
+    /// value (which would turn a credential `yes` into `true`).
+    raw: Option<String>,
+    /// Byte offset and length of the scalar's definition in the input.
+    span: Option<(usize, usize)>,
 }
 
 /// A YAML/JSON value; mappings keep their order.
@@ -109,7 +117,47 @@ pub struct Entry {
 
 impl Node {
     fn new(value: Value) -> Node {
-        Node { value, at: None }
+        Node {
+            value,
+            at: None,
+            raw: None,
+            span: None,
+        }
+    }
+
+    fn located(value: Value, at: At) -> Node {
+        Node {
+            at,
+            ..Node::new(value)
+        }
+    }
+
+    /// Fill `raw` of every non-string scalar from the input text.
+    fn fill_raw(&mut self, text: &str) {
+        match &mut self.value {
+            Value::Seq(v) => v.iter_mut().for_each(|n| n.fill_raw(text)),
+            Value::Map(m) => m.iter_mut().for_each(|e| e.value.fill_raw(text)),
+            Value::Str(_) => {}
+            _ => {
+                if let Some((off, len)) = self.span {
+                    self.raw = text
+                        .get(off..off + len)
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty() && !r.starts_with(['*', '&', '!']))
+                        .map(str::to_string);
+                }
+            }
+        }
+    }
+
+    /// The text of a scalar as the daemon reads it where a string
+    /// belongs: a string's value, or a plain scalar's raw text.
+    fn scalar_text(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            Value::Seq(_) | Value::Map(_) => None,
+            _ => self.raw.as_deref(),
+        }
     }
 
     fn str(s: &str) -> Node {
@@ -181,7 +229,9 @@ impl Node {
     fn set_after(&mut self, key: &str, value: Node, after: Option<&str>) {
         if let Some(m) = self.entries_mut() {
             if let Some(e) = m.iter_mut().find(|e| e.key == key) {
+                // Keep where it was; take the new value (and its text).
                 e.value.value = value.value;
+                e.value.raw = value.raw;
                 return;
             }
             let at = after
@@ -218,10 +268,7 @@ impl Node {
     }
 
     fn as_str(&self) -> Option<&str> {
-        match &self.value {
-            Value::Str(s) => Some(s),
-            _ => None,
-        }
+        self.scalar_text()
     }
 
     fn kind(&self) -> &'static str {
@@ -339,10 +386,13 @@ struct YamlKey(String, At);
 impl<'de> Deserialize<'de> for YamlNode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = Spanned::<RawValue<YamlNode, YamlKey>>::deserialize(d)?;
-        Ok(YamlNode(Node {
-            value: s.value.0,
-            at: location(&s.referenced),
-        }))
+        let span = s.defined.span();
+        let mut n = Node::located(s.value.0, location(&s.referenced));
+        n.span = span
+            .byte_offset()
+            .zip(span.byte_len())
+            .map(|(o, l)| (o as usize, l as usize));
+        Ok(YamlNode(n))
     }
 }
 impl IntoNode for YamlNode {
@@ -430,8 +480,11 @@ fn yaml_key(k: &str) -> String {
     if plain { k.to_string() } else { yaml_quote(k) }
 }
 
-fn scalar(v: &Value) -> Option<String> {
-    Some(match v {
+fn scalar(n: &Node) -> Option<String> {
+    if let Some(r) = &n.raw {
+        return Some(r.clone());
+    }
+    Some(match &n.value {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
@@ -509,7 +562,7 @@ impl Emitter {
             value_at: e.value.at,
         });
         let head = format!("{prefix}{}:", yaml_key(&e.key));
-        match scalar(&e.value.value) {
+        match scalar(&e.value) {
             Some(s) => self.push_line(&format!("{head} {s}")),
             None => {
                 self.push_line(&head);
@@ -530,7 +583,7 @@ impl Emitter {
             Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     path.push(Seg::Index(i));
-                    if let Some(s) = scalar(&item.value) {
+                    if let Some(s) = scalar(item) {
                         self.lines.push(LineInfo {
                             line: self.line + 1,
                             path: path.clone(),
@@ -722,7 +775,7 @@ fn read_input(fs: &dyn Fs, path: &Path) -> Result<(Shape, Node), MigrateError> {
         };
         return Ok((shape, node));
     }
-    let node = serde_saphyr::from_str::<YamlNode>(text)
+    let mut node = serde_saphyr::from_str::<YamlNode>(text)
         .map_err(|e| {
             let inner = e.without_snippet();
             let at = inner
@@ -734,6 +787,7 @@ fn read_input(fs: &dyn Fs, path: &Path) -> Result<(Shape, Node), MigrateError> {
             refuse(at, format!("invalid YAML: {}", one_line(&m)))
         })?
         .0;
+    node.fill_raw(text);
     match node.value {
         Value::Map(_) => Ok((Shape::Yaml, node)),
         Value::Null => Err(refuse(
@@ -965,17 +1019,8 @@ fn list_entry(n: &Node, path: &str, servers: &mut Servers, f: &mut Findings<'_>)
         let Some(turn) = classify(url, at, &format!("{path}.url"), f) else {
             continue;
         };
-        let mut entry = Node {
-            value: Value::Map(Vec::new()),
-            at: n.at,
-        };
-        entry.set(
-            "url",
-            Node {
-                value: Value::Str(url.to_string()),
-                at,
-            },
-        );
+        let mut entry = Node::located(Value::Map(Vec::new()), n.at);
+        entry.set("url", Node::located(Value::Str(url.to_string()), at));
         let mut creds = None;
         if turn {
             match turn_credentials(n.get("username"), n.get("credential"), n.at, path, url, f) {
@@ -1171,6 +1216,7 @@ fn check_with_daemon(
     tree: &mut Node,
     header: &[String],
     file: &str,
+    input: &str,
 ) -> Result<(String, Vec<(String, At)>), MigrateError> {
     let mut unknown = Vec::new();
     loop {
@@ -1198,15 +1244,15 @@ fn check_with_daemon(
             .map(|e| match line_of(e) {
                 Some(l) => format!(
                     "{}: {}: {}",
-                    located(file, l.value_at.or(l.key_at)),
+                    located(input, l.value_at.or(l.key_at)),
                     path_text(&l.path),
                     e.message
                 ),
-                None => format!("{file}: {}", e.message),
+                None => format!("{input}: {}", e.message),
             })
             .collect();
         return Err(MigrateError::Input(format!(
-            "the migrated config would not load: {}",
+            "{} (the migrated config would not load)",
             msgs.join("; ")
         )));
     }
@@ -1306,7 +1352,7 @@ pub fn migrate(
             .map_or(file.clone(), |n| n.to_string_lossy().into_owned())
     )];
     let target_name = target.display().to_string();
-    let (text, daemon_unknown) = check_with_daemon(&mut tree, &header, &target_name)?;
+    let (text, daemon_unknown) = check_with_daemon(&mut tree, &header, &target_name, &file)?;
     let mut unknown = f.unknown;
     unknown.extend(daemon_unknown);
     let mut notes = f.notes;
