@@ -99,7 +99,7 @@ pub enum Command {
         #[arg(
             long,
             value_name = "FILE",
-            default_value = "/etc/scream-ice/config.yaml"
+            default_value = "/var/lib/scream-ice/config.yaml"
         )]
         config: PathBuf,
         /// Why (logged, and passed to the rollout hook).
