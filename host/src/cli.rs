@@ -20,6 +20,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
+#[allow(clippy::exhaustive_enums)] // the binary handles every subcommand
 pub enum Command {
     /// Run the daemon: the STUN responder and the HTTP API, until
     /// SIGINT/SIGTERM; SIGHUP re-reads the config file.
@@ -114,6 +115,7 @@ pub enum Command {
 
 /// `scream-ice config ...`.
 #[derive(Subcommand, Debug)]
+#[allow(clippy::exhaustive_enums)] // the binary handles every subcommand
 pub enum ConfigCommand {
     /// Validate a config file (ignores the environment); one line per error.
     Check {
@@ -134,6 +136,7 @@ pub enum ConfigCommand {
 
 /// `scream-ice stun ...`.
 #[derive(Subcommand, Debug)]
+#[allow(clippy::exhaustive_enums)] // the binary handles every subcommand
 pub enum StunCommand {
     /// Send one Binding request; print the mapped address and the RTT.
     Probe {

@@ -87,6 +87,7 @@ pub struct Node {
 
 /// A YAML/JSON value; mappings keep their order.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Value {
     /// `null` / `~` / an empty value.
     Null,

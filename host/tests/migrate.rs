@@ -512,7 +512,7 @@ fn kill_9_at_random_moments_of_1000_migrations_never_leaves_a_partial_file() {
     }
     let typical = t.elapsed() / 5;
 
-    let seed = 0x5eed_0f_1000;
+    let seed = 0x5eed_0f10_0000;
     let mut rng = SplitMix(seed);
     let (mut saw_old, mut saw_new) = (0u32, 0u32);
     for i in 0..1000 {
