@@ -73,7 +73,7 @@ pub enum Command {
     ///
     /// Reads a JSON RTCConfiguration, a JSON iceServers list, or an old
     /// YAML config with legacy_mode; writes mode auto, local priority on,
-    /// every server kept. Backs the target up first (FILE.<time>.migrate.bak)
+    /// every server kept. Backs the target up first (FILE.TIMESTAMP.migrate.bak)
     /// and replaces it atomically; never loses a file.
     Migrate {
         /// The legacy file (.json or .yaml). A YAML file is migrated in place.
