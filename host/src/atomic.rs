@@ -471,7 +471,7 @@ fn backup(
         name,
         old,
         meta.mode,
-        owner_of(fs, target, meta),
+        owner_of(meta),
     )?;
     let stamp = timestamp(SystemTime::now());
     let mut linked = None;
@@ -531,7 +531,7 @@ fn lock_dir(dir: &Path) -> Result<File, WriteError> {
 
 /// Keep the owner only when it is not already ours (so an unprivileged
 /// run never attempts a chown).
-fn owner_of(_fs: &dyn Fs, _target: &Path, meta: FileMeta) -> Option<(u32, u32)> {
+fn owner_of(meta: FileMeta) -> Option<(u32, u32)> {
     let me = std::fs::metadata("/proc/self").ok()?;
     (me.uid() != meta.uid || me.gid() != meta.gid).then_some((meta.uid, meta.gid))
 }
@@ -566,7 +566,7 @@ pub fn replace(fs: &dyn Fs, r: &Replacement<'_>) -> Result<Option<Replaced>, Wri
     } else {
         base_mode
     };
-    let owner = meta.and_then(|m| owner_of(fs, target, m));
+    let owner = meta.and_then(owner_of);
 
     let backup = match (&old, meta) {
         (Some(old), Some(meta)) => Some(backup(fs, target, &dir, &name, r.backup_kind, old, meta)?),

@@ -1484,8 +1484,7 @@ pub enum HookOutcome {
 /// the seed's monitoring webhook. Until then it contacts nothing and
 /// returns [`HookOutcome::NotConnected`], and the CLI prints how to
 /// reload the daemon.
-pub fn notify_rollback_hook(event: &RollbackEvent) -> HookOutcome {
-    let _ = event;
+pub fn notify_rollback_hook(_event: &RollbackEvent) -> HookOutcome {
     HookOutcome::NotConnected
 }
 
@@ -1563,7 +1562,6 @@ pub fn rollback(
         target: name,
         source,
     })?;
-    let _ = reason;
     Ok(RollbackEvent {
         config: config.to_path_buf(),
         reason: reason.map(str::to_string),
