@@ -464,15 +464,7 @@ fn backup(
     meta: FileMeta,
 ) -> Result<PathBuf, WriteError> {
     let s = Step::Backup;
-    let tmp = write_temp(
-        fs,
-        (s, s),
-        dir,
-        name,
-        old,
-        meta.mode,
-        owner_of(meta),
-    )?;
+    let tmp = write_temp(fs, (s, s), dir, name, old, meta.mode, owner_of(meta))?;
     let stamp = timestamp(SystemTime::now());
     let mut linked = None;
     let mut last_err = None;

@@ -512,6 +512,7 @@ fn kill_9_at_random_moments_of_1000_migrations_never_leaves_a_partial_file() {
     }
     let typical = t.elapsed() / 5;
 
+    let profiles = fresh_dir("kill9-profiles");
     let seed = 0x5eed_0f10_0000;
     let mut rng = SplitMix(seed);
     let (mut saw_old, mut saw_new) = (0u32, 0u32);
@@ -519,6 +520,10 @@ fn kill_9_at_random_moments_of_1000_migrations_never_leaves_a_partial_file() {
         std::fs::write(&p, &old).unwrap();
         let mut child = Command::new(BIN)
             .args(["migrate", p.to_str().unwrap()])
+            // Under cargo-llvm-cov a process killed while it writes its
+            // coverage profile would leave a corrupt one among the
+            // run's: profiles of the killed runs go elsewhere.
+            .env("LLVM_PROFILE_FILE", profiles.join("killed-%p.profraw"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -563,6 +568,7 @@ fn kill_9_at_random_moments_of_1000_migrations_never_leaves_a_partial_file() {
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
+    let _ = std::fs::remove_dir_all(&profiles);
 }
 
 // ---------------------------------------------------------------------------

@@ -59,7 +59,19 @@ struct Daemon {
 }
 
 impl Drop for Daemon {
+    /// SIGTERM and a clean exit (which also lets an instrumented build
+    /// write its coverage profile); SIGKILL only if it hangs.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -271,4 +283,24 @@ fn sighup_switches_mode_without_dropping_a_connected_speaker() {
             .any(|l| l.contains("legacy ICE is deprecated")),
         "a reload into legacy warns again"
     );
+
+    // SIGTERM still stops it cleanly after the reloads.
+    let mut d = d;
+    let status = {
+        let _ = Command::new("kill")
+            .args(["-TERM", &d.child.id().to_string()])
+            .status();
+        let t = Instant::now();
+        loop {
+            if let Some(s) = d.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "no stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    assert!(status.success(), "{status:?}");
 }
