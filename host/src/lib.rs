@@ -16,17 +16,25 @@
 //! - [`client`]: a minimal HTTP/1.1 client for `scream-ice connect`.
 //! - [`connect`]: `scream-ice connect`, the speaker simulator.
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
-//! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM.
+//! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM;
+//!   SIGHUP reloads the config file ([`reload`]).
+//! - [`migrate`]: `scream-ice migrate` and `rollback`, writing through
+//!   [`atomic`] (backup, temporary file, fsync, validation, rename).
+//! - [`cli`]: the clap types of the command line.
 
+pub mod atomic;
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connect;
 pub mod dashboard;
 pub mod http;
 pub mod metrics;
+pub mod migrate;
 pub mod outcomes;
 pub mod probe;
+pub mod reload;
 pub mod report;
 pub mod rollout;
 pub mod rollout_api;

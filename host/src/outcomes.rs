@@ -411,6 +411,7 @@ pub async fn post_outcomes(
         Err(m) => return json_error(StatusCode::BAD_REQUEST, &m),
     };
     let config = state.config();
+    let config = &*config;
     let ip = client_ip(config, conn.remote, &headers);
     let hub = state.hub();
     if !hub.limiter.take(ip, reported.len()) {

@@ -43,11 +43,6 @@ use serde_saphyr::{Location, Spanned};
 
 use crate::config::{Config, LocatedError, Origin};
 
-/// `SCREAMROUTER_USE_SMART_ICE`: when set, smart ICE is allowed only if the
-/// value is exactly `"true"` (the seed's rule); unset leaves it to the
-/// config's mode.
-pub const ENV_USE_SMART_ICE: &str = "SCREAMROUTER_USE_SMART_ICE";
-
 /// Longest accepted `client_id`.
 pub const MAX_CLIENT_ID: usize = 128;
 
@@ -468,7 +463,7 @@ impl Rollout {
             }
         };
         let flags = FeatureFlags {
-            use_smart_ice: config.ice.use_smart_ice.value,
+            use_smart_ice: config.ice.enable_new_features.value,
             use_legacy_ice: mode_in_force == IceMode::Legacy,
             enable_local_priority: config.ice.local_network_priority.value,
         };
@@ -511,7 +506,7 @@ impl Rollout {
         let mut a = self.assign(config, client_id, ip);
         let running = config.ice.rollout.is_none() || self.status().treatment_percent() > 0;
         let allowed =
-            config.ice.use_smart_ice.value && config.ice.mode_in_force() != IceMode::Legacy;
+            config.ice.enable_new_features.value && config.ice.mode_in_force() != IceMode::Legacy;
         if a.arm == Arm::Control && running && allowed {
             a.opted_in = true;
             a.mode = config.ice.mode_in_force();
@@ -934,7 +929,7 @@ mod tests {
         let r = Rollout::new(&c);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(r.assign(&c, None, ip).arm, Arm::Treatment);
-        c.apply_env(|v| (v == ENV_USE_SMART_ICE).then(|| "false".to_string()))
+        c.apply_env(|v| (v == crate::config::ENV_USE_SMART_ICE).then(|| "false".to_string()))
             .unwrap();
         assert_eq!(r.assign(&c, None, ip).arm, Arm::Control);
         assert_eq!(r.assign(&c, None, ip).stage, 0);

@@ -63,7 +63,8 @@ pub struct RolloutJson {
 /// The current rollout as JSON.
 pub fn rollout_json(state: &AppState) -> RolloutJson {
     let hub = state.hub();
-    let rc = state.config().ice.rollout.as_ref();
+    let config = state.config();
+    let rc = config.ice.rollout.as_ref();
     let status = rc.map(|_| hub.rollout.status());
     RolloutJson {
         experiment: rc.map(|r| r.experiment.clone()),
@@ -135,6 +136,7 @@ async fn post_rollout(
 pub async fn apply(state: &AppState, action: &Action) -> Result<(), ChangeError> {
     let hub = state.hub();
     let config = state.config();
+    let config = &*config;
     let (next, changed) = match (action.action.as_str(), action.stage) {
         ("advance", None) => hub.change(config, changes::advance).await?,
         ("set", Some(p)) => {
@@ -160,6 +162,7 @@ pub async fn apply(state: &AppState, action: &Action) -> Result<(), ChangeError>
     if changed {
         if action.action == "rollback" {
             hub.metrics.record_rollback();
+            crate::rollout_monitor::notify_webhooks(state, &next, "operator_rollback");
         }
         tracing::warn!(
             "rollout: operator action {:?}: now stage {} %, {}",

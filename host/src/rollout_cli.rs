@@ -134,6 +134,14 @@ pub fn describe(json: &str) -> String {
 /// `Ok(false)` when none is listening there (nothing to tell).
 pub async fn rollback_running_daemon(config: &Config) -> Result<bool, CliError> {
     let base = daemon_url(config, None)?;
+    // Nothing listening: nothing to tell (and no token needed).
+    let addr = base.resolve().await?;
+    if tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_or(true, |r| r.is_err())
+    {
+        return Ok(false);
+    }
     let token = cli_token(config)?;
     match admin_request(&base, &token, Some(r#"{"action":"rollback"}"#)).await {
         Ok(_) => Ok(true),
@@ -172,4 +180,30 @@ pub async fn report(config: Config, since: String, json: bool) -> Result<String,
     } else {
         r.text()
     })
+}
+
+/// `scream-ice rollback`'s hook ([`crate::migrate::notify_rollback_hook`]):
+/// tell the daemon running with the config at `path` to roll back now.
+/// `Some(line)` to print when a daemon answered (or refused); `None` when
+/// none listens there or the config cannot be read.
+pub fn notify_daemon_of_rollback(path: &std::path::Path, reason: Option<&str>) -> Option<String> {
+    let mut config = Config::from_file(path).ok()?;
+    let _ = config.apply_env(|v| std::env::var(v).ok());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let url = daemon_url(&config, None).ok()?;
+    match runtime.block_on(rollback_running_daemon(&config)) {
+        Ok(true) => Some(format!(
+            "told the running daemon at http://{}: rollout rolled back, every client on legacy ICE now (reason: {})",
+            url.authority(),
+            reason.unwrap_or("none given")
+        )),
+        Ok(false) => None,
+        Err(e) => Some(format!(
+            "the running daemon at http://{} did not roll back: {e}; reload it (systemctl reload scream-ice)",
+            url.authority()
+        )),
+    }
 }

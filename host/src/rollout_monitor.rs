@@ -66,6 +66,7 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 pub async fn round(state: &AppState, leader: &mut Option<Leader>) {
     let hub = state.hub();
     let config = state.config();
+    let config = &*config;
     let (Some(store), Some(rc)) = (&hub.store, &config.ice.rollout) else {
         return;
     };
@@ -124,6 +125,7 @@ pub fn verdict_name(v: &Verdict) -> &'static str {
 async fn decide(state: &AppState, store: &Store) -> Result<(), crate::store::StoreError> {
     let hub = state.hub();
     let config = state.config();
+    let config = &*config;
     let Some(rc) = &config.ice.rollout else {
         return Ok(());
     };
@@ -197,10 +199,7 @@ async fn decide(state: &AppState, store: &Store) -> Result<(), crate::store::Sto
                     rc.experiment,
                     status.stage
                 );
-                for hook in &rc.webhooks {
-                    let body = webhook_body(&rc.experiment, &next, &row);
-                    tokio::spawn(deliver(hook.clone(), body, key_of(&rc.experiment, &next)));
-                }
+                spawn_deliveries(&rc.webhooks, webhook_body(&rc.experiment, &next, &row, "high_failure_rate"), key_of(&rc.experiment, &next));
             }
             Ok((_, false)) => {
                 tracing::info!("rollout monitor: another router already rolled back")
@@ -242,11 +241,48 @@ pub fn key_of(experiment: &str, s: &RolloutStatus) -> String {
     )
 }
 
-/// The webhook's JSON body.
-pub fn webhook_body(experiment: &str, s: &RolloutStatus, d: &DecisionRow) -> String {
+/// Deliver `body` to every hook, each in its own task.
+fn spawn_deliveries(hooks: &[Webhook], body: String, key: String) {
+    for hook in hooks {
+        tokio::spawn(deliver(hook.clone(), body.clone(), key.clone()));
+    }
+}
+
+/// Call the webhooks for a rollback an operator made (`reason`
+/// `operator_rollback`), with the monitor's latest figures if any.
+pub fn notify_webhooks(state: &AppState, s: &RolloutStatus, reason: &str) {
+    let config = state.config();
+    let Some(rc) = &config.ice.rollout else { return };
+    let hub = state.hub();
+    let last = hub
+        .last_decision
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let d = last.unwrap_or_else(|| DecisionRow {
+        timestamp_ms: now_ms(),
+        router_id: hub.router_id.clone(),
+        stage: i64::from(s.rolled_back_from.unwrap_or(s.stage)),
+        verdict: "operator".to_string(),
+        treatment_n: 0,
+        treatment_failures: 0,
+        control_n: 0,
+        control_failures: 0,
+        treatment_lower_ppm: 0,
+        control_upper_ppm: -1,
+        threshold_ppm: 0,
+        detail: "rolled back by an operator".to_string(),
+    });
+    spawn_deliveries(&rc.webhooks, webhook_body(&rc.experiment, s, &d, reason), key_of(&rc.experiment, s));
+}
+
+/// The webhook's JSON body: the seed's `component` and `reason`
+/// (`high_failure_rate` from the monitor, `operator_rollback` from the
+/// admin API), the stage, the figures and the idempotency key.
+pub fn webhook_body(experiment: &str, s: &RolloutStatus, d: &DecisionRow, reason: &str) -> String {
     serde_json::json!({
         "component": "ice_config",
-        "reason": "high_failure_rate",
+        "reason": reason,
         "experiment": experiment,
         "stage": s.rolled_back_from.unwrap_or(s.stage),
         "rolled_back_at_ms": s.rolled_back_at_ms,

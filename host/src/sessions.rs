@@ -468,7 +468,8 @@ fn session_config(
     settings: &SessionSettings,
 ) -> SessionConfig {
     let own = state.own_stun_url(headers, conn.local);
-    let parts = state.config().policy_parts(own.as_deref());
+    let config = state.config();
+    let parts = config.policy_parts(own.as_deref());
     let mut policy = parts.config();
     policy.mode = chosen.assignment.mode;
     // The same pure decision `choose` made.
