@@ -197,7 +197,7 @@ fn sighup_switches_mode_without_dropping_a_connected_speaker() {
     // Auto: a loopback client is local, no server at all.
     assert_eq!(
         get_ice_config(d.http),
-        r#"{"iceServers":[],"iceTransportPolicy":"all"}"#
+        r#"{"iceServers":[],"iceTransportPolicy":"all","screamIce":{"arm":"treatment","mode":"auto","stage":100,"experiment":null,"deprecation":null}}"#
     );
     d.stderr
         .wait_for("migration event: ice_config_used mode=smart", before);
@@ -216,7 +216,7 @@ fn sighup_switches_mode_without_dropping_a_connected_speaker() {
     );
     assert_eq!(
         get_ice_config(d.http),
-        r#"{"iceServers":[],"iceTransportPolicy":"all"}"#
+        r#"{"iceServers":[],"iceTransportPolicy":"all","screamIce":{"arm":"treatment","mode":"auto","stage":100,"experiment":null,"deprecation":null}}"#
     );
 
     // The speaker finished its run over the same session: nothing lost.

@@ -157,3 +157,43 @@ async fn stage_25_trips_signs_its_webhook_and_stays_rolled_back() {
     d.stop();
     assert_eq!(hooks.lock().unwrap().len(), 1);
 }
+
+/// `scream-ice rollback` (the migration command) tells a running daemon:
+/// every client on legacy at once, the state stored, the webhook called
+/// with `operator_rollback`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scream_ice_rollback_tells_the_running_daemon() {
+    let dir = temp_dir("scream_ice_rb");
+    let (hook_addr, hooks) = webhook_receiver();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = daemon_config(
+        &dir,
+        &format!("      stage: 100\n      webhooks:\n        - url: http://{hook_addr}/hook\n"),
+        None,
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start(&cfg);
+    assert_eq!(d.arm("someone").await, "treatment");
+    let out = std::process::Command::new(BIN)
+        .args(["rollback", "--config"])
+        .arg(&cfg)
+        .args(["--reason", "test"])
+        .env("SCREAM_ICE_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("told the running daemon"), "{err}");
+    assert_eq!(d.arm("someone").await, "control");
+    assert_eq!(d.rollout().await["state"], "rolled_back");
+    let t = Instant::now();
+    while hooks.lock().unwrap().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(10), "no webhook");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body: serde_json::Value = serde_json::from_str(&hooks.lock().unwrap()[0].body).unwrap();
+    assert_eq!(body["reason"], "operator_rollback");
+    assert_eq!(body["component"], "ice_config");
+    d.stop();
+}
