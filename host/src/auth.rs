@@ -201,6 +201,8 @@ fn unauthorized() -> Response {
 }
 
 /// The check itself, for handlers and layers that are not extractors.
+// The error is the rejection response itself, as axum's extractors return.
+#[allow(clippy::result_large_err)]
 pub fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     match &state.hub().admin {
         None => Err((

@@ -328,20 +328,40 @@ fn parse_body(body: &[u8]) -> Result<Vec<Reported>, String> {
     }
 }
 
-/// The row for one outcome of a client with `assignment`.
-pub fn row(
-    assignment: &Assignment,
-    router_id: &str,
-    source: &str,
-    success: bool,
-    connect_ms: Option<i64>,
-    failure_reason: Option<String>,
-    candidates: (Option<String>, Option<String>),
-    stun_used: Option<bool>,
-    network_type: String,
-    config_type: Option<String>,
-) -> OutcomeRow {
-    let (local, remote) = candidates;
+/// What was observed about one connection (by the client or the router).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Connected.
+    pub success: bool,
+    /// Time to connect, ms.
+    pub connect_ms: Option<i64>,
+    /// Why it failed (`unknown` if it failed and this is `None`).
+    pub failure_reason: Option<String>,
+    /// The selected pair's local candidate type.
+    pub local_candidate_type: Option<String>,
+    /// The selected pair's remote candidate type.
+    pub remote_candidate_type: Option<String>,
+    /// A STUN/TURN server was needed (`None`: derived from the types).
+    pub stun_used: Option<bool>,
+    /// The network type.
+    pub network_type: String,
+    /// What the client says it used.
+    pub config_type: Option<String>,
+}
+
+/// The row for one outcome `o` of a client with `assignment`, recorded by
+/// `router_id` from `source` (`browser` or `speaker`).
+pub fn row(assignment: &Assignment, router_id: &str, source: &str, o: Observed) -> OutcomeRow {
+    let Observed {
+        success,
+        connect_ms,
+        failure_reason,
+        local_candidate_type: local,
+        remote_candidate_type: remote,
+        stun_used,
+        network_type,
+        config_type,
+    } = o;
     // Without the client's word: a server-reflexive or relayed end of the
     // selected pair needed a server.
     let derived = [&local, &remote]
@@ -442,13 +462,16 @@ pub async fn post_outcomes(
             &a,
             &hub.router_id,
             "browser",
-            rep.success,
-            rep.connect_ms,
-            rep.failure_reason,
-            (rep.local_candidate_type, rep.remote_candidate_type),
-            rep.stun_used,
-            network,
-            rep.config_type,
+            Observed {
+                success: rep.success,
+                connect_ms: rep.connect_ms,
+                failure_reason: rep.failure_reason,
+                local_candidate_type: rep.local_candidate_type,
+                remote_candidate_type: rep.remote_candidate_type,
+                stun_used: rep.stun_used,
+                network_type: network,
+                config_type: rep.config_type,
+            },
         ));
     }
     (
@@ -500,16 +523,14 @@ impl SessionOutcome {
             &self.assignment,
             &self.router_id,
             "speaker",
-            true,
-            Some(ms),
-            None,
-            (
-                local_kind.map(str::to_string),
-                remote_kind.map(str::to_string),
-            ),
-            None,
-            self.network_type.clone(),
-            None,
+            Observed {
+                success: true,
+                connect_ms: Some(ms),
+                local_candidate_type: local_kind.map(str::to_string),
+                remote_candidate_type: remote_kind.map(str::to_string),
+                network_type: self.network_type.clone(),
+                ..Observed::default()
+            },
         ));
     }
 
@@ -523,13 +544,12 @@ impl SessionOutcome {
             &self.assignment,
             &self.router_id,
             "speaker",
-            false,
-            None,
-            Some(reason.to_string()),
-            (None, None),
-            None,
-            self.network_type.clone(),
-            None,
+            Observed {
+                success: false,
+                failure_reason: Some(reason.to_string()),
+                network_type: self.network_type.clone(),
+                ..Observed::default()
+            },
         ));
     }
 }

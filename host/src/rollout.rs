@@ -17,7 +17,7 @@
 //! # Widening never moves a client back
 //!
 //! The bucket depends only on the identity and the experiment name, and the
-//! treatment set at share `p` is `{bucket < p}`. [`Rollout::set_stage`]
+//! treatment set at share `p` is `{bucket < p}`. [`changes::set_stage`]
 //! refuses a stage whose percent is below the one in force (the only way
 //! down is a rollback, which sends everybody to legacy, and an explicit
 //! restart afterwards), so every treatment client stays in treatment at
@@ -647,10 +647,10 @@ impl Hub {
             .as_ref()
             .ok_or(ChangeError::NotConfigured)?;
         for _ in 0..5 {
-            if let Some(store) = &self.store {
-                if let Ok(Some(s)) = store.load_status(&rc.experiment).await {
-                    self.rollout.replace(s);
-                }
+            if let Some(store) = &self.store
+                && let Ok(Some(s)) = store.load_status(&rc.experiment).await
+            {
+                self.rollout.replace(s);
             }
             let cur = self.rollout.status();
             let mut next = f(rc, &cur)?;

@@ -199,7 +199,11 @@ async fn decide(state: &AppState, store: &Store) -> Result<(), crate::store::Sto
                     rc.experiment,
                     status.stage
                 );
-                spawn_deliveries(&rc.webhooks, webhook_body(&rc.experiment, &next, &row, "high_failure_rate"), key_of(&rc.experiment, &next));
+                spawn_deliveries(
+                    &rc.webhooks,
+                    webhook_body(&rc.experiment, &next, &row, "high_failure_rate"),
+                    key_of(&rc.experiment, &next),
+                );
             }
             Ok((_, false)) => {
                 tracing::info!("rollout monitor: another router already rolled back")
@@ -252,7 +256,9 @@ fn spawn_deliveries(hooks: &[Webhook], body: String, key: String) {
 /// `operator_rollback`), with the monitor's latest figures if any.
 pub fn notify_webhooks(state: &AppState, s: &RolloutStatus, reason: &str) {
     let config = state.config();
-    let Some(rc) = &config.ice.rollout else { return };
+    let Some(rc) = &config.ice.rollout else {
+        return;
+    };
     let hub = state.hub();
     let last = hub
         .last_decision
@@ -273,7 +279,11 @@ pub fn notify_webhooks(state: &AppState, s: &RolloutStatus, reason: &str) {
         threshold_ppm: 0,
         detail: "rolled back by an operator".to_string(),
     });
-    spawn_deliveries(&rc.webhooks, webhook_body(&rc.experiment, s, &d, reason), key_of(&rc.experiment, s));
+    spawn_deliveries(
+        &rc.webhooks,
+        webhook_body(&rc.experiment, s, &d, reason),
+        key_of(&rc.experiment, s),
+    );
 }
 
 /// The webhook's JSON body: the seed's `component` and `reason`

@@ -165,13 +165,19 @@ async fn stage_25_trips_signs_its_webhook_and_stays_rolled_back() {
 async fn scream_ice_rollback_tells_the_running_daemon() {
     let dir = temp_dir("scream_ice_rb");
     let (hook_addr, hooks) = webhook_receiver();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = daemon_config(
         &dir,
         &format!("      stage: 100\n      webhooks:\n        - url: http://{hook_addr}/hook\n"),
         None,
     );
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
     std::fs::write(&cfg, text).unwrap();
     let d = Daemon::start(&cfg);
     assert_eq!(d.arm("someone").await, "treatment");

@@ -7,7 +7,7 @@ mod support;
 
 use scream_ice_host::config::Config;
 use scream_ice_host::http::AppState;
-use scream_ice_host::outcomes::row;
+use scream_ice_host::outcomes::{Observed, row};
 use scream_ice_host::rollout::{Hub, changes};
 use scream_ice_host::rollout_monitor::round;
 use scream_ice_host::sessions::SessionSettings;
@@ -55,13 +55,16 @@ async fn healthy_streams_never_roll_back() {
                     &a,
                     "healthy",
                     "browser",
-                    ok,
-                    ok.then_some(30),
-                    (!ok).then(|| "ice_failed".to_string()),
-                    (Some("host".into()), Some("host".into())),
-                    Some(false),
-                    "local".into(),
-                    None,
+                    Observed {
+                        success: ok,
+                        connect_ms: ok.then_some(30),
+                        failure_reason: (!ok).then(|| "ice_failed".to_string()),
+                        local_candidate_type: Some("host".into()),
+                        remote_candidate_type: Some("host".into()),
+                        stun_used: Some(false),
+                        network_type: "local".into(),
+                        config_type: None,
+                    },
                 )));
             }
             total += 10_000;

@@ -134,7 +134,7 @@ async fn ten_thousand_clients_follow_every_stage() {
             now[id] = arm == "treatment";
             treatment += usize::from(now[id]);
             assert!(
-                !(previous[id] && !now[id]),
+                !previous[id] || now[id],
                 "client-{id} went from treatment back to control at {stage} %"
             );
         }

@@ -120,7 +120,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Start `serve --config config` and wait for its HTTP line.
-    pub fn start(config: &PathBuf) -> Daemon {
+    pub fn start(config: &std::path::Path) -> Daemon {
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)
@@ -145,7 +145,7 @@ impl Daemon {
         Daemon {
             child,
             http,
-            config: config.clone(),
+            config: config.to_path_buf(),
         }
     }
 
@@ -338,7 +338,11 @@ pub fn outcome_batch(
 }
 
 /// A config file for an e2e daemon.
-pub fn daemon_config(dir: &PathBuf, extra_rollout: &str, store_url: Option<&str>) -> PathBuf {
+pub fn daemon_config(
+    dir: &std::path::Path,
+    extra_rollout: &str,
+    store_url: Option<&str>,
+) -> PathBuf {
     let store = match store_url {
         Some(u) => format!(
             "store:\n  url: \"{u}\"\n  rate_per_client: 10000000\n  burst_per_client: 10000000\n"
