@@ -209,24 +209,21 @@ pub const MODULE_JS: &str = include_str!("../assets/scream-ice.js");
 /// The connection check page (`host/assets/check.html`, embedded).
 pub const CHECK_HTML: &str = include_str!("../assets/check.html");
 
-async fn module_js() -> Response {
-    let mut r = MODULE_JS.into_response();
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     no_store(r)
+}
+
+async fn module_js() -> Response {
+    asset(MODULE_JS, "text/javascript; charset=utf-8")
 }
 
 /// `GET /scream-ice-check?runs=N`: a page that connects this browser to
 /// the router N times with the module and posts each outcome.
 async fn check_page() -> Response {
-    let mut r = CHECK_HTML.into_response();
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    no_store(r)
+    asset(CHECK_HTML, "text/html; charset=utf-8")
 }
 
 fn no_store(mut r: Response) -> Response {

@@ -479,11 +479,26 @@ impl Store {
         Ok(())
     }
 
+    /// Run `sql`, whose only parameter `$1` is the window's start (Unix
+    /// ms), and map each row.
+    async fn since<T>(
+        &self,
+        sql: &'static str,
+        since_ms: i64,
+        map: impl Fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = sqlx::query(sql)
+            .bind(since_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(map).collect::<Result<_, _>>()?)
+    }
+
     /// The seed's first monitoring query ("connection success rate by
     /// configuration type") over `timestamp > since_ms`, ordered by
     /// `config_type`.
     pub async fn success_by_config(&self, since_ms: i64) -> Result<Vec<ConfigRow>, StoreError> {
-        let rows = sqlx::query(
+        self.since(
             "SELECT config_type, \
                COUNT(*) AS total_attempts, \
                SUM(CASE WHEN success = true THEN 1 ELSE 0 END) AS successful, \
@@ -494,12 +509,8 @@ impl Store {
              WHERE timestamp > $1 \
              GROUP BY config_type \
              ORDER BY config_type",
-        )
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
+            since_ms,
+            |r| {
                 Ok(ConfigRow {
                     config_type: r.try_get(0)?,
                     total_attempts: r.try_get(1)?,
@@ -507,14 +518,15 @@ impl Store {
                     avg_time_ms: r.try_get(3)?,
                     success_rate: r.try_get(4)?,
                 })
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     /// The seed's second monitoring query ("STUN server usage") over
     /// `timestamp > since_ms`, ordered by `network_type`.
     pub async fn stun_by_network(&self, since_ms: i64) -> Result<Vec<NetworkRow>, StoreError> {
-        let rows = sqlx::query(
+        self.since(
             "SELECT network_type, \
                COUNT(*) AS connections, \
                SUM(CASE WHEN stun_used = true THEN 1 ELSE 0 END) AS stun_required, \
@@ -524,26 +536,23 @@ impl Store {
              WHERE timestamp > $1 \
              GROUP BY network_type \
              ORDER BY network_type",
-        )
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
+            since_ms,
+            |r| {
                 Ok(NetworkRow {
                     network_type: r.try_get(0)?,
                     connections: r.try_get(1)?,
                     stun_required: r.try_get(2)?,
                     stun_percentage: r.try_get(3)?,
                 })
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     /// Attempts, successes and average time to connect per network type
     /// since `since_ms`, for the report's KPIs.
     pub async fn kpi_rows(&self, since_ms: i64) -> Result<Vec<KpiRow>, StoreError> {
-        let rows = sqlx::query(
+        self.since(
             "SELECT network_type, \
                COUNT(*), \
                SUM(CASE WHEN success = true THEN 1 ELSE 0 END), \
@@ -551,12 +560,8 @@ impl Store {
                COUNT(connection_time_ms) \
              FROM connection_attempts WHERE timestamp > $1 \
              GROUP BY network_type ORDER BY network_type",
-        )
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
+            since_ms,
+            |r| {
                 Ok(KpiRow {
                     network_type: r.try_get(0)?,
                     attempts: r.try_get(1)?,
@@ -564,8 +569,9 @@ impl Store {
                     avg_time_ms: r.try_get(3)?,
                     timed: r.try_get(4)?,
                 })
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     /// Attempts and failures per arm of `experiment` at `stage` since

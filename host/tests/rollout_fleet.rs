@@ -11,6 +11,26 @@ use std::time::{Duration, Instant};
 use scream_ice_host::store::Store;
 use support::*;
 
+/// The stored roll_back decisions, newest first, and every decision.
+async fn stored_rollbacks(
+    store: &Store,
+) -> (
+    Vec<scream_ice_host::store::DecisionRow>,
+    Vec<scream_ice_host::store::DecisionRow>,
+) {
+    let all = store
+        .decisions("screamrouter-smart-ice", 10_000)
+        .await
+        .unwrap();
+    (
+        all.iter()
+            .filter(|d| d.verdict == "roll_back")
+            .cloned()
+            .collect(),
+        all,
+    )
+}
+
 async fn post_all(
     ds: &[&Daemon],
     rng: &mut Rng,
@@ -92,14 +112,7 @@ async fn three_routers_one_decision_one_webhook_and_takeover() {
         );
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let decisions = store
-        .decisions("screamrouter-smart-ice", 10_000)
-        .await
-        .unwrap();
-    let rollbacks: Vec<_> = decisions
-        .iter()
-        .filter(|d| d.verdict == "roll_back")
-        .collect();
+    let (rollbacks, decisions) = stored_rollbacks(&store).await;
     assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
     let deciders: std::collections::BTreeSet<_> =
         decisions.iter().map(|d| d.router_id.clone()).collect();
@@ -157,14 +170,7 @@ async fn three_routers_one_decision_one_webhook_and_takeover() {
     let at = wait_rolled_back(&store, &ds, &mut rng, 25).await;
     all_legacy(&ds, at, 25).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let decisions = store
-        .decisions("screamrouter-smart-ice", 10_000)
-        .await
-        .unwrap();
-    let rollbacks: Vec<_> = decisions
-        .iter()
-        .filter(|d| d.verdict == "roll_back")
-        .collect();
+    let (rollbacks, _) = stored_rollbacks(&store).await;
     assert_eq!(rollbacks.len(), 2);
     assert_eq!(rollbacks[0].router_id, new_decider);
     assert_eq!(hooks.lock().unwrap().len(), 2);

@@ -5,6 +5,8 @@
 //! `POST /api/ice/outcomes` validates and counts; the admin API needs its
 //! token.
 
+mod support;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -81,15 +83,9 @@ async fn admin(app: &Router, body: &str) -> Reply {
 /// The browser module's kind of id: 128 random bits in hex (here from a
 /// seeded splitmix64, so the run is repeatable).
 fn client_id(id: usize) -> String {
-    let mut x = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED;
-    let mut next = || {
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    format!("{:016x}{:016x}", next(), next())
+    support::client_id(&mut support::Rng(
+        (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED,
+    ))
 }
 
 async fn arm_of(app: &Router, id: usize, client: &str) -> (String, u64) {
