@@ -94,7 +94,7 @@ async fn three_routers_one_decision_one_webhook_and_takeover() {
     let daemons: Vec<Daemon> = (0..3)
         .map(|_| {
             let dir = temp_dir("scream_ice_fleet");
-            Daemon::start(&daemon_config(&dir, &extra, Some(&url)))
+            Daemon::start_killable(&daemon_config(&dir, &extra, Some(&url)))
         })
         .collect();
     let store = Store::connect(&url).await.unwrap();

@@ -121,7 +121,25 @@ pub struct Daemon {
 impl Daemon {
     /// Start `serve --config config` and wait for its HTTP line.
     pub fn start(config: &std::path::Path) -> Daemon {
-        let mut child = Command::new(BIN)
+        Daemon::spawn(config, false)
+    }
+
+    /// As [`Daemon::start`], for a daemon the test may SIGKILL: under
+    /// cargo-llvm-cov its coverage profile goes to a temp dir, so a
+    /// half-written one never lands among the run's.
+    pub fn start_killable(config: &std::path::Path) -> Daemon {
+        Daemon::spawn(config, true)
+    }
+
+    fn spawn(config: &std::path::Path, killable: bool) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        if killable {
+            cmd.env(
+                "LLVM_PROFILE_FILE",
+                std::env::temp_dir().join("scream-ice-killed-%p.profraw"),
+            );
+        }
+        let mut child = cmd
             .args(["serve", "--config"])
             .arg(config)
             .env("SCREAM_ICE_ADMIN_TOKEN", TOKEN)
@@ -219,7 +237,22 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// SIGTERM and wait (a test that failed midway); SIGKILL only if it
+    /// does not stop within 5 s.
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
