@@ -165,6 +165,8 @@ async fn main() {
     }
     times.sort();
     println!("{last}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(temp("ingest"));
     println!(
         "report over 1,000,000 rows (SQLite): median {:.0} ms of 5 runs (min {:.0}, max {:.0})",
         times[2].as_secs_f64() * 1000.0,

@@ -22,7 +22,9 @@
 //! backends return the same type.
 //!
 //! SQLite runs in WAL mode with `synchronous = NORMAL` (a crash may lose
-//! the last transactions, never corrupt the file) and a 5 s busy timeout.
+//! the last transactions, never corrupt the file), a 5 s busy timeout and
+//! a 32 MiB page cache per connection (the default 2 MiB made batched
+//! writes spill pages to the file and read them back).
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -42,7 +44,7 @@ use crate::rollout::RolloutStatus;
 /// Default capacity of the outcome queue (outcomes waiting for the store).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
 /// Default largest batch one transaction writes.
-pub const DEFAULT_BATCH: usize = 500;
+pub const DEFAULT_BATCH: usize = 2_000;
 /// The SQLite file in the data dir.
 pub const SQLITE_FILE: &str = "scream-ice.sqlite3";
 
@@ -388,7 +390,8 @@ impl Store {
                 Box::pin(async move {
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA busy_timeout = 5000;",
+                         PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768; \
+                         PRAGMA temp_store = MEMORY;",
                     )
                     .await?;
                     Ok(())

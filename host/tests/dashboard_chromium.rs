@@ -200,4 +200,5 @@ async fn dashboard_in_chromium_shows_the_stores_numbers() {
     .unwrap();
     assert_eq!(r.status, 200);
     d.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

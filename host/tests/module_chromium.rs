@@ -133,4 +133,5 @@ async fn module_connects_twenty_times_and_reports_each_outcome() {
     // reported, not asserted (the machine is shared).
     assert!(median < 2000.0, "median {median} ms");
     d.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -202,4 +202,5 @@ async fn scream_ice_rollback_tells_the_running_daemon() {
     assert_eq!(body["reason"], "operator_rollback");
     assert_eq!(body["component"], "ice_config");
     d.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -174,4 +174,7 @@ async fn three_routers_one_decision_one_webhook_and_takeover() {
     assert_eq!(rollbacks.len(), 2);
     assert_eq!(rollbacks[0].router_id, new_decider);
     assert_eq!(hooks.lock().unwrap().len(), 2);
+    drop(rest);
+    store.pool().close().await;
+    drop_pg_database(&url).await;
 }

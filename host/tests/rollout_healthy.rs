@@ -84,4 +84,6 @@ async fn healthy_streams_never_roll_back() {
         assert_ne!(d.verdict, "roll_back");
     }
     assert_eq!(hub.metrics.dropped(), 0);
+    drop((state, hub));
+    let _ = std::fs::remove_dir_all(&dir);
 }

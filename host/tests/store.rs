@@ -22,9 +22,8 @@ async fn monitoring_queries_agree_on_sqlite_and_postgres() {
     let now = 1_800_000_000_000;
     let data = rows(20_000, 7, now);
     let lite = sqlite().await;
-    let pg = Store::connect(&pg_database("scream_ice_q").await)
-        .await
-        .unwrap();
+    let pg_url = pg_database("scream_ice_q").await;
+    let pg = Store::connect(&pg_url).await.unwrap();
     for s in [&lite, &pg] {
         for chunk in data.chunks(3000) {
             s.insert_batch(chunk).await.unwrap();
@@ -99,6 +98,8 @@ async fn monitoring_queries_agree_on_sqlite_and_postgres() {
         assert_eq!((t.attempts(), t.failures()), (tn, tf));
         assert_eq!(c.attempts(), 20_000 - tn);
     }
+    pg.pool().close().await;
+    drop_pg_database(&pg_url).await;
 }
 
 #[tokio::test]
@@ -142,4 +143,6 @@ async fn exactly_one_writer_wins_each_transition() {
     assert!(b.try_lead("e").await.unwrap().is_none());
     l1.unwrap().release().await;
     assert!(b.try_lead("e").await.unwrap().is_some());
+    drop((a, b));
+    drop_pg_database(&url).await;
 }

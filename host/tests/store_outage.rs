@@ -86,4 +86,5 @@ async fn postgres_outage_buffers_then_writes_and_counts_drops() {
         dropped
     );
     d.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -47,6 +47,19 @@ pub async fn pg_database(prefix: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// Drop a database [`pg_database`] made (at the end of a test, so runs do
+/// not accumulate them).
+pub async fn drop_pg_database(url: &str) {
+    let name = url.rsplit_once('/').unwrap().1.to_string();
+    let mut c = sqlx::AnyConnection::connect(&pg_admin_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+}
+
 /// A fresh temp dir.
 pub fn temp_dir(prefix: &str) -> PathBuf {
     let d = std::env::temp_dir().join(unique(prefix));
