@@ -88,17 +88,26 @@ fn temp(name: &str) -> std::path::PathBuf {
 async fn main() {
     let pg = std::env::args().nth(1);
     const N: usize = 200_000;
+    // STORE_BENCH=report: only the report part.
+    let ingest_too = std::env::var("STORE_BENCH").map_or(true, |v| v != "report");
 
+    if ingest_too {
+        ingest_both(pg.as_deref(), N).await;
+    }
+    report().await;
+}
+
+async fn ingest_both(pg: Option<&str>, n: usize) {
     let dir = temp("ingest");
     let store = Store::open(&StoreConfig::default(), &dir).await.unwrap();
-    let rate = ingest(store.clone(), N).await;
-    assert_eq!(store.attempt_count().await.unwrap(), N as i64);
+    let rate = ingest(store.clone(), n).await;
+    assert_eq!(store.attempt_count().await.unwrap(), n as i64);
     println!(
-        "ingest sqlite: {N} outcomes, {rate:.0} outcomes/s (batches of {})",
+        "ingest sqlite: {n} outcomes, {rate:.0} outcomes/s (batches of {})",
         StoreConfig::default().batch
     );
 
-    if let Some(admin) = &pg {
+    if let Some(admin) = pg {
         sqlx::any::install_default_drivers();
         let name = format!("scream_ice_bench_{}", std::process::id());
         let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
@@ -110,16 +119,18 @@ async fn main() {
             .unwrap();
         let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
         let store = Store::connect(&url).await.unwrap();
-        let rate = ingest(store.clone(), N).await;
-        assert_eq!(store.attempt_count().await.unwrap(), N as i64);
-        println!("ingest postgres: {N} outcomes, {rate:.0} outcomes/s");
+        let rate = ingest(store.clone(), n).await;
+        assert_eq!(store.attempt_count().await.unwrap(), n as i64);
+        println!("ingest postgres: {n} outcomes, {rate:.0} outcomes/s");
         store.pool().close().await;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
             .execute(&mut c)
             .await
             .unwrap();
     }
+}
 
+async fn report() {
     // The report over 1,000,000 rows, with the built binary.
     let dir = temp("report");
     let store = Store::open(&StoreConfig::default(), &dir).await.unwrap();

@@ -139,12 +139,9 @@ pub fn kpis(rows: &[KpiRow], stun: &[NetworkRow]) -> Vec<Kpi> {
 
 /// Run the queries for rows after `since_ms`.
 pub async fn build(store: &Store, since_ms: i64) -> Result<Report, StoreError> {
-    // Three independent scans: run them at once, on three connections.
-    let (success_by_config, stun_by_network, rows) = tokio::try_join!(
-        store.success_by_config(since_ms),
-        store.stun_by_network(since_ms),
-        store.kpi_rows(since_ms)
-    )?;
+    let success_by_config = store.success_by_config(since_ms).await?;
+    let stun_by_network = store.stun_by_network(since_ms).await?;
+    let rows = store.kpi_rows(since_ms).await?;
     Ok(Report {
         since_ms,
         kpis: kpis(&rows, &stun_by_network),
