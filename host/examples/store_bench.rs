@@ -10,8 +10,9 @@
 //!   of 5 runs.
 //!
 //! ```text
-//! cargo run --release -p scream-ice-host --example store_bench -- \
-//!     [postgres://scream_ice:scream_ice@127.0.0.1:5432/postgres]
+//! cargo build --release -p scream-ice-host --bins --examples
+//! target/release/examples/store_bench [postgres://scream_ice:scream_ice@127.0.0.1:5432/postgres]
+//! STORE_BENCH=report target/release/examples/store_bench
 //! ```
 
 use std::sync::Arc;

@@ -301,16 +301,30 @@ fn migration(version: i64, name: &'static str, sql: &'static str) -> Migration {
 
 fn migrator(backend: Backend) -> Migrator {
     Migrator::with_migrations(match backend {
-        Backend::Sqlite => vec![migration(
-            1,
-            "outcomes and rollout",
-            include_str!("../migrations/sqlite/0001_init.sql"),
-        )],
-        Backend::Postgres => vec![migration(
-            1,
-            "outcomes and rollout",
-            include_str!("../migrations/postgres/0001_init.sql"),
-        )],
+        Backend::Sqlite => vec![
+            migration(
+                1,
+                "outcomes and rollout",
+                include_str!("../migrations/sqlite/0001_init.sql"),
+            ),
+            migration(
+                2,
+                "covering indexes",
+                include_str!("../migrations/sqlite/0002_covering_indexes.sql"),
+            ),
+        ],
+        Backend::Postgres => vec![
+            migration(
+                1,
+                "outcomes and rollout",
+                include_str!("../migrations/postgres/0001_init.sql"),
+            ),
+            migration(
+                2,
+                "covering indexes",
+                include_str!("../migrations/postgres/0002_covering_indexes.sql"),
+            ),
+        ],
     })
 }
 

@@ -34,7 +34,11 @@ async fn postgres_outage_buffers_then_writes_and_counts_drops() {
     let store = Store::connect(&pg.url()).await.unwrap();
     let t = Instant::now();
     while store.attempt_count().await.unwrap() < 5000 {
-        assert!(t.elapsed() < Duration::from_secs(20));
+        // Generous: the suite runs tests in parallel on 2 shared cores.
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "first 5,000 not written"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     store.pool().close().await;

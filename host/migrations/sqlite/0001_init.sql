@@ -18,13 +18,10 @@ CREATE TABLE connection_attempts (
     network_type TEXT NOT NULL,
     source TEXT NOT NULL
 );
--- Covering indexes, led by the grouping column, for the report's queries
--- (time window, grouped by config_type / network_type): each is answered
--- from its index alone, in group order.
-CREATE INDEX connection_attempts_config ON connection_attempts (config_type, timestamp, success, connection_time_ms);
-CREATE INDEX connection_attempts_network ON connection_attempts (network_type, timestamp, success, connection_time_ms);
+-- The first monitoring query (time window, grouped by config_type).
+CREATE INDEX connection_attempts_time ON connection_attempts (timestamp, config_type);
 -- The rollback monitor (per experiment and stage since the stage began).
-CREATE INDEX connection_attempts_stage ON connection_attempts (experiment, stage, arm, timestamp, success);
+CREATE INDEX connection_attempts_stage ON connection_attempts (experiment, stage, timestamp, arm);
 
 CREATE TABLE connection_metrics (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -38,7 +35,7 @@ CREATE TABLE connection_metrics (
     remote_candidate_type TEXT
 );
 -- The second monitoring query (time window, grouped by network_type).
-CREATE INDEX connection_metrics_network ON connection_metrics (network_type, timestamp, stun_used);
+CREATE INDEX connection_metrics_time ON connection_metrics (timestamp, network_type);
 
 CREATE TABLE rollout_state (
     experiment TEXT PRIMARY KEY,
