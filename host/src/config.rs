@@ -261,6 +261,8 @@ pub struct Config {
     pub ice: IceConfig,
     /// `server`.
     pub server: ServerConfig,
+    /// `limits` (rate limits and caps; see [`crate::limits`]).
+    pub limits: crate::limits::Limits,
 }
 
 /// The default data directory: `$XDG_STATE_HOME/scream-ice` (or the
@@ -284,6 +286,8 @@ struct FileRoot {
     webrtc: Option<Spanned<FileWebrtc>>,
     #[serde(default)]
     server: Option<Spanned<FileServer>>,
+    #[serde(default)]
+    limits: Option<crate::limits::Limits>,
 }
 
 #[derive(Deserialize)]
@@ -389,6 +393,7 @@ impl Config {
                 trusted_proxies: Sourced::default_value(Vec::new()),
                 data_dir: Sourced::default_value(default_data_dir()),
             },
+            limits: crate::limits::Limits::default(),
         }
     }
 
@@ -601,6 +606,9 @@ impl Config {
                     };
                 }
             }
+        }
+        if let Some(limits) = root.limits {
+            self.limits = limits;
         }
         if let Some(server) = root.server {
             let server = server.value;

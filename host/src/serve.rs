@@ -99,6 +99,7 @@ pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError>
     let stun_addr = listeners.stun_addr();
     let http_addr = listeners.http_addr();
     let advertised = stun_addr.filter(|_| config.server.advertise_own_stun.value);
+    let state_limits = config.limits.clone();
     let state = AppState::new(config, advertised);
     let version = env!("CARGO_PKG_VERSION");
     {
@@ -126,8 +127,12 @@ pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError>
 
     let responder = match listeners.stun {
         Some(socket) => Some(
-            crate::stun_responder::Responder::spawn(socket, crate::SOFTWARE)
-                .map_err(ServeError::Stun)?,
+            crate::stun_responder::Responder::spawn_limited(
+                socket,
+                crate::SOFTWARE,
+                state_limits.stun,
+            )
+            .map_err(ServeError::Stun)?,
         ),
         None => None,
     };

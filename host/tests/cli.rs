@@ -231,6 +231,8 @@ fn binding(socket: &UdpSocket, to: SocketAddr) -> SocketAddr {
     let mut req = [0u8; 64];
     let tid = TransactionId([7; 12]);
     let mut b = MessageBuilder::new(&mut req, MessageType::BINDING_REQUEST, tid);
+    // The responder sends its SOFTWARE only to a request that carries one.
+    b.add(&scream_ice_core::stun::Attribute::Software("cli-test"));
     b.add_fingerprint();
     let n = b.finish().unwrap();
     socket.send_to(&req[..n], to).unwrap();
