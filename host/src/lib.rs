@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod http;
+pub mod http_guard;
 pub mod limits;
 pub mod probe;
 pub mod serve;

@@ -237,6 +237,46 @@ impl Default for StunLimits {
     }
 }
 
+/// The HTTP server's limits (`limits.http`), applied by
+/// [`crate::http_guard`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// A request's header must be complete this long after the connection
+    /// opened or the previous response went out (default 5,000 ms).
+    pub header_timeout_ms: NonZeroU32,
+    /// A request's body must be complete this long after its header
+    /// (default 10,000 ms).
+    pub body_timeout_ms: NonZeroU32,
+    /// Open connections at most (default 512); more are closed at accept.
+    pub max_connections: NonZeroU32,
+    /// Open connections per client address (default 32): one client that
+    /// opens hundreds cannot take the others' places.
+    pub max_connections_per_client: NonZeroU32,
+    /// Host names (besides IP literals of the listen address) that the
+    /// `Host` header may carry, e.g. `router.local`; anything else is
+    /// refused, so a DNS-rebinding page cannot reach the API.
+    /// `localhost` is always accepted.
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`http://router.local:8188`) whose pages may read API
+    /// responses (CORS). Empty (the default): no CORS headers at all.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        let n = |v| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        HttpLimits {
+            header_timeout_ms: n(5_000),
+            body_timeout_ms: n(10_000),
+            max_connections: n(512),
+            max_connections_per_client: n(32),
+            allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
 /// Every limit of the `limits:` section, with defaults for what a file
 /// leaves out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -244,6 +284,8 @@ impl Default for StunLimits {
 pub struct Limits {
     /// The STUN responder.
     pub stun: StunLimits,
+    /// The HTTP server.
+    pub http: HttpLimits,
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::net::UdpSocket;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::{AppState, ConnAddrs, router};
+use crate::http::{AppState, router};
 
 /// Why `serve` failed; each prints as one line.
 #[derive(Debug, thiserror::Error)]
@@ -138,11 +138,18 @@ pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError>
     };
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(state).into_make_service_with_connect_info::<ConnAddrs>();
-    let server = axum::serve(listeners.http, app).with_graceful_shutdown(async move {
-        let _ = rx.await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
+    // The accept loop with the HTTP limits (timeouts, connection caps, body
+    // limits, Host and CORS checks): crate::http_guard.
+    let server = crate::http_guard::serve(
+        listeners.http,
+        router(state),
+        state_limits.http.clone(),
+        async move {
+            let _ = rx.await;
+        },
+        Duration::from_millis(500),
+    );
+    let mut server = std::pin::pin!(server);
     let signal = tokio::select! {
         s = shutdown_signal() => s?,
         r = &mut server => {
@@ -154,7 +161,8 @@ pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError>
         r.stop();
     }
     let _ = tx.send(());
-    match tokio::time::timeout(Duration::from_millis(500), server).await {
+    // http_guard drains for at most 500 ms itself; this is a backstop.
+    match tokio::time::timeout(Duration::from_millis(600), server).await {
         Ok(r) => r.map_err(ServeError::Http)?,
         Err(_) => tracing::info!("open HTTP connections dropped after 500 ms"),
     }
