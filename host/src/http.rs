@@ -71,6 +71,7 @@ struct Inner {
     config: Config,
     own_stun: Option<SocketAddr>,
     sessions: Sessions,
+    admission: crate::admission::Admission,
 }
 
 impl AppState {
@@ -87,11 +88,14 @@ impl AppState {
         own_stun: Option<SocketAddr>,
         settings: SessionSettings,
     ) -> AppState {
+        let admission =
+            crate::admission::Admission::new(config.limits.sessions.clone(), settings.max_sessions);
         AppState {
             inner: Arc::new(Inner {
                 config,
                 own_stun,
                 sessions: Sessions::new(settings),
+                admission,
             }),
         }
     }
@@ -104,6 +108,11 @@ impl AppState {
     /// The running speaker sessions.
     pub fn sessions(&self) -> &Sessions {
         &self.inner.sessions
+    }
+
+    /// Who may start a speaker session ([`crate::admission`]).
+    pub fn admission(&self) -> &crate::admission::Admission {
+        &self.inner.admission
     }
 
     /// Our STUN responder's URL for this request, if it is advertised

@@ -18,6 +18,8 @@
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
 //! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM.
 
+pub mod admission;
+pub mod candidate_filter;
 pub mod client;
 pub mod config;
 pub mod connect;

@@ -277,6 +277,50 @@ impl Default for HttpLimits {
     }
 }
 
+/// Admission of speaker sessions (`limits.sessions`), applied by
+/// [`crate::admission`] and the remote-candidate filter
+/// ([`crate::candidate_filter`]). The router-wide session cap is
+/// `SessionSettings::max_sessions` (64).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionLimits {
+    /// Sessions one client (address, or IPv6 /64) may hold at once
+    /// (default 4: a speaker needs one, a restart after a crash a second).
+    pub per_client: NonZeroU32,
+    /// `POST /api/ice/sessions` per client (default 1/s, burst 8).
+    pub post_rate: Rate,
+    /// A connected session ends when no media datagram came from its
+    /// speaker for this long (default 30,000 ms); consent loss ends it by
+    /// RFC 7675's 30 s as well.
+    pub media_timeout_ms: NonZeroU32,
+    /// When set, `POST /api/ice/sessions` needs `Authorization: Bearer
+    /// TOKEN` (for LANs that are not trusted). Default: none.
+    pub speaker_token: Option<String>,
+    /// Connectivity checks one session may send toward remote addresses
+    /// that never answered (default 100; see
+    /// `AgentConfig::unanswered_check_budget`). With the per-client cap
+    /// this bounds one client at 400 such checks at a time, and the router
+    /// at 100 times its session cap (6,400 with 64 sessions).
+    pub unanswered_checks_per_session: u16,
+    /// Resolve `.local` candidate names with mDNS (default off): other host
+    /// names are always refused with 400, `.local` ones too when off.
+    pub mdns_names: bool,
+}
+
+impl Default for SessionLimits {
+    fn default() -> SessionLimits {
+        let n = |v| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        SessionLimits {
+            per_client: n(4),
+            post_rate: Rate::new(1, 8),
+            media_timeout_ms: n(30_000),
+            speaker_token: None,
+            unanswered_checks_per_session: 100,
+            mdns_names: false,
+        }
+    }
+}
+
 /// Every limit of the `limits:` section, with defaults for what a file
 /// leaves out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -286,6 +330,8 @@ pub struct Limits {
     pub stun: StunLimits,
     /// The HTTP server.
     pub http: HttpLimits,
+    /// Speaker sessions.
+    pub sessions: SessionLimits,
 }
 
 #[cfg(test)]

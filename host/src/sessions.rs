@@ -62,7 +62,10 @@ use scream_ice_tokio::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::candidate_filter::{Context, check_address, check_fragment_names};
 use crate::http::{AppState, Chosen, ConnAddrs, choose};
+use scream_ice_core::net::Cidr;
+use scream_ice_core::policy::NetworkType;
 
 /// The media type of trickle ICE fragments (RFC 8840 section 9.1).
 pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -277,9 +280,16 @@ fn drain_local(
 /// candidates the agent cannot use are logged and skipped.
 /// At most [`MAX_NAMES_PER_FRAGMENT`] candidates with a host name are
 /// resolved per fragment (each lookup may take the adapter's DNS timeout).
-async fn apply_candidates(id: &str, session: &IceSession, frag: &SdpFrag<'_>) {
+async fn apply_candidates(id: &str, session: &IceSession, frag: &SdpFrag<'_>, filter: &Context) {
     let mut names = 0;
     for c in frag.candidates() {
+        // Only addresses the client could own (crate::candidate_filter).
+        if let Some(ip) = c.connection_address.ip()
+            && let Err(e) = check_address(SocketAddr::new(ip, c.port), filter)
+        {
+            tracing::warn!(session = id, "remote candidate refused: {e}");
+            continue;
+        }
         if c.connection_address.ip().is_none() {
             names += 1;
             if names > MAX_NAMES_PER_FRAGMENT {
@@ -323,6 +333,14 @@ pub async fn create(
 ) -> Response {
     let sessions = state.sessions().clone();
     let settings = sessions.settings().clone();
+    // Admission first: before the body is read, a socket bound or a task
+    // spawned (crate::admission). The ticket holds the place until the
+    // session task ends, or until this request fails.
+    let client = crate::http::client_ip(state.config(), conn.remote, &headers);
+    let ticket = match state.admission().admit(client, &headers) {
+        Ok(t) => t,
+        Err(refusal) => return refusal.into_response(),
+    };
     if !is_sdpfrag(&headers) {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -343,6 +361,10 @@ pub async fn create(
             "sdpfrag needs a=ice-ufrag and a=ice-pwd",
         );
     };
+    let limits = state.admission().limits().clone();
+    if let Err(e) = check_fragment_names(&frag, limits.mdns_names) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
     if sessions.len() >= settings.max_sessions {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -351,7 +373,9 @@ pub async fn create(
     }
 
     let chosen = choose(&state, conn, &headers, FallbackStage::LocalOnly);
-    let config = session_config(&state, conn, &headers, &chosen, &settings);
+    let mut config = session_config(&state, conn, &headers, &chosen, &settings);
+    config.agent.unanswered_check_budget = limits.unanswered_checks_per_session;
+    let filter = filter_context(&state, &chosen);
     let (session, mut events) = match IceSession::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -374,7 +398,7 @@ pub async fn create(
     if let Err(e) = session.set_remote_credentials(ufrag, pwd).await {
         return error(StatusCode::BAD_REQUEST, e);
     }
-    apply_candidates(&id, &session, &frag).await;
+    apply_candidates(&id, &session, &frag, &filter).await;
 
     let mut local = Vec::new();
     let mut complete = false;
@@ -416,6 +440,10 @@ pub async fn create(
         early: Vec::new(),
         deadline: tokio::time::Instant::now() + settings.connect_timeout,
         connect_timeout: settings.connect_timeout,
+        media_timeout: Duration::from_millis(u64::from(limits.media_timeout_ms.get())),
+        media_deadline: tokio::time::Instant::now(),
+        filter,
+        _ticket: ticket,
     };
     tokio::spawn(task.run(early));
 
@@ -446,6 +474,27 @@ fn decision_headers(chosen: &Chosen, h: &mut HeaderMap) {
         if let Ok(v) = HeaderValue::from_str(&link) {
             h.append(LINK, v);
         }
+    }
+}
+
+/// What the candidate filter needs for this client: the policy's
+/// decision, the router's interfaces and listening ports, `local_subnets`.
+fn filter_context(state: &AppState, chosen: &Chosen) -> Context {
+    let ifs = scream_ice_tokio::host::list_interfaces().unwrap_or_default();
+    let server = &state.config().server;
+    Context {
+        client: chosen.client,
+        local: chosen.decision.network == NetworkType::Local,
+        interfaces: ifs
+            .iter()
+            .filter_map(|i| Cidr::new_masked(i.address, i.prefix_len).ok())
+            .collect(),
+        router_ips: ifs.iter().map(|i| i.address).collect(),
+        mdns: state.admission().limits().mdns_names,
+        local_subnets: state.config().ice.local_subnets.value.clone(),
+        own: std::iter::once(server.http_listen.value)
+            .chain(server.stun_listen.value)
+            .collect(),
     }
 }
 
@@ -574,6 +623,15 @@ struct SessionTask {
     early: Vec<Datagram>,
     deadline: tokio::time::Instant,
     connect_timeout: Duration,
+    /// A connected session ends when no datagram came from its peer for
+    /// this long ([`crate::limits::SessionLimits::media_timeout_ms`]).
+    media_timeout: Duration,
+    media_deadline: tokio::time::Instant,
+    /// Which remote candidates this client may name.
+    filter: Context,
+    /// The session's place under the admission caps, given back when the
+    /// task ends.
+    _ticket: crate::admission::Ticket,
 }
 
 impl SessionTask {
@@ -610,6 +668,14 @@ impl SessionTask {
                     );
                     alive = false;
                 }
+                () = tokio::time::sleep_until(self.media_deadline), if self.connected => {
+                    tracing::info!(
+                        session = %self.id,
+                        "ICE session removed: no media for {:?}",
+                        self.media_timeout
+                    );
+                    alive = false;
+                }
             }
         }
         self.sessions.remove(&self.id);
@@ -625,6 +691,7 @@ impl SessionTask {
     async fn data(&mut self, d: Datagram) {
         match self.session.selected_pair() {
             Some((_, peer)) if peer == d.from => {
+                self.media_deadline = tokio::time::Instant::now() + self.media_timeout;
                 let _ = self.session.send(&d.data).await;
             }
             Some(_) => {}
@@ -649,12 +716,20 @@ impl SessionTask {
         match e {
             SessionEvent::LocalCandidate(c) => self.local.push(c),
             SessionEvent::Gathering(g) => self.complete = g == GatheringState::Complete,
-            SessionEvent::Connection(ConnectionState::Connected) => self.connected = true,
+            SessionEvent::Connection(ConnectionState::Connected) => {
+                if !self.connected {
+                    self.media_deadline = tokio::time::Instant::now() + self.media_timeout;
+                }
+                self.connected = true;
+            }
             SessionEvent::Connection(ConnectionState::Failed) => {
                 tracing::info!(session = %self.id, "ICE session removed: failed");
                 return false;
             }
             SessionEvent::Selected { local, remote } => {
+                if !self.connected {
+                    self.media_deadline = tokio::time::Instant::now() + self.media_timeout;
+                }
                 self.connected = true;
                 tracing::info!(session = %self.id, "selected pair {local} -> {remote}");
             }
@@ -709,10 +784,13 @@ impl SessionTask {
             Ok(f) => f,
             Err(e) => return (error(StatusCode::BAD_REQUEST, e), true),
         };
+        if let Err(e) = check_fragment_names(&frag, self.filter.mdns) {
+            return (error(StatusCode::BAD_REQUEST, e), true);
+        }
         let ufrag_changed = frag.ice_ufrag().is_some_and(|u| u != self.remote_ufrag);
         let pwd_changed = frag.ice_pwd().is_some_and(|p| p != self.remote_pwd);
         if !ufrag_changed && !pwd_changed {
-            apply_candidates(&self.id, &self.session, &frag).await;
+            apply_candidates(&self.id, &self.session, &frag, &self.filter).await;
             return (StatusCode::NO_CONTENT.into_response(), true);
         }
         let (Some(ufrag), Some(pwd), true, true) =
@@ -775,7 +853,7 @@ impl SessionTask {
         for e in others {
             alive &= self.event(e);
         }
-        apply_candidates(&self.id, &self.session, frag).await;
+        apply_candidates(&self.id, &self.session, frag, &self.filter).await;
         tracing::info!(session = %self.id, "ICE restart");
         (self.current(StatusCode::OK), alive)
     }
