@@ -3,63 +3,17 @@
 //! while others are answered, connection caps, `Host` checks against DNS
 //! rebinding, per-route body limits, CORS only for configured origins.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use scream_ice_host::config::Config;
-use scream_ice_host::http::{AppState, router};
-use scream_ice_host::http_guard;
 use scream_ice_host::limits::HttpLimits;
+use support::{connect_from, ice_config, request, server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 fn nz(v: u32) -> NonZeroU32 {
     NonZeroU32::new(v).unwrap()
-}
-
-/// The API on an ephemeral loopback port under `limits`; runs until the
-/// test's runtime ends.
-async fn server(limits: HttpLimits) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = AppState::new(Config::builtin(), None);
-    tokio::spawn(http_guard::serve(
-        listener,
-        router(state),
-        limits,
-        std::future::pending(),
-        Duration::from_millis(100),
-    ));
-    addr
-}
-
-/// A connection to `to` from the loopback address `from` (127.0.0.x).
-async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    let s = TcpSocket::new_v4().unwrap();
-    s.bind(SocketAddr::from((from, 0))).unwrap();
-    s.connect(to).await.unwrap()
-}
-
-/// One request on a new connection from `from`; the whole response.
-async fn request(from: [u8; 4], to: SocketAddr, head: &str, body: &str) -> String {
-    let mut s = connect_from(from, to).await;
-    s.write_all(format!("{head}Connection: close\r\n\r\n{body}").as_bytes())
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn ice_config(from: [u8; 4], to: SocketAddr) -> String {
-    request(
-        from,
-        to,
-        &format!("GET /api/ice-config HTTP/1.1\r\nHost: {to}\r\n"),
-        "",
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
