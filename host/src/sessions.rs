@@ -336,7 +336,7 @@ pub async fn create(
     // Admission first: before the body is read, a socket bound or a task
     // spawned (crate::admission). The ticket holds the place until the
     // session task ends, or until this request fails.
-    let client = crate::http::client_ip(state.config(), conn.remote, &headers);
+    let client = crate::http::client_ip(&state.config(), conn.remote, &headers);
     let ticket = match state.admission().admit(client, &headers) {
         Ok(t) => t,
         Err(refusal) => return refusal.into_response(),
@@ -507,7 +507,8 @@ fn session_config(
     settings: &SessionSettings,
 ) -> SessionConfig {
     let own = state.own_stun_url(headers, conn.local);
-    let parts = state.config().policy_parts(own.as_deref());
+    let config = state.config();
+    let parts = config.policy_parts(own.as_deref());
     let policy = parts.config();
     // The same pure decision `choose` made.
     let decision = decide(
