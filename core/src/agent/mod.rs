@@ -1053,6 +1053,18 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                 .iter()
                 .position(|p| p.local == l && p.remote == r)
         });
+        if selected.is_some() && self.selected.is_none() {
+            // The selected pair went with its candidate: no consent to keep
+            // (a consent deadline left armed would stay in the past, and
+            // `poll_timeout` would ask for a timeout forever), and the
+            // remaining pairs are checked again.
+            self.next_consent_at = None;
+            self.consent_txs.clear();
+            if !self.failed {
+                self.set_state(ConnectionState::Checking);
+            }
+            self.schedule_check();
+        }
     }
 
     /// Arm the pacing timer if there is work and it is not armed.

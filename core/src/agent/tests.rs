@@ -1017,3 +1017,30 @@ fn the_budget_spares_addresses_that_answered() {
     net.connect();
     assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
 }
+
+/// Found by the `agent_session` fuzz target: removing the local candidate
+/// of the selected pair left the consent deadline armed in the past, so
+/// `poll_timeout` stayed due after every `handle_timeout` (a sans-IO loop
+/// would spin). Now the agent goes back to checking the pairs left.
+#[test]
+fn removing_the_selected_local_candidate_leaves_no_deadline_in_the_past() {
+    let mut a = lan_agent(Role::Controlling, "aaaa", 40);
+    a.add_host_candidate(addr("10.0.0.10:5000"), 100).unwrap();
+    let mut net = Pair2::lan(a, lan_agent(Role::Controlled, "bbbb", 41));
+    net.connect();
+    assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
+    let (local, _) = net.a.selected_pair().unwrap();
+    net.a.remove_local_candidate(local);
+    assert_eq!(net.a.selected_pair(), None);
+    assert_eq!(net.a.connection_state(), ConnectionState::Checking);
+    let mut now = net.now;
+    for _ in 0..100 {
+        now = now + Duration::from_secs(1);
+        net.a.handle_timeout(now);
+        while net.a.poll_transmit().is_some() {}
+        while net.a.poll_event().is_some() {}
+        if let Some(t) = net.a.poll_timeout() {
+            assert!(t > now, "deadline {t} not after {now}");
+        }
+    }
+}
