@@ -225,6 +225,32 @@ impl Admission {
     }
 }
 
+/// What `serve` prints about tokens: which endpoints need one.
+pub fn token_note(limits: &SessionLimits) -> &'static str {
+    if limits.speaker_token.is_some() {
+        "POST /api/ice/sessions needs the speaker token (Authorization: Bearer, limits.sessions.speaker_token); no other endpoint needs a token yet"
+    } else {
+        "no endpoint needs a token yet"
+    }
+}
+
+/// Remove the TURN servers from what an unauthenticated endpoint
+/// (`GET /api/ice-config`, `OPTIONS /api/whep/{sink}`) hands out: their
+/// credentials are static, so anyone who can reach the API could relay
+/// through them. Until TURN credentials are time-limited, only admitted
+/// speaker sessions get them (in the `Link` headers of
+/// `POST /api/ice/sessions`).
+pub fn withhold_static_turn(chosen: &mut crate::http::Chosen) {
+    if !chosen.turn.is_empty() {
+        tracing::debug!(
+            client = %chosen.client,
+            "{} TURN servers with static credentials withheld",
+            chosen.turn.len()
+        );
+        chosen.turn.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -134,7 +134,8 @@ pub async fn run_with_reload(
         if let Some(a) = http_addr {
             let _ = writeln!(
                 out,
-                "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}, POST /api/ice/sessions); no endpoint needs a token yet"
+                "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}, POST /api/ice/sessions); {}",
+                crate::admission::token_note(&state_limits.sessions)
             );
         }
         let _ = out.flush();
