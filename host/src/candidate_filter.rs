@@ -12,9 +12,10 @@
 //!   own address, an address in the client's subnet on the router's
 //!   interface, or one in `local_subnets`;
 //! - otherwise (a remote client): no LAN-scoped address (private,
-//!   unique-local, link-local) and nothing on the router's own subnets or
-//!   `local_subnets`: a remote client cannot own those, and checks there
-//!   would hit the router's neighbours.
+//!   unique-local, link-local) and nothing in `local_subnets`: a remote
+//!   client cannot own those, and checks there would hit the router's
+//!   neighbours. (A global address on the router's WAN subnet stays
+//!   allowed: a remote client can sit there.)
 //!
 //! Host names are refused ([`check_name`]): `.local` names only when mDNS
 //! resolution is on, anything else always (the HTTP handler answers 400).
@@ -114,7 +115,7 @@ pub fn check_address(addr: SocketAddr, ctx: &Context) -> Result<(), Refused> {
         } else {
             Err(Refused::NotClientNetwork(ip))
         }
-    } else if class.is_lan_scoped() || in_any(&ctx.interfaces) || in_any(&ctx.local_subnets) {
+    } else if class.is_lan_scoped() || in_any(&ctx.local_subnets) {
         Err(Refused::NotClientNetwork(ip))
     } else {
         Ok(())
@@ -256,6 +257,19 @@ mod tests {
             Err(Refused::NotClientNetwork(_))
         ));
         assert!(matches!(r("127.0.0.1:5000"), Err(Refused::Loopback(_))));
+        // A remote client next to the router's WAN interface.
+        let wan = Context {
+            interfaces: vec![cidr("192.168.1.0/24"), cidr("203.0.113.0/24")],
+            ..remote.clone()
+        };
+        assert_eq!(
+            check_address("203.0.113.77:6000".parse().unwrap(), &wan),
+            Ok(())
+        );
+        assert!(matches!(
+            check_address("192.168.1.77:6000".parse().unwrap(), &wan),
+            Err(Refused::NotClientNetwork(_))
+        ));
     }
 
     #[test]

@@ -77,6 +77,9 @@ async fn half_sent_requests_are_closed_by_the_header_timeout_while_others_are_an
         "half-sent requests open from {shortest:?} to {longest:?} (header timeout {timeout:?}; \
          opening all took {opened:?})"
     );
+    println!(
+        "{HALF_SENT} half-sent requests: open {shortest:?} to {longest:?} (header timeout {timeout:?}); {answered} answers to another client meanwhile"
+    );
     // And the server still answers afterwards.
     assert!(
         ice_config([127, 0, 0, 1], addr)
