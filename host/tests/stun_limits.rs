@@ -63,6 +63,9 @@ fn one_source_gets_its_burst_and_rate_only() {
         (20..=ceiling).contains(&answers),
         "{answers} answers in {secs:.3} s, allowed 20..={ceiling}"
     );
+    println!(
+        "one source: {answers} answers to 200 requests in {secs:.3} s, largest {largest} bytes"
+    );
     // A bare IPv4 request is answered with 32 bytes (no SOFTWARE asked for).
     assert_eq!(largest, 32);
     let c = r.counters();
@@ -96,6 +99,7 @@ fn many_sources_share_the_global_bucket() {
         (50..=ceiling).contains(&total),
         "{total} answers to 200 requests from 5 sources in {secs:.3} s, allowed 50..={ceiling}"
     );
+    println!("5 sources: {total} answers to 200 requests in {secs:.3} s");
     assert!(
         r.counters()
             .global_limited
