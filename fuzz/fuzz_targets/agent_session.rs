@@ -290,7 +290,10 @@ fuzz_target!(|input: Input| {
             }
         }
         if let Some(t) = a.poll_timeout() {
-            assert!(t > now, "deadline {t:?} not after {now:?} once served: {a:?}");
+            assert!(
+                t > now,
+                "deadline {t:?} not after {now:?} once served: {a:?}"
+            );
         }
         if let Some((local, _)) = a.selected_pair() {
             assert!(ours.contains(&local), "selected {local} is not ours");
