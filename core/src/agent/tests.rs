@@ -1035,7 +1035,7 @@ fn removing_the_selected_local_candidate_leaves_no_deadline_in_the_past() {
     assert_eq!(net.a.connection_state(), ConnectionState::Checking);
     let mut now = net.now;
     for _ in 0..100 {
-        now = now + Duration::from_secs(1);
+        now += Duration::from_secs(1);
         net.a.handle_timeout(now);
         while net.a.poll_transmit().is_some() {}
         while net.a.poll_event().is_some() {}
