@@ -31,6 +31,8 @@
 //! - [`time`]: the crate's own microsecond `Instant` and `Duration`.
 //! - [`rollout`]: the migration's feature flags, deterministic client
 //!   bucketing, A/B groups, rollout stages and the noise-proof rollback rule.
+//! - [`scream`]: the Scream audio datagram and the RTP framing (RFC 3550)
+//!   the router adds on the ICE path, with the format-to-payload-type table.
 //!
 //! ## Features
 //!
@@ -57,6 +59,7 @@ pub mod conformance;
 pub mod net;
 pub mod policy;
 pub mod rollout;
+pub mod scream;
 pub mod sdpfrag;
 pub mod stun;
 pub mod time;
