@@ -50,6 +50,7 @@ pub fn run() -> Report {
     crate::rollout::conformance(&mut report);
     crate::agent::conformance(&mut report);
     crate::scream::conformance(&mut report);
+    crate::playout::conformance(&mut report);
     report
 }
 
