@@ -15,6 +15,8 @@
 //!   session per speaker, echoing its datagrams for now.
 //! - [`client`]: a minimal HTTP/1.1 client for `scream-ice connect`.
 //! - [`connect`]: `scream-ice connect`, the speaker simulator.
+//! - [`relay`]: the audio fan-out: one sink's RTP to every subscribed
+//!   speaker with `sendmmsg`, routes changeable without a gap.
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
 //! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM.
 
@@ -23,6 +25,7 @@ pub mod config;
 pub mod connect;
 pub mod http;
 pub mod probe;
+pub mod relay;
 pub mod serve;
 pub mod sessions;
 pub mod stun_responder;
