@@ -99,7 +99,6 @@ struct Inner {
     subs: Vec<Subscriber>,
     /// `addrs[i]` is `subs[i]`'s destination, prebuilt for `sendmmsg`.
     addrs: Vec<Option<SockaddrStorage>>,
-    headers: MultiHeaders<SockaddrStorage>,
     next_id: u64,
     stats: RelayStats,
 }
@@ -136,7 +135,6 @@ impl Relay {
                 sockets,
                 subs: Vec::new(),
                 addrs: Vec::new(),
-                headers: MultiHeaders::preallocate(BATCH, None),
                 next_id: 1,
                 stats: RelayStats::default(),
             })),
@@ -232,13 +230,45 @@ impl Relay {
         self.lock().stats
     }
 
+    /// The sending side for the thread that ingests this relay's sink.
+    pub fn forwarder(&self) -> Forwarder {
+        Forwarder {
+            relay: self.clone(),
+            headers: MultiHeaders::preallocate(BATCH, None),
+        }
+    }
+}
+
+/// The ingest thread's end of a [`Relay`]: owns the preallocated
+/// `sendmmsg` headers (which hold raw pointers, so they stay on one
+/// thread).
+pub struct Forwarder {
+    relay: Relay,
+    headers: MultiHeaders<SockaddrStorage>,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("relay", &self.relay)
+            .finish()
+    }
+}
+
+impl Forwarder {
+    /// The relay this forwards for.
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
     /// Send one RTP datagram to every subscriber: `prefix` is the RTP
     /// header (and, for PT 127, the Scream header) without the marker
     /// bit, `pcm` the payload. Subscribers due a marker get it set in a
     /// copy of the prefix. Returns the messages sent.
-    pub fn forward(&self, prefix: &[u8], pcm: &[u8]) -> usize {
-        let mut g = self.lock();
+    pub fn forward(&mut self, prefix: &[u8], pcm: &[u8]) -> usize {
+        let mut g = self.relay.lock();
         let inner = &mut *g;
+        let headers = &mut self.headers;
         if inner.subs.is_empty() {
             inner.stats.datagrams += 1;
             return 0;
@@ -267,7 +297,7 @@ impl Relay {
                 inner.stats.syscalls += 1;
                 let result = sendmmsg(
                     fd,
-                    &mut inner.headers,
+                    &mut *headers,
                     iovs,
                     &inner.addrs[i..end],
                     [],
@@ -337,6 +367,7 @@ mod tests {
     #[test]
     fn fans_out_to_every_subscriber_with_a_marker_first() {
         let relay = Relay::new(vec![socket(), socket()]).unwrap();
+        let mut fwd = relay.forwarder();
         let rx: Vec<UdpSocket> = (0..5).map(|_| receiver()).collect();
         for (i, r) in rx.iter().enumerate() {
             relay
@@ -348,8 +379,8 @@ mod tests {
         }
         let prefix = [0x80u8, 102, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
         let pcm = [7u8; 1152];
-        assert_eq!(relay.forward(&prefix, &pcm), 5);
-        assert_eq!(relay.forward(&prefix, &pcm), 5);
+        assert_eq!(fwd.forward(&prefix, &pcm), 5);
+        assert_eq!(fwd.forward(&prefix, &pcm), 5);
         let mut buf = [0u8; 2000];
         for r in &rx {
             let n = r.recv(&mut buf).unwrap();
@@ -370,6 +401,7 @@ mod tests {
     #[test]
     fn route_change_takes_effect_at_the_next_datagram() {
         let relay = Relay::new(vec![socket()]).unwrap();
+        let mut fwd = relay.forwarder();
         let (a, b) = (receiver(), receiver());
         let id = relay
             .subscribe(Route {
@@ -378,7 +410,7 @@ mod tests {
             })
             .unwrap();
         let prefix = [0x80u8, 102, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
-        relay.forward(&prefix, &[1; 4]);
+        fwd.forward(&prefix, &[1; 4]);
         relay
             .set_route(
                 id,
@@ -388,7 +420,7 @@ mod tests {
                 },
             )
             .unwrap();
-        relay.forward(&prefix, &[2; 4]);
+        fwd.forward(&prefix, &[2; 4]);
         let mut buf = [0u8; 64];
         assert_eq!(a.recv(&mut buf).unwrap(), 16);
         assert_eq!(buf[12], 1);
@@ -398,7 +430,7 @@ mod tests {
         assert_eq!(relay.subscriber(id).unwrap().1.sent, 2);
         assert_eq!(relay.unsubscribe(id).unwrap().sent, 2);
         assert!(relay.is_empty());
-        assert_eq!(relay.forward(&prefix, &[3; 4]), 0);
+        assert_eq!(fwd.forward(&prefix, &[3; 4]), 0);
     }
 
     #[test]
@@ -435,6 +467,7 @@ mod tests {
     #[test]
     fn more_subscribers_than_one_batch() {
         let relay = Relay::new(vec![socket()]).unwrap();
+        let mut fwd = relay.forwarder();
         // 1100 destinations on one receiving socket bound to 0.0.0.0:P,
         // addressed through 127.0.0.x.
         let rx = UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -452,7 +485,7 @@ mod tests {
         // 1100 datagrams at once overflow a default receive buffer.
         grow_receive_buffer(&rx, 4 << 20);
         assert_eq!(
-            relay.forward(&[0x80, 102, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], &[0; 4]),
+            fwd.forward(&[0x80, 102, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], &[0; 4]),
             1100
         );
         let mut n = 0;
