@@ -261,6 +261,8 @@ pub struct Config {
     pub ice: IceConfig,
     /// `server`.
     pub server: ServerConfig,
+    /// `sinks`: where Scream audio is ingested (see [`crate::sinks`]).
+    pub sinks: Vec<crate::sinks::SinkConfig>,
 }
 
 /// The default data directory: `$XDG_STATE_HOME/scream-ice` (or the
@@ -284,6 +286,15 @@ struct FileRoot {
     webrtc: Option<Spanned<FileWebrtc>>,
     #[serde(default)]
     server: Option<Spanned<FileServer>>,
+    #[serde(default)]
+    sinks: Option<Spanned<Vec<Spanned<FileSink>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSink {
+    name: Spanned<String>,
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -389,6 +400,7 @@ impl Config {
                 trusted_proxies: Sourced::default_value(Vec::new()),
                 data_dir: Sourced::default_value(default_data_dir()),
             },
+            sinks: Vec::new(),
         }
     }
 
@@ -602,6 +614,9 @@ impl Config {
                 }
             }
         }
+        if let Some(list) = root.sinks {
+            self.fold_sinks(list.value, &at, errors);
+        }
         if let Some(server) = root.server {
             let server = server.value;
             let dst = &mut self.server;
@@ -649,6 +664,38 @@ impl Config {
                         origin: at(&v.referenced),
                     };
                 }
+            }
+        }
+    }
+
+    fn fold_sinks(
+        &mut self,
+        list: Vec<Spanned<FileSink>>,
+        at: &dyn Fn(&serde_saphyr::Location) -> Origin,
+        errors: &mut Vec<LocatedError>,
+    ) {
+        for e in list {
+            let (name, listen) = (e.value.name, e.value.listen);
+            if name.value.is_empty() {
+                errors.push(LocatedError::new(at(&name.referenced), "sinks: empty name"));
+                continue;
+            }
+            if self.sinks.iter().any(|s| s.name == name.value) {
+                errors.push(LocatedError::new(
+                    at(&name.referenced),
+                    format!("sinks: duplicate name {:?}", name.value),
+                ));
+                continue;
+            }
+            match listen.value.parse() {
+                Ok(l) => self.sinks.push(crate::sinks::SinkConfig {
+                    name: name.value,
+                    listen: l,
+                }),
+                Err(m) => errors.push(LocatedError::new(
+                    at(&listen.referenced),
+                    format!("sinks: listen: {m}"),
+                )),
             }
         }
     }
@@ -1164,6 +1211,29 @@ mod tests {
             line,
             column,
         }
+    }
+
+    #[test]
+    fn sinks_parse_with_located_errors() {
+        let c = ok(
+            "sinks:\n  - name: living-room\n    listen: 127.0.0.1:4010\n  - name: all\n    listen: 239.255.77.77\n",
+        );
+        assert_eq!(c.sinks.len(), 2);
+        assert_eq!(c.sinks[0].name, "living-room");
+        assert!(matches!(
+            c.sinks[1].listen,
+            crate::sinks::SinkListen::Multicast { port: 4010, .. }
+        ));
+        let e = errors(
+            "sinks:\n  - name: a\n    listen: nowhere\n  - name: a\n    listen: 127.0.0.1:1\n  - name: a\n    listen: 127.0.0.1:2\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("t.yaml:3:13: sinks: listen:"), "{e:?}");
+        assert!(
+            e[1].starts_with("t.yaml:6:11: sinks: duplicate name"),
+            "{e:?}"
+        );
+        assert!(!errors("sinks:\n  - name: a\n").is_empty());
     }
 
     #[test]

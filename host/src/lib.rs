@@ -15,6 +15,7 @@
 //!   session per speaker, echoing its datagrams for now.
 //! - [`client`]: a minimal HTTP/1.1 client for `scream-ice connect`.
 //! - [`connect`]: `scream-ice connect`, the speaker simulator.
+//! - [`sinks`]: Scream ingest, one socket and thread per configured sink.
 //! - [`relay`]: the audio fan-out: one sink's RTP to every subscribed
 //!   speaker with `sendmmsg`, routes changeable without a gap.
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
@@ -28,6 +29,7 @@ pub mod probe;
 pub mod relay;
 pub mod serve;
 pub mod sessions;
+pub mod sinks;
 pub mod stun_responder;
 
 /// The SOFTWARE attribute value (RFC 8489 §14.14) our STUN responder sends.

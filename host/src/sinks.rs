@@ -1,0 +1,344 @@
+//! Sinks: where the router ingests Scream audio.
+//!
+//! Each configured sink (`sinks: [{name, listen}]`) has its own UDP socket,
+//! unicast (`listen: "IP:PORT"`) or joined to a multicast group (`listen:
+//! "239.255.77.77:4010"`, or the group alone for Scream's port 4010),
+//! and its own ingest thread: it receives each Scream datagram, follows
+//! the format in its header (a change is counted and marked in RTP),
+//! frames it with the sink's [`Packetizer`] and hands it to the sink's
+//! [`Relay`] for every subscribed speaker. One thread wake-up per ingested
+//! datagram, whatever the number of speakers.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+use scream_ice_core::scream::{self, MAX_PREFIX_LEN, Packetizer, ScreamFormat};
+use scream_ice_core::{Duration, Instant};
+
+use crate::relay::{Forwarder, Relay};
+
+/// A pause in the ingest longer than this is silence: the next datagram
+/// carries the RTP marker and the timestamp jumps by the pause.
+pub const SILENCE_GAP: Duration = Duration::from_millis(50);
+
+/// Where a sink listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkListen {
+    /// A unicast address and port.
+    Unicast(SocketAddr),
+    /// An IPv4 multicast group, joined on `interface` (unspecified: the
+    /// kernel's choice).
+    Multicast {
+        /// The group.
+        group: Ipv4Addr,
+        /// The port.
+        port: u16,
+        /// The local interface address to join on.
+        interface: Ipv4Addr,
+    },
+}
+
+impl FromStr for SinkListen {
+    type Err = String;
+
+    /// `IP:PORT`, `[IPv6]:PORT`, or a multicast group with or without a
+    /// port (default 4010).
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(group) = s.parse::<Ipv4Addr>() {
+            return if group.is_multicast() {
+                Ok(SinkListen::Multicast {
+                    group,
+                    port: scream::DEFAULT_PORT,
+                    interface: Ipv4Addr::UNSPECIFIED,
+                })
+            } else {
+                Err(format!(
+                    "{s:?} has no port (only a multicast group may omit it)"
+                ))
+            };
+        }
+        let addr: SocketAddr = s
+            .parse()
+            .map_err(|_| format!("{s:?} is neither IP:PORT nor a multicast group"))?;
+        Ok(match addr {
+            SocketAddr::V4(v4) if v4.ip().is_multicast() => SinkListen::Multicast {
+                group: *v4.ip(),
+                port: v4.port(),
+                interface: Ipv4Addr::UNSPECIFIED,
+            },
+            a if a.ip().is_multicast() => {
+                return Err(format!("{s:?}: IPv6 multicast sinks are not supported"));
+            }
+            a => SinkListen::Unicast(a),
+        })
+    }
+}
+
+/// One configured sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// The name speakers subscribe by.
+    pub name: String,
+    /// Where it listens.
+    pub listen: SinkListen,
+}
+
+/// Bind a sink's socket: unicast as given; multicast with `SO_REUSEADDR`
+/// on the group's port, joined on the configured interface.
+pub fn bind(listen: &SinkListen) -> std::io::Result<UdpSocket> {
+    match *listen {
+        SinkListen::Unicast(a) => UdpSocket::bind(a),
+        SinkListen::Multicast {
+            group,
+            port,
+            interface,
+        } => {
+            use nix::sys::socket::{
+                AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt,
+            };
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Datagram,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+            bind(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                &SockaddrIn::from(SocketAddrV4::new(group, port)),
+            )?;
+            let s = UdpSocket::from(fd);
+            s.join_multicast_v4(&group, &interface)?;
+            Ok(s)
+        }
+    }
+}
+
+/// What a sink has ingested.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    /// Scream datagrams ingested and forwarded.
+    pub datagrams: u64,
+    /// Datagrams that were not valid Scream (counted, dropped).
+    pub invalid: u64,
+    /// Format changes followed (the first format not counted).
+    pub format_changes: u64,
+    /// Silences detected (the stream paused longer than [`SILENCE_GAP`]).
+    pub silences: u64,
+    /// The current format.
+    pub format: Option<ScreamFormat>,
+}
+
+/// The process's monotonic epoch for core `Instant`s.
+pub fn now() -> Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    let e = EPOCH.get_or_init(std::time::Instant::now);
+    Instant::from_micros(e.elapsed().as_micros() as u64)
+}
+
+/// A running sink: its socket, ingest thread and relay.
+#[derive(Debug)]
+pub struct Sink {
+    name: String,
+    local: SocketAddr,
+    relay: Relay,
+    stats: Arc<Mutex<SinkStats>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sink {
+    /// Bind `config.listen` and start ingesting into `relay`.
+    pub fn start(config: &SinkConfig, relay: Relay) -> std::io::Result<Sink> {
+        Self::start_on(config.name.clone(), bind(&config.listen)?, relay)
+    }
+
+    /// Start ingesting from an already bound socket. SSRC, first sequence
+    /// number and first timestamp are random (RFC 3550 §5.1).
+    pub fn start_on(name: String, socket: UdpSocket, relay: Relay) -> std::io::Result<Sink> {
+        let mut r = [0u8; 10];
+        getrandom::fill(&mut r).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let ssrc = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+        let seq = u16::from_le_bytes([r[4], r[5]]);
+        let ts = u32::from_le_bytes([r[6], r[7], r[8], r[9]]);
+        let packetizer = Packetizer::new(ssrc, seq, ts, SILENCE_GAP);
+        socket.set_read_timeout(Some(std::time::Duration::from_millis(100)))?;
+        let local = socket.local_addr()?;
+        let stats = Arc::new(Mutex::new(SinkStats::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name(format!("sink-{name}"))
+            .spawn({
+                let (stats, stop, relay) = (stats.clone(), stop.clone(), relay.clone());
+                move || ingest(socket, packetizer, relay.forwarder(), &stats, &stop)
+            })?;
+        Ok(Sink {
+            name,
+            local,
+            relay,
+            stats,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The sink's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address its socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The relay its audio goes out through (subscribe speakers here).
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// What it has ingested so far.
+    pub fn stats(&self) -> SinkStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn ingest(
+    socket: UdpSocket,
+    mut packetizer: Packetizer,
+    mut fwd: Forwarder,
+    stats: &Mutex<SinkStats>,
+    stop: &AtomicBool,
+) {
+    // One datagram, with room to spare so oversized input is seen whole
+    // (and rejected as not whole frames rather than silently cut).
+    let mut buf = [0u8; 4096];
+    let mut prefix = [0u8; MAX_PREFIX_LEN];
+    while !stop.load(Ordering::Relaxed) {
+        let n = match socket.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sink socket failed; ingest stops");
+                return;
+            }
+        };
+        let datagram = &buf[..n];
+        match packetizer.packetize(now(), datagram, &mut prefix) {
+            Ok(p) => {
+                fwd.forward(&prefix[..p.prefix_len], &datagram[scream::HEADER_LEN..]);
+                let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+                s.datagrams += 1;
+                if p.format_changed {
+                    s.format_changes += 1;
+                } else if p.header.marker && s.datagrams > 1 {
+                    s.silences += 1;
+                }
+                s.format = Some(p.format);
+            }
+            Err(_) => {
+                stats.lock().unwrap_or_else(|e| e.into_inner()).invalid += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::Route;
+    use scream_ice_core::scream::rtp;
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(
+            "127.0.0.1:4010".parse::<SinkListen>(),
+            Ok(SinkListen::Unicast("127.0.0.1:4010".parse().unwrap()))
+        );
+        assert_eq!(
+            "239.255.77.77".parse::<SinkListen>(),
+            Ok(SinkListen::Multicast {
+                group: Ipv4Addr::new(239, 255, 77, 77),
+                port: 4010,
+                interface: Ipv4Addr::UNSPECIFIED
+            })
+        );
+        assert!(matches!(
+            "239.255.77.77:4011".parse::<SinkListen>(),
+            Ok(SinkListen::Multicast { port: 4011, .. })
+        ));
+        assert!("127.0.0.1".parse::<SinkListen>().is_err());
+        assert!("nonsense".parse::<SinkListen>().is_err());
+        assert!("[ff02::1]:4010".parse::<SinkListen>().is_err());
+    }
+
+    #[test]
+    fn ingest_follows_format_and_forwards_rtp() {
+        let out = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let relay = Relay::new(vec![out]).unwrap();
+        let speaker = UdpSocket::bind("127.0.0.1:0").unwrap();
+        speaker
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        relay
+            .subscribe(Route {
+                socket: 0,
+                destination: speaker.local_addr().unwrap(),
+            })
+            .unwrap();
+        let sink = Sink::start(
+            &SinkConfig {
+                name: "living-room".into(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+            },
+            relay,
+        )
+        .unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut d = [5u8; scream::DATAGRAM_LEN];
+        d[..5].copy_from_slice(&ScreamFormat::STEREO_48K_16.to_header());
+        tx.send_to(&d, sink.local_addr()).unwrap();
+        tx.send_to(&[1, 2, 3], sink.local_addr()).unwrap();
+        let f = ScreamFormat::new(44_100, 24, 6, 0x060F).unwrap();
+        d[..5].copy_from_slice(&f.to_header());
+        tx.send_to(&d, sink.local_addr()).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = speaker.recv(&mut buf).unwrap();
+        let (h1, p1) = rtp::Header::parse(&buf[..n]).unwrap();
+        assert!(h1.marker);
+        assert_eq!((h1.payload_type, p1), (102, &d[5..]));
+        let n = speaker.recv(&mut buf).unwrap();
+        let (h2, _) = rtp::Header::parse(&buf[..n]).unwrap();
+        assert_eq!((h2.payload_type, h2.marker), (99, true));
+        assert_eq!(h2.sequence, h1.sequence.wrapping_add(1));
+        assert_eq!(h2.ssrc, h1.ssrc);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while sink.stats().invalid == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let s = sink.stats();
+        assert_eq!((s.datagrams, s.invalid, s.format_changes), (2, 1, 1));
+        assert_eq!(s.format, Some(f));
+    }
+}
