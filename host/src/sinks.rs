@@ -26,6 +26,7 @@ pub const SILENCE_GAP: Duration = Duration::from_millis(50);
 
 /// Where a sink listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SinkListen {
     /// A unicast address and port.
     Unicast(SocketAddr),
