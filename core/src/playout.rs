@@ -164,7 +164,20 @@ pub struct Playout<const SLOTS: usize = 16, const BYTES: usize = PCM_PAYLOAD_LEN
     depth_ema: i64,
     transit: Option<i64>,
     jitter_q4: u64,
-    drift_ref: Option<(Instant, u32, u32)>,
+    drift_ref: Option<DriftRef>,
+}
+
+/// The drift estimator's window, in microseconds.
+const DRIFT_WINDOW_US: i64 = 1_000_000;
+
+#[derive(Clone, Copy, Debug)]
+struct DriftRef {
+    t0: Instant,
+    ts0: u32,
+    rate: u32,
+    first_min: i64,
+    window_start: Instant,
+    window_min: i64,
 }
 
 impl<const SLOTS: usize, const BYTES: usize> Playout<SLOTS, BYTES> {
@@ -353,24 +366,53 @@ impl<const SLOTS: usize, const BYTES: usize> Playout<SLOTS, BYTES> {
             self.jitter_q4 = self.jitter_q4 + d - (self.jitter_q4 >> 4);
         }
         self.transit = Some(transit);
-        // Drift: media time elapsed against local time elapsed, over the
-        // whole run since the last discontinuity.
-        match self.drift_ref {
-            Some((_, _, r)) if !h.marker && r == format.sample_rate() => {}
+        // Drift: how the one-way transit (local arrival minus media time)
+        // moves. Its minimum over a window is what the network adds at
+        // best, so jitter and a slow first datagram cancel out; the change
+        // of that minimum from the first window to the latest, over the
+        // time between them, is the clock difference.
+        let rate = format.sample_rate();
+        let d = match self.drift_ref {
+            Some(d) if !h.marker && d.rate == rate => d,
             _ => {
-                self.drift_ref = Some((now, h.timestamp, format.sample_rate()));
+                self.drift_ref = Some(DriftRef {
+                    t0: now,
+                    ts0: h.timestamp,
+                    rate,
+                    first_min: i64::MAX,
+                    window_start: now,
+                    window_min: i64::MAX,
+                });
                 return;
             }
-        }
-        if let Some((t0, ts0, rate)) = self.drift_ref {
-            let local = now.saturating_duration_since(t0).total_micros() as i64;
-            if local >= 1_000_000 {
-                let media_frames = i64::from(h.timestamp.wrapping_sub(ts0));
-                let media = media_frames * 1_000_000 / i64::from(rate);
-                let ppm = (media - local) * 1_000_000 / local;
-                self.stats.drift_ppm = ppm.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        };
+        let local = now.saturating_duration_since(d.t0).total_micros() as i64;
+        let media = i64::from(h.timestamp.wrapping_sub(d.ts0)) * 1_000_000 / i64::from(rate);
+        let transit = local - media;
+        let mut d = d;
+        if local < DRIFT_WINDOW_US {
+            d.first_min = d.first_min.min(transit);
+            d.window_start = d.t0 + Duration::from_micros(DRIFT_WINDOW_US as u64);
+        } else {
+            let in_window = now.saturating_duration_since(d.window_start).total_micros() as i64;
+            if in_window >= DRIFT_WINDOW_US {
+                if d.window_min != i64::MAX && d.first_min != i64::MAX {
+                    let span = d
+                        .window_start
+                        .saturating_duration_since(d.t0)
+                        .total_micros() as i64;
+                    if span > 0 {
+                        let ppm = -(d.window_min - d.first_min) * 1_000_000 / span;
+                        self.stats.drift_ppm =
+                            ppm.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+                    }
+                }
+                d.window_start = now;
+                d.window_min = i64::MAX;
             }
+            d.window_min = d.window_min.min(transit);
         }
+        self.drift_ref = Some(d);
     }
 
     /// Frames buffered ahead of the play position (holes included).
@@ -626,8 +668,19 @@ pub(crate) fn conformance(report: &mut crate::conformance::Report) {
     let c = p.pull(t, 48, &mut out);
     report.check(
         "playout conceal one lost",
-        (a.kind, b.kind, c.kind, p.stats().lost, p.stats().concealed_frames)
-            == (FrameKind::Played, FrameKind::Concealed, FrameKind::Played, 1, 48),
+        (
+            a.kind,
+            b.kind,
+            c.kind,
+            p.stats().lost,
+            p.stats().concealed_frames,
+        ) == (
+            FrameKind::Played,
+            FrameKind::Concealed,
+            FrameKind::Played,
+            1,
+            48,
+        ),
     );
 }
 

@@ -18,6 +18,9 @@
 //! - [`sinks`]: Scream ingest, one socket and thread per configured sink.
 //! - [`relay`]: the audio fan-out: one sink's RTP to every subscribed
 //!   speaker with `sendmmsg`, routes changeable without a gap.
+//! - [`receiver`]: the speaker's receive pipeline (RTP -> `core::playout`
+//!   -> WAV, with statistics), sans-IO plus a plain-socket loop.
+//! - [`scream_cli`]: `scream-ice scream send|tone|relay|receive`.
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
 //! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM.
 
@@ -26,7 +29,9 @@ pub mod config;
 pub mod connect;
 pub mod http;
 pub mod probe;
+pub mod receiver;
 pub mod relay;
+pub mod scream_cli;
 pub mod serve;
 pub mod sessions;
 pub mod sinks;

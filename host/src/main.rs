@@ -40,6 +40,12 @@ enum Command {
         #[command(subcommand)]
         command: StunCommand,
     },
+    /// Scream audio tools: test senders, a fixed-destination relay, the
+    /// receive pipeline.
+    Scream {
+        #[command(subcommand)]
+        command: scream_ice_host::scream_cli::ScreamCommand,
+    },
     /// Speaker simulator: open an ICE session with a running daemon, send
     /// test datagrams it echoes, report loss and round-trip times.
     Connect {
@@ -333,6 +339,7 @@ fn main() -> ExitCode {
         Command::Stun {
             command: StunCommand::Probe { target, timeout_ms },
         } => probe(&target, timeout_ms),
+        Command::Scream { command } => scream_ice_host::scream_cli::run(command),
         Command::Connect {
             url,
             count,
