@@ -141,6 +141,12 @@ struct Slot<const BYTES: usize> {
 ///
 /// 16 slots of 1152 bytes (about 18 KiB) hold 96 ms of 48 kHz/16-bit
 /// stereo, enough for the default 40 ms target and 20 ms hysteresis.
+/// Capacity is counted in datagrams, so it is shorter in time for formats
+/// with more bytes per frame (a 1152-byte datagram of 44.1 kHz/24-bit 5.1
+/// is 1.45 ms): size `SLOTS` for the largest frame a speaker accepts, at
+/// least (target + hysteresis + jitter) / datagram duration. A datagram
+/// beyond the capacity restarts the buffer and is counted in
+/// [`Stats::overruns`].
 #[derive(Clone, Debug)]
 pub struct Playout<const SLOTS: usize = 16, const BYTES: usize = PCM_PAYLOAD_LEN> {
     config: Config,
@@ -415,17 +421,38 @@ impl<const SLOTS: usize, const BYTES: usize> Playout<SLOTS, BYTES> {
         self.drift_ref = Some(d);
     }
 
-    /// Frames buffered ahead of the play position (holes included).
-    fn depth_frames(&self) -> u64 {
+    /// Play time buffered ahead of the play position, in microseconds:
+    /// each buffered datagram at its own format, each hole as long as
+    /// the datagrams being played. O(SLOTS).
+    fn depth_us(&self) -> u64 {
         if self.ssrc.is_none() || self.max_seq < self.read_seq {
             return 0;
         }
-        let packets = self.max_seq - self.read_seq + 1;
-        let played = match self.format {
-            Some(f) => (self.read_off / f.frame_bytes()) as u64,
-            None => 0,
-        };
-        (packets * u64::from(self.frames_per_packet.max(1))).saturating_sub(played)
+        let hole = self.format.map_or(0, |f| {
+            u64::from(self.frames_per_packet) * 1_000_000 / u64::from(f.sample_rate())
+        });
+        let mut us = 0u64;
+        for seq in self.read_seq..=self.max_seq {
+            let slot = &self.slots[Self::slot_index(seq)];
+            if slot.valid && slot.seq == seq {
+                let mut bytes = usize::from(slot.len);
+                if seq == self.read_seq && self.conceal_left == 0 {
+                    bytes = bytes.saturating_sub(self.read_off);
+                }
+                let frames = (bytes / slot.format.frame_bytes()) as u64;
+                us += frames * 1_000_000 / u64::from(slot.format.sample_rate());
+            } else {
+                us += hole;
+            }
+        }
+        us
+    }
+
+    /// [`Self::depth_us`] in frames of the format being played.
+    fn depth_frames(&self) -> u64 {
+        self.format.map_or(0, |f| {
+            self.depth_us() * u64::from(f.sample_rate()) / 1_000_000
+        })
     }
 
     /// Pull up to `max_frames` frames for the device at `now` into `out`
@@ -509,7 +536,7 @@ impl<const SLOTS: usize, const BYTES: usize> Playout<SLOTS, BYTES> {
                     self.stats.played_frames += 1;
                     written += 1;
                     let next_in_slot = self.read_off + 2 * fb <= usize::from(slot.len);
-                    match self.correction(fmt, next_in_slot) {
+                    match self.correction(next_in_slot) {
                         Correction::Drop => {
                             // Skip the next frame (if this datagram has one).
                             self.stats.dropped_frames += 1;
@@ -588,14 +615,19 @@ impl<const SLOTS: usize, const BYTES: usize> Playout<SLOTS, BYTES> {
 
     /// Whether to drop or repeat a frame now. `can_drop`: the next frame
     /// is in the same datagram (a drop never crosses a datagram).
-    fn correction(&mut self, fmt: ScreamFormat, can_drop: bool) -> Correction {
-        // Smoothed depth, Q8 frames; time constant about 4096 frames.
-        let depth = (self.depth_frames() as i64) << 8;
-        if self.depth_ema == 0 {
-            self.depth_ema = depth;
-        }
-        self.depth_ema += (depth - self.depth_ema) >> 12;
+    fn correction(&mut self, can_drop: bool) -> Correction {
         self.frames_since_correction += 1;
+        // Smoothed depth in µs (Q8), sampled every 32 frames; time
+        // constant 2048 samples (65536 frames, 1.4 s at 48 kHz): clock
+        // drift is slow, while bursts, jitter and the drain at the end of
+        // a stream are short and must not trigger corrections.
+        if self.frames_since_correction % 32 == 0 {
+            let depth = (self.depth_us() as i64) << 8;
+            if self.depth_ema == 0 {
+                self.depth_ema = depth;
+            }
+            self.depth_ema += (depth - self.depth_ema) >> 11;
+        }
         if self.config.max_correction_ppm == 0 {
             return Correction::None;
         }
@@ -603,8 +635,8 @@ impl<const SLOTS: usize, const BYTES: usize> Playout<SLOTS, BYTES> {
         if self.frames_since_correction < min_gap {
             return Correction::None;
         }
-        let target = fmt.frames_in_duration(self.config.target) as i64;
-        let hyst = fmt.frames_in_duration(self.config.hysteresis) as i64;
+        let target = self.config.target.total_micros() as i64;
+        let hyst = self.config.hysteresis.total_micros() as i64;
         let ema = self.depth_ema >> 8;
         if ema > target + hyst && can_drop {
             self.frames_since_correction = 0;

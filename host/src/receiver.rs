@@ -24,9 +24,11 @@ use scream_ice_core::Instant;
 use scream_ice_core::playout::{Config, FrameKind, Playout, Stats};
 use scream_ice_core::scream::{MAX_FRAME_BYTES, ScreamFormat};
 
-/// Slots of the host receiver's buffer: 64 datagrams (384 ms of 48 kHz
-/// stereo 16-bit), room for targets up to about 250 ms.
-pub const SLOTS: usize = 64;
+/// Slots of the host receiver's buffer: 256 datagrams. Capacity in time
+/// depends on the format (a datagram is 6 ms of 48 kHz/16-bit stereo but
+/// only 1.45 ms of 44.1 kHz/24-bit 5.1): 370 ms at the smallest common
+/// datagram, room for a 250 ms target.
+pub const SLOTS: usize = 256;
 
 /// One WAV file written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,15 +60,15 @@ impl Report {
         let s = &self.stats;
         let mut v = vec![
             format!(
-                "received {} datagrams, lost {}, late {}, duplicates {}, invalid {}",
-                s.received, s.lost, s.late, s.duplicates, s.invalid
+                "received {} datagrams, lost {}, late {}, duplicates {}, invalid {}, overruns {}",
+                s.received, s.lost, s.late, s.duplicates, s.invalid, s.overruns
             ),
             format!(
-                "played {} frames, concealed {} (loss) + {} (underrun)",
+                "played {} frames, concealed {} (loss), underrun {}",
                 s.played_frames, s.concealed_frames, s.underrun_frames
             ),
             format!(
-                "jitter {:.2} ms, latency {:.1} ms (mean buffer depth), drift {} ppm, corrections: {} dropped, {} repeated",
+                "jitter {:.2} ms, latency {:.1} ms (mean buffer depth), drift {} ppm, drift corrections: dropped {}, repeated {}",
                 self.jitter_ms,
                 self.mean_latency_ms,
                 s.drift_ppm,

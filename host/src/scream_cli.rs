@@ -100,6 +100,9 @@ pub enum ScreamCommand {
         /// Playout target latency in ms.
         #[arg(long, default_value_t = 40)]
         target_ms: u64,
+        /// Drift correction limit in frames per million (0: off).
+        #[arg(long, default_value_t = 1000)]
+        max_correction_ppm: u32,
     },
 }
 
@@ -135,7 +138,15 @@ pub fn run(cmd: ScreamCommand) -> ExitCode {
             seconds,
             idle_stop_ms,
             target_ms,
-        } => receive(listen, wav, seconds, idle_stop_ms, target_ms),
+            max_correction_ppm,
+        } => receive(
+            listen,
+            wav,
+            seconds,
+            idle_stop_ms,
+            target_ms,
+            max_correction_ppm,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -254,10 +265,14 @@ impl Pacer {
 }
 
 fn send_files(files: &[PathBuf], to: SocketAddr, ppm: f64) -> Result<(), String> {
+    // Read everything first: reading between files would pause the stream.
+    let streams = files
+        .iter()
+        .map(|f| read_wav(f))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut pacer = Pacer::new(to, ppm).map_err(|e| e.to_string())?;
-    for f in files {
-        let (format, pcm) = read_wav(f)?;
-        pacer.send(&format, &pcm).map_err(|e| e.to_string())?;
+    for (format, pcm) in &streams {
+        pacer.send(format, pcm).map_err(|e| e.to_string())?;
     }
     println!("sent {} datagrams", pacer.sent);
     Ok(())
@@ -305,11 +320,13 @@ fn receive(
     seconds: Option<f64>,
     idle_stop_ms: u64,
     target_ms: u64,
+    max_correction_ppm: u32,
 ) -> Result<(), String> {
     let socket = UdpSocket::bind(listen).map_err(|e| format!("cannot bind {listen}: {e}"))?;
     crate::relay::grow_receive_buffer(&socket, 1 << 20);
     let config = scream_ice_core::playout::Config {
         target: scream_ice_core::Duration::from_millis(target_ms),
+        max_correction_ppm,
         ..Default::default()
     };
     let opts = crate::receiver::ReceiveOptions {
