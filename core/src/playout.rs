@@ -621,7 +621,7 @@ impl<const SLOTS: usize, const BYTES: usize> Playout<SLOTS, BYTES> {
         // constant 2048 samples (65536 frames, 1.4 s at 48 kHz): clock
         // drift is slow, while bursts, jitter and the drain at the end of
         // a stream are short and must not trigger corrections.
-        if self.frames_since_correction % 32 == 0 {
+        if self.frames_since_correction.is_multiple_of(32) {
             let depth = (self.depth_us() as i64) << 8;
             if self.depth_ema == 0 {
                 self.depth_ema = depth;
