@@ -160,12 +160,7 @@ impl Sink {
     /// Start ingesting from an already bound socket. SSRC, first sequence
     /// number and first timestamp are random (RFC 3550 §5.1).
     pub fn start_on(name: String, socket: UdpSocket, relay: Relay) -> std::io::Result<Sink> {
-        let mut r = [0u8; 10];
-        getrandom::fill(&mut r).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let ssrc = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
-        let seq = u16::from_le_bytes([r[4], r[5]]);
-        let ts = u32::from_le_bytes([r[6], r[7], r[8], r[9]]);
-        let packetizer = Packetizer::new(ssrc, seq, ts, SILENCE_GAP);
+        let packetizer = random_packetizer()?;
         socket.set_read_timeout(Some(std::time::Duration::from_millis(100)))?;
         let local = socket.local_addr()?;
         let stats = Arc::new(Mutex::new(SinkStats::default()));
@@ -174,7 +169,7 @@ impl Sink {
             .name(format!("sink-{name}"))
             .spawn({
                 let (stats, stop, relay) = (stats.clone(), stop.clone(), relay.clone());
-                move || ingest(socket, packetizer, relay.forwarder(), &stats, &stop)
+                move || run_ingest(&socket, packetizer, relay.forwarder(), &stats, &stop)
             })?;
         Ok(Sink {
             name,
@@ -216,8 +211,23 @@ impl Drop for Sink {
     }
 }
 
-fn ingest(
-    socket: UdpSocket,
+/// A packetizer with a random SSRC, first sequence number and first
+/// timestamp (RFC 3550 §5.1).
+pub fn random_packetizer() -> std::io::Result<Packetizer> {
+    let mut r = [0u8; 10];
+    getrandom::fill(&mut r).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let ssrc = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+    let seq = u16::from_le_bytes([r[4], r[5]]);
+    let ts = u32::from_le_bytes([r[6], r[7], r[8], r[9]]);
+    Ok(Packetizer::new(ssrc, seq, ts, SILENCE_GAP))
+}
+
+/// The ingest loop a [`Sink`] runs on its thread, public so a caller
+/// can run it on a thread it measures (the fan-out benchmark does): until
+/// `stop`, receive Scream from `socket` (whose read timeout bounds how
+/// long `stop` takes to be seen), frame it, forward it.
+pub fn run_ingest(
+    socket: &UdpSocket,
     mut packetizer: Packetizer,
     mut fwd: Forwarder,
     stats: &Mutex<SinkStats>,
