@@ -347,3 +347,74 @@ pub fn receive_udp(socket: &UdpSocket, opts: &ReceiveOptions) -> std::io::Result
     }
     r.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scream_ice_core::Duration;
+    use scream_ice_core::scream::{MAX_PREFIX_LEN, Packetizer};
+
+    /// Packetize Scream datagrams as the router does and feed the RTP to a
+    /// receiver on a virtual clock: the WAV holds exactly the PCM sent, in
+    /// one file per format.
+    #[test]
+    fn virtual_clock_stream_is_written_exactly_per_format() {
+        let dir = std::env::temp_dir().join(format!("scream-ice-rx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wav = dir.join("out.wav");
+        let config = Config {
+            max_correction_ppm: 0,
+            ..Config::default()
+        };
+        let mut rx = Receiver::new(config, &wav);
+        let mut pk = Packetizer::new(1, 0, 0, Duration::from_millis(50));
+        let formats = [
+            ScreamFormat::new(48_000, 16, 2, 3).unwrap(),
+            ScreamFormat::new(44_100, 24, 6, 0x060F).unwrap(),
+        ];
+        let mut sent: Vec<Vec<u8>> = vec![Vec::new(), Vec::new()];
+        let mut t = 0u64;
+        let mut prefix = [0u8; MAX_PREFIX_LEN];
+        for (fi, f) in formats.iter().enumerate() {
+            for k in 0..100u32 {
+                let mut d = vec![0u8; 5 + 1152];
+                d[..5].copy_from_slice(&f.to_header());
+                for (i, b) in d[5..].iter_mut().enumerate() {
+                    *b = (i as u32 * 31 + k * 7 + fi as u32) as u8;
+                }
+                sent[fi].extend_from_slice(&d[5..]);
+                let now = Instant::from_micros(t);
+                let p = pk.packetize(now, &d, &mut prefix).unwrap();
+                let mut rtp = prefix[..p.prefix_len].to_vec();
+                rtp.extend_from_slice(&d[5..]);
+                rx.handle_datagram(now, &rtp);
+                let step = f.duration_of(f.frames_in(1152).unwrap()).total_micros();
+                // Tick every millisecond up to the next datagram.
+                let next = t + step;
+                while t < next {
+                    t += 1000.min(next - t);
+                    rx.tick(Instant::from_micros(t)).unwrap();
+                }
+            }
+        }
+        for _ in 0..500 {
+            t += 1000;
+            rx.tick(Instant::from_micros(t)).unwrap();
+        }
+        let report = rx.finish().unwrap();
+        assert_eq!(report.segments.len(), 2, "{:?}", report.lines());
+        assert_eq!(report.stats.lost, 0);
+        assert_eq!(report.stats.concealed_frames, 0);
+        for (seg, (f, pcm)) in report.segments.iter().zip(formats.iter().zip(&sent)) {
+            assert_eq!(seg.format, *f);
+            let mut r = hound::WavReader::open(&seg.path).unwrap();
+            assert_eq!(r.spec().sample_rate, f.sample_rate());
+            let mut bytes = Vec::new();
+            for s in r.samples::<i32>() {
+                bytes.extend_from_slice(&s.unwrap().to_le_bytes()[..f.sample_bytes()]);
+            }
+            assert!(bytes == *pcm, "{} differs", seg.path.display());
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
