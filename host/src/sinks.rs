@@ -275,11 +275,66 @@ pub fn run_ingest(
     }
 }
 
+/// Every configured sink of a router, by name: what the session layer
+/// subscribes a speaker to (`POST /api/ice/sessions?sink=NAME`, once the
+/// speaker sessions carry audio).
+#[derive(Debug, Default)]
+pub struct SinkSet {
+    sinks: Vec<Sink>,
+}
+
+impl SinkSet {
+    /// Start every sink in `configs`, each relaying from `sockets` (the
+    /// router's media sockets, one per local address).
+    pub fn start(configs: &[SinkConfig], sockets: &[Arc<UdpSocket>]) -> std::io::Result<SinkSet> {
+        let mut sinks = Vec::with_capacity(configs.len());
+        for c in configs {
+            let relay = Relay::new(sockets.to_vec())?;
+            let sink = Sink::start(c, relay).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("sink {:?}: cannot listen: {e}", c.name))
+            })?;
+            sinks.push(sink);
+        }
+        Ok(SinkSet { sinks })
+    }
+
+    /// The sink called `name`.
+    pub fn get(&self, name: &str) -> Option<&Sink> {
+        self.sinks.iter().find(|s| s.name() == name)
+    }
+
+    /// Every sink, in config order.
+    pub fn iter(&self) -> impl Iterator<Item = &Sink> {
+        self.sinks.iter()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::relay::Route;
     use scream_ice_core::scream::rtp;
+
+    #[test]
+    fn sink_set_by_name() {
+        let out = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let configs = [
+            SinkConfig {
+                name: "a".into(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+            },
+            SinkConfig {
+                name: "b".into(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+            },
+        ];
+        let set = SinkSet::start(&configs, &[out]).unwrap();
+        assert_eq!(set.iter().count(), 2);
+        let b = set.get("b").unwrap();
+        assert_ne!(b.local_addr(), set.get("a").unwrap().local_addr());
+        assert!(set.get("c").is_none());
+        assert!(b.relay().is_empty());
+    }
 
     #[test]
     fn listen_forms() {
