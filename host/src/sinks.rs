@@ -408,3 +408,94 @@ mod tests {
         assert_eq!(s.format, Some(f));
     }
 }
+
+#[cfg(test)]
+mod route_change {
+    use super::*;
+    use crate::relay::Route;
+    use scream_ice_core::scream::rtp;
+    use std::time::Duration as StdDuration;
+
+    /// A speaker's address changes mid-stream (what an ICE restart or a
+    /// new selected pair does to the relay): the next datagram goes to the
+    /// new address, sequence numbers continue with none missing, and the
+    /// gap seen by the speaker stays within two datagram periods.
+    #[test]
+    fn moving_a_subscriber_mid_stream_loses_nothing() {
+        let relay = Relay::new(vec![Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap())]).unwrap();
+        let (a, b) = (
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        );
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(StdDuration::from_secs(2))).unwrap();
+        }
+        let id = relay
+            .subscribe(Route {
+                socket: 0,
+                destination: a.local_addr().unwrap(),
+            })
+            .unwrap();
+        let sink = Sink::start(
+            &SinkConfig {
+                name: "s".into(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+            },
+            relay.clone(),
+        )
+        .unwrap();
+        let to = sink.local_addr();
+        let sender = std::thread::spawn(move || {
+            let mut p = crate::scream_cli::Pacer::new(to, 0.0).unwrap();
+            let pcm = vec![0u8; 1152 * 100];
+            p.send(&ScreamFormat::STEREO_48K_16, &pcm).unwrap();
+        });
+        // Both speakers' sockets record arrivals concurrently until the
+        // stream has been quiet for 300 ms.
+        let record = |s: UdpSocket| {
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(StdDuration::from_millis(300)))
+                    .unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 2048];
+                while let Ok(len) = s.recv(&mut buf) {
+                    let (h, _) = rtp::Header::parse(&buf[..len]).unwrap();
+                    got.push((h.sequence, std::time::Instant::now()));
+                }
+                got
+            })
+        };
+        let (ra, rb) = (record(a), record(b.try_clone().unwrap()));
+        std::thread::sleep(StdDuration::from_millis(240));
+        relay
+            .set_route(
+                id,
+                Route {
+                    socket: 0,
+                    destination: b.local_addr().unwrap(),
+                },
+            )
+            .unwrap();
+        let (on_a, on_b) = (ra.join().unwrap(), rb.join().unwrap());
+        sender.join().unwrap();
+        assert!(
+            on_a.len() > 10 && on_b.len() > 10,
+            "{} then {}",
+            on_a.len(),
+            on_b.len()
+        );
+        assert_eq!(on_a.len() + on_b.len(), 100);
+        let seqs: Vec<u16> = on_a.iter().chain(&on_b).map(|x| x.0).collect();
+        for w in seqs.windows(2) {
+            assert_eq!(w[1], w[0].wrapping_add(1), "sequence continues: {seqs:?}");
+        }
+        let gap = on_b[0].1.saturating_duration_since(on_a.last().unwrap().1);
+        println!(
+            "route change: last datagram on the old address to first on the new: {:.2} ms",
+            gap.as_secs_f64() * 1e3
+        );
+        // One datagram period is 6 ms; allow scheduling noise on a loaded
+        // machine up to a second period.
+        assert!(gap < StdDuration::from_millis(12), "gap {gap:?}");
+    }
+}
