@@ -399,8 +399,11 @@ mod tests {
         assert_eq!((h2.payload_type, h2.marker), (99, true));
         assert_eq!(h2.sequence, h1.sequence.wrapping_add(1));
         assert_eq!(h2.ssrc, h1.ssrc);
+        // The stats are updated after each forward: wait for all three.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while sink.stats().invalid == 0 && std::time::Instant::now() < deadline {
+        while (sink.stats().invalid, sink.stats().datagrams) != (1, 2)
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let s = sink.stats();
@@ -494,8 +497,21 @@ mod route_change {
             "route change: last datagram on the old address to first on the new: {:.2} ms",
             gap.as_secs_f64() * 1e3
         );
-        // One datagram period is 6 ms; allow scheduling noise on a loaded
-        // machine up to a second period.
-        assert!(gap < StdDuration::from_millis(12), "gap {gap:?}");
+        // The switch costs no more than an ordinary datagram interval:
+        // bounded by the largest gap between consecutive arrivals on
+        // either address (6 ms when the machine is quiet, more when its
+        // scheduler delays the sender) plus 2 ms, and by 50 ms absolutely.
+        let worst = |v: &[(u16, std::time::Instant)]| {
+            v.windows(2)
+                .map(|w| w[1].1.saturating_duration_since(w[0].1))
+                .max()
+                .unwrap_or_default()
+        };
+        let ordinary = worst(&on_a).max(worst(&on_b));
+        assert!(
+            gap <= ordinary + StdDuration::from_millis(2),
+            "switch gap {gap:?}, ordinary worst {ordinary:?}"
+        );
+        assert!(gap < StdDuration::from_millis(50), "gap {gap:?}");
     }
 }
