@@ -2,7 +2,7 @@
 //!
 //! A [`Relay`] owns a set of subscribers, each with a [`Route`] (which of
 //! the relay's sockets to send from, and the destination: the speaker's
-//! side of its selected ICE pair). [`Relay::forward`] sends one datagram
+//! side of its selected ICE pair). [`Forwarder::forward`] sends one datagram
 //! to all of them with `sendmmsg(2)`: one system call per up to
 //! [`BATCH`] subscribers of a socket, each message two iovecs (the RTP
 //! prefix, shared by all, and the PCM, borrowed from the ingest buffer).
@@ -262,9 +262,10 @@ impl Forwarder {
     }
 
     /// Send one RTP datagram to every subscriber: `prefix` is the RTP
-    /// header (and, for PT 127, the Scream header) without the marker
-    /// bit, `pcm` the payload. Subscribers due a marker get it set in a
-    /// copy of the prefix. Returns the messages sent.
+    /// header (and, for PT 127, the Scream header) as the sink framed it
+    /// (its marker set after silence or a format change), `pcm` the
+    /// payload. Subscribers due their first-datagram marker get it set in
+    /// a copy of the prefix. Returns the messages sent. Allocates nothing.
     pub fn forward(&mut self, prefix: &[u8], pcm: &[u8]) -> usize {
         let mut g = self.relay.lock();
         let inner = &mut *g;
