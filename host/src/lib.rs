@@ -22,15 +22,23 @@
 //!   -> WAV, with statistics), sans-IO plus a plain-socket loop.
 //! - [`scream_cli`]: `scream-ice scream send|tone|relay|receive`.
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
-//! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM.
+//! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM;
+//!   SIGHUP reloads the config file ([`reload`]).
+//! - [`migrate`]: `scream-ice migrate` and `rollback`, writing through
+//!   [`atomic`] (backup, temporary file, fsync, validation, rename).
+//! - [`cli`]: the clap types of the command line.
 
+pub mod atomic;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connect;
 pub mod http;
+pub mod migrate;
 pub mod probe;
 pub mod receiver;
 pub mod relay;
+pub mod reload;
 pub mod scream_cli;
 pub mod serve;
 pub mod sessions;
