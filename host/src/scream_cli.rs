@@ -18,6 +18,22 @@ use scream_ice_core::scream::{self, PCM_PAYLOAD_LEN, ScreamFormat};
 use crate::relay::{Relay, Route};
 use crate::sinks::{Sink, SinkConfig, SinkListen};
 
+/// Where a test sender sends, and how its clock runs.
+#[derive(clap::Args, Debug)]
+pub struct Target {
+    /// Destination (a sink's listen address).
+    #[arg(long, value_name = "IP:PORT")]
+    pub to: SocketAddr,
+    /// Clock error of this sender: positive runs fast.
+    #[arg(
+        long,
+        value_name = "PPM",
+        default_value_t = 0.0,
+        allow_hyphen_values = true
+    )]
+    pub ppm: f64,
+}
+
 /// `scream-ice scream` subcommands.
 #[derive(Subcommand, Debug)]
 #[non_exhaustive]
@@ -28,23 +44,15 @@ pub enum ScreamCommand {
         /// 16-, 24- or 32-bit integer PCM WAV files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Destination (a sink's listen address).
-        #[arg(long, value_name = "IP:PORT")]
-        to: SocketAddr,
-        /// Clock error of this sender: positive runs fast.
-        #[arg(
-            long,
-            value_name = "PPM",
-            default_value_t = 0.0,
-            allow_hyphen_values = true
-        )]
-        ppm: f64,
+        /// Destination and clock error.
+        #[command(flatten)]
+        target: Target,
     },
     /// Send a sine tone as a Scream stream.
     Tone {
-        /// Destination (a sink's listen address).
-        #[arg(long, value_name = "IP:PORT")]
-        to: SocketAddr,
+        /// Destination and clock error.
+        #[command(flatten)]
+        target: Target,
         /// Seconds of tone.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
@@ -60,14 +68,6 @@ pub enum ScreamCommand {
         /// Channels (1..=8).
         #[arg(long, default_value_t = 2)]
         channels: u8,
-        /// Clock error of this sender: positive runs fast.
-        #[arg(
-            long,
-            value_name = "PPM",
-            default_value_t = 0.0,
-            allow_hyphen_values = true
-        )]
-        ppm: f64,
     },
     /// Ingest one sink and relay its RTP to fixed destinations (no ICE):
     /// for tests and for a speaker on a known address.
@@ -109,20 +109,19 @@ pub enum ScreamCommand {
 /// Run a `scream` subcommand; prints one line on error.
 pub fn run(cmd: ScreamCommand) -> ExitCode {
     let result = match cmd {
-        ScreamCommand::Send { files, to, ppm } => send_files(&files, to, ppm),
+        ScreamCommand::Send { files, target } => send_files(&files, target.to, target.ppm),
         ScreamCommand::Tone {
-            to,
+            target,
             seconds,
             freq,
             rate,
             bits,
             channels,
-            ppm,
         } => ScreamFormat::new(rate, bits, channels, default_mask(channels))
             .map_err(|e| e.to_string())
             .and_then(|f| {
                 let pcm = tone(&f, freq, seconds);
-                let mut pacer = Pacer::new(to, ppm).map_err(|e| e.to_string())?;
+                let mut pacer = Pacer::new(target.to, target.ppm).map_err(|e| e.to_string())?;
                 pacer.send(&f, &pcm).map_err(|e| e.to_string())?;
                 println!("sent {} datagrams", pacer.sent);
                 Ok(())
