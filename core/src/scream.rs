@@ -32,7 +32,8 @@
 //!
 //! So PT 97 is 44.1 kHz/16-bit 5.1, PT 102 is 48 kHz/16-bit stereo, PT 104
 //! is 48 kHz/24-bit stereo and PT 127 covers every other format exactly.
-//! In SDP terms the router announces e.g. `a=rtpmap:102 X-SCREAM/48000/2`.
+//! In SDP terms the router announces e.g. `a=rtpmap:102 X-SCREAM/48000/2`
+//! ([`Rtpmap`]).
 //!
 //! Everything here is `no_std`, allocation-free and never panics on any
 //! input; views borrow the caller's bytes and writers fill the caller's
@@ -328,6 +329,25 @@ pub fn format_for_payload_type(pt: u8) -> Option<ScreamFormat> {
         channels,
         mask,
     })
+}
+
+/// The SDP `a=rtpmap` line that announces `format` in a session
+/// (RFC 8866 §6.6): `a=rtpmap:PT X-SCREAM/RATE/CHANNELS`; for the
+/// self-describing PT 127 the rate and channels are those of `format` at
+/// the time of the announcement. Written with `Display`, no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rtpmap(pub ScreamFormat);
+
+impl fmt::Display for Rtpmap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (pt, _) = payload_type_for(&self.0);
+        write!(
+            f,
+            "a=rtpmap:{pt} X-SCREAM/{}/{}",
+            self.0.sample_rate(),
+            self.0.channels()
+        )
+    }
 }
 
 /// Split an RTP payload of type `pt` into its Scream format and PCM,

@@ -118,6 +118,17 @@ fn payload_type_table() {
 }
 
 #[test]
+fn rtpmap_lines() {
+    use std::string::ToString;
+    let f = ScreamFormat::new(48_000, 16, 2, 3).unwrap();
+    assert_eq!(Rtpmap(f).to_string(), "a=rtpmap:102 X-SCREAM/48000/2");
+    let f = ScreamFormat::new(44_100, 24, 6, 0x060F).unwrap();
+    assert_eq!(Rtpmap(f).to_string(), "a=rtpmap:99 X-SCREAM/44100/6");
+    let f = ScreamFormat::new(48_000, 16, 8, 0x063F).unwrap();
+    assert_eq!(Rtpmap(f).to_string(), "a=rtpmap:127 X-SCREAM/48000/8");
+}
+
+#[test]
 fn rtp_header_vector() {
     // V=2, M=1, PT=102, seq 0x1234, ts 0x00000120, SSRC 0xDEADBEEF.
     let bytes = [
