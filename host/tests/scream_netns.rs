@@ -81,6 +81,7 @@ fn stream(
     files: &[PathBuf],
     listen: SocketAddr,
     relay_to: SocketAddr,
+    sink: &str,
     tag: &str,
 ) -> (String, PathBuf) {
     let out = lab.dir().join(format!("{tag}.wav"));
@@ -112,7 +113,7 @@ fn stream(
             "scream",
             "relay",
             "--listen",
-            "127.0.0.1:4010",
+            sink,
             "--to",
             &relay_to.to_string(),
             "--seconds",
@@ -125,7 +126,12 @@ fn stream(
     std::thread::sleep(Duration::from_millis(300));
     let mut args = vec!["scream".to_string(), "send".to_string()];
     args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
-    args.extend(["--to".to_string(), "127.0.0.1:4010".to_string()]);
+    let send_to = if sink.contains(':') {
+        sink.to_string()
+    } else {
+        format!("{sink}:4010")
+    };
+    args.extend(["--to".to_string(), send_to]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let st = in_ns(&lab.ns("router"), &args).status().unwrap();
     assert!(st.success());
@@ -177,7 +183,7 @@ fn bit_exact_across_three_formats_and_two_format_changes() {
     let Some(lab) = lab() else { return };
     let files = inputs(&lab);
     let speaker = SocketAddr::from((SPK, 5000));
-    let (report, out) = stream(&lab, 0, &files, speaker, speaker, "exact");
+    let (report, out) = stream(&lab, 0, &files, speaker, speaker, "127.0.0.1:4010", "exact");
     println!("{report}");
     assert_eq!(count(&report, "lost"), 0, "{report}");
     assert_eq!(count(&report, "concealed"), 0, "{report}");
@@ -211,6 +217,30 @@ fn bit_exact_across_three_formats_and_two_format_changes() {
         assert_eq!(pcm.len(), x.len() * format.sample_bytes());
     }
     assert!(!out.with_file_name("exact-3.wav").exists());
+}
+
+/// Scream's default transport: the sink joined to 239.255.77.77:4010 in
+/// the router's namespace, the sender sending to the group there.
+#[test]
+fn multicast_sink_relays_exactly() {
+    let Some(lab) = lab() else { return };
+    let f = ScreamFormat::new(48_000, 16, 2, 3).unwrap();
+    let input = lab.dir().join("mc-in.wav");
+    write_wav(&input, &f, 1.0, 500.0);
+    let speaker = SocketAddr::from((SPK, 5000));
+    let (report, out) = stream(
+        &lab,
+        0,
+        &[input.clone()],
+        speaker,
+        speaker,
+        "239.255.77.77",
+        "mc",
+    );
+    println!("{report}");
+    assert_eq!(count(&report, "received"), 167, "{report}");
+    assert_eq!(count(&report, "lost"), 0, "{report}");
+    assert!(samples(&input) == samples(&out), "multicast stream differs");
 }
 
 /// What the proxy did, by sequence index of arrival.
@@ -279,7 +309,15 @@ fn impaired_run(
     let speaker = SocketAddr::from(([127, 0, 0, 1], 5001));
     let p = proxy(lab.ns("spk"), proxy_at, speaker, drop, swap);
     std::thread::sleep(Duration::from_millis(100));
-    let (report, out) = stream(&lab, 1000, &[input], speaker, proxy_at, tag);
+    let (report, out) = stream(
+        &lab,
+        1000,
+        &[input],
+        speaker,
+        proxy_at,
+        "127.0.0.1:4010",
+        tag,
+    );
     let did = p.join().unwrap();
     println!("{report}\nproxy: {did:?}");
     Some((report, did, out))
