@@ -231,7 +231,7 @@ fn multicast_sink_relays_exactly() {
     let (report, out) = stream(
         &lab,
         0,
-        &[input.clone()],
+        std::slice::from_ref(&input),
         speaker,
         speaker,
         "239.255.77.77",
