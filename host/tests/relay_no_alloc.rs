@@ -16,12 +16,19 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 fn main() {
-    let rx = UdpSocket::bind("0.0.0.0:0").unwrap();
-    grow_receive_buffer(&rx, 64 << 20);
-    rx.set_nonblocking(true).unwrap();
-    let port = rx.local_addr().unwrap().port();
+    // 60 subscribers per receiving socket: one fan-out's share fits even
+    // an unprivileged default receive buffer.
+    let rxs: Vec<UdpSocket> = (0..5)
+        .map(|_| {
+            let rx = UdpSocket::bind("0.0.0.0:0").unwrap();
+            grow_receive_buffer(&rx, 64 << 20);
+            rx.set_nonblocking(true).unwrap();
+            rx
+        })
+        .collect();
     let relay = Relay::new(vec![Arc::new(UdpSocket::bind("0.0.0.0:0").unwrap())]).unwrap();
     for j in 0..300u32 {
+        let port = rxs[(j / 60) as usize].local_addr().unwrap().port();
         let ip = std::net::Ipv4Addr::new(127, 0, (j / 250) as u8 + 1, (j % 250) as u8 + 1);
         relay
             .subscribe(Route {
@@ -44,8 +51,10 @@ fn main() {
             .packetize(Instant::from_micros(i * 6000), &d, &mut prefix)
             .unwrap();
         sent += fwd.forward(&prefix[..p.prefix_len], &d[scream::HEADER_LEN..]);
-        while rx.recv(&mut sink).is_ok() {
-            drained += 1;
+        for rx in &rxs {
+            while rx.recv(&mut sink).is_ok() {
+                drained += 1;
+            }
         }
     }
     let c = hot.change();
@@ -54,8 +63,10 @@ fn main() {
         0,
         "the fan-out path allocated: {c:?}"
     );
-    while rx.recv(&mut sink).is_ok() {
-        drained += 1;
+    for rx in &rxs {
+        while rx.recv(&mut sink).is_ok() {
+            drained += 1;
+        }
     }
     assert_eq!(sent, 200 * 300);
     assert_eq!(drained, 200 * 300, "every message arrived");
