@@ -80,7 +80,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Error::Truncated => "shorter than the 5-byte Scream header",
-            Error::BadRate => "Scream rate byte has multiplier 0",
+            Error::BadRate => "Scream rate is not 1 to 127 times 44.1 or 48 kHz",
             Error::BadWidth => "Scream bits per sample is not 16, 24 or 32",
             Error::BadChannels => "Scream channel count is not 1..=8",
             Error::PartialFrame => "Scream PCM is empty or not a whole number of frames",
