@@ -81,6 +81,9 @@ pub enum ScreamCommand {
         /// Stop after this many seconds (default: run until killed).
         #[arg(long)]
         seconds: Option<f64>,
+        /// Stop once the stream has run and then paused this many ms.
+        #[arg(long, value_name = "MS")]
+        idle_stop_ms: Option<u64>,
     },
     /// Receive the router's RTP on a plain UDP socket through the playout
     /// buffer, write what would play to WAV, print the statistics.
@@ -130,7 +133,13 @@ pub fn run(cmd: ScreamCommand) -> ExitCode {
             listen,
             to,
             seconds,
-        } => relay(&listen, &to, seconds),
+            idle_stop_ms,
+        } => relay(
+            &listen,
+            &to,
+            seconds,
+            idle_stop_ms.map(Duration::from_millis),
+        ),
         ScreamCommand::Receive {
             listen,
             wav,
@@ -277,7 +286,12 @@ fn send_files(files: &[PathBuf], to: SocketAddr, ppm: f64) -> Result<(), String>
     Ok(())
 }
 
-fn relay(listen: &str, to: &[SocketAddr], seconds: Option<f64>) -> Result<(), String> {
+fn relay(
+    listen: &str,
+    to: &[SocketAddr],
+    seconds: Option<f64>,
+    idle_stop: Option<Duration>,
+) -> Result<(), String> {
     let listen: SinkListen = listen.parse()?;
     let v4 = to.first().is_none_or(|a| a.is_ipv4());
     let out =
@@ -301,8 +315,15 @@ fn relay(listen: &str, to: &[SocketAddr], seconds: Option<f64>) -> Result<(), St
     .map_err(|e| format!("cannot listen: {e}"))?;
     println!("relaying {} to {} speaker(s)", sink.local_addr(), to.len());
     let end = seconds.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let mut last = (0, Instant::now());
     while end.is_none_or(|e| Instant::now() < e) {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
+        let n = sink.stats().datagrams;
+        if n != last.0 {
+            last = (n, Instant::now());
+        } else if n > 0 && idle_stop.is_some_and(|d| last.1.elapsed() >= d) {
+            break;
+        }
     }
     let s = sink.stats();
     let r = sink.relay().stats();
