@@ -19,7 +19,7 @@
 //! Subscribers are distinct destinations 127.0.k.j:P, received by one
 //! socket per 250 subscribers bound to 0.0.0.0:P.
 //!
-//! `cargo bench -p scream-ice-host --bench fanout [-- SECONDS]`
+//! `cargo bench -p scream-ice-host --bench fanout [-- SECONDS [REPEATS]]`
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -267,38 +267,78 @@ fn pct(v: &[u64], p: f64) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a bare number is the seconds per run.
-    let seconds = std::env::args()
+    // `cargo bench` passes `--bench`; bare numbers are the seconds per run
+    // and the repetitions (interleaved, to spread the machine's noise).
+    let nums: Vec<f64> = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse::<f64>().ok())
-        .unwrap_or(4.0);
+        .filter_map(|a| a.parse::<f64>().ok())
+        .collect();
+    let seconds = nums.first().copied().unwrap_or(4.0);
+    let repeats = nums.get(1).map_or(1, |r| *r as usize).max(1);
     println!(
-        "fan-out, 166.7 datagrams/s of {RTP_LEN} bytes, {seconds} s per run, loopback; latency = harness send -> kernel rx timestamp at the subscriber socket"
+        "fan-out, 166.7 datagrams/s of {RTP_LEN} bytes, {seconds} s per run, {repeats} repetition(s), loopback; latency = harness send -> kernel rx timestamp at the subscriber socket"
     );
     println!(
         "{:>5} {:>9} {:>10} {:>6} {:>9} {:>9} {:>9} {:>12}",
         "subs", "forwarder", "messages", "lost", "p50 µs", "p99 µs", "max µs", "CPU ns/msg"
     );
+    let kinds = [Kind::Relay, Kind::Sendto, Kind::Sendmmsg];
+    let mut summary = Vec::new();
     for n in [1usize, 10, 100, 1000] {
-        for kind in [Kind::Relay, Kind::Sendto, Kind::Sendmmsg] {
-            let mut o = run(kind, n, seconds);
-            o.latencies_ns.sort_unstable();
-            let name = match kind {
-                Kind::Relay => "relay",
-                Kind::Sendto => "sendto",
-                Kind::Sendmmsg => "sendmmsg",
-            };
-            println!(
-                "{:>5} {:>9} {:>10} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>12.0}",
-                n,
-                name,
-                o.sent,
-                o.sent.saturating_sub(o.received),
-                pct(&o.latencies_ns, 0.5),
-                pct(&o.latencies_ns, 0.99),
-                pct(&o.latencies_ns, 1.0),
-                o.cpu_ns as f64 / o.sent.max(1) as f64
-            );
+        let mut cpu: [Vec<f64>; 3] = Default::default();
+        let mut lost = [0u64; 3];
+        for _ in 0..repeats {
+            for (k, &kind) in kinds.iter().enumerate() {
+                let mut o = run(kind, n, seconds);
+                o.latencies_ns.sort_unstable();
+                let per = o.cpu_ns as f64 / o.sent.max(1) as f64;
+                cpu[k].push(per);
+                lost[k] += o.sent.saturating_sub(o.received);
+                println!(
+                    "{:>5} {:>9} {:>10} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>12.0}",
+                    n,
+                    name(kind),
+                    o.sent,
+                    o.sent.saturating_sub(o.received),
+                    pct(&o.latencies_ns, 0.5),
+                    pct(&o.latencies_ns, 0.99),
+                    pct(&o.latencies_ns, 1.0),
+                    per
+                );
+            }
         }
+        summary.push((
+            n,
+            cpu.map(|mut v| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            }),
+            lost,
+        ));
+    }
+    println!(
+        "median CPU ns/message over the repetitions (ratio to the sendmmsg floor), total lost:"
+    );
+    for (n, med, lost) in summary {
+        println!(
+            "{:>5}  relay {:>7.0} ({:.2}x)  sendto {:>7.0} ({:.2}x)  sendmmsg {:>7.0}  lost {}/{}/{}",
+            n,
+            med[0],
+            med[0] / med[2],
+            med[1],
+            med[1] / med[2],
+            med[2],
+            lost[0],
+            lost[1],
+            lost[2]
+        );
+    }
+}
+
+fn name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Relay => "relay",
+        Kind::Sendto => "sendto",
+        Kind::Sendmmsg => "sendmmsg",
     }
 }
