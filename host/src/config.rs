@@ -310,7 +310,7 @@ pub struct Config {
     /// `server`.
     pub server: ServerConfig,
     /// `sinks`: where Scream audio is ingested (see [`crate::sinks`]).
-    pub sinks: Vec<crate::sinks::SinkConfig>,
+    pub sinks: Sourced<Vec<crate::sinks::SinkConfig>>,
 }
 
 /// The default data directory: `$XDG_STATE_HOME/scream-ice` (or the
@@ -461,7 +461,7 @@ impl Config {
                 trusted_proxies: Sourced::default_value(Vec::new()),
                 data_dir: Sourced::default_value(default_data_dir()),
             },
-            sinks: Vec::new(),
+            sinks: Sourced::default_value(Vec::new()),
         }
     }
 
@@ -683,6 +683,7 @@ impl Config {
             }
         }
         if let Some(list) = root.sinks {
+            self.sinks.origin = at(&list.referenced);
             self.fold_sinks(list.value, &at, errors);
         }
         if let Some(server) = root.server {
@@ -748,7 +749,7 @@ impl Config {
                 errors.push(LocatedError::new(at(&name.referenced), "sinks: empty name"));
                 continue;
             }
-            if self.sinks.iter().any(|s| s.name == name.value) {
+            if self.sinks.value.iter().any(|s| s.name == name.value) {
                 errors.push(LocatedError::new(
                     at(&name.referenced),
                     format!("sinks: duplicate name {:?}", name.value),
@@ -756,7 +757,7 @@ impl Config {
                 continue;
             }
             match listen.value.parse() {
-                Ok(l) => self.sinks.push(crate::sinks::SinkConfig {
+                Ok(l) => self.sinks.value.push(crate::sinks::SinkConfig {
                     name: name.value,
                     listen: l,
                 }),
@@ -1215,6 +1216,13 @@ impl Config {
             quoted(&s.data_dir.value.display().to_string()),
             &s.data_dir.origin,
         );
+        if !self.sinks.value.is_empty() {
+            let _ = writeln!(o, "sinks:  # {}", self.sinks.origin);
+            for k in &self.sinks.value {
+                let _ = writeln!(o, "  - name: {}", quoted(&k.name));
+                let _ = writeln!(o, "    listen: {}", quoted(&k.listen.to_string()));
+            }
+        }
         o
     }
 
@@ -1343,10 +1351,14 @@ mod tests {
         let c = ok(
             "sinks:\n  - name: living-room\n    listen: 127.0.0.1:4010\n  - name: all\n    listen: 239.255.77.77\n",
         );
-        assert_eq!(c.sinks.len(), 2);
-        assert_eq!(c.sinks[0].name, "living-room");
+        assert_eq!(c.sinks.value.len(), 2);
+        assert_eq!(c.sinks.origin, file(2, 3));
+        assert_eq!(c.sinks.value[0].name, "living-room");
+        let shown = c.to_yaml_with_origins(false);
+        let again = ok(&shown);
+        assert_eq!(again.sinks.value, c.sinks.value, "{shown}");
         assert!(matches!(
-            c.sinks[1].listen,
+            c.sinks.value[1].listen,
             crate::sinks::SinkListen::Multicast { port: 4010, .. }
         ));
         let e = errors(

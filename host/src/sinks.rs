@@ -78,6 +78,17 @@ impl FromStr for SinkListen {
     }
 }
 
+impl std::fmt::Display for SinkListen {
+    /// The form [`SinkListen::from_str`] reads back: `IP:PORT`, or
+    /// `GROUP:PORT` for multicast.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkListen::Unicast(a) => write!(f, "{a}"),
+            SinkListen::Multicast { group, port, .. } => write!(f, "{group}:{port}"),
+        }
+    }
+}
+
 /// One configured sink.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SinkConfig {
