@@ -1312,6 +1312,13 @@ impl Config {
             s.data_dir.value.display(),
             s.data_dir.origin
         ));
+        let sinks: Vec<String> = self
+            .sinks
+            .value
+            .iter()
+            .map(|k| format!("{}@{}", k.name, k.listen))
+            .collect();
+        v.push(format!("sinks = {sinks:?} ({})", self.sinks.origin));
         v.push(format!("mode in force: {}", i.mode_in_force()));
         v
     }
@@ -1357,6 +1364,9 @@ mod tests {
         let shown = c.to_yaml_with_origins(false);
         let again = ok(&shown);
         assert_eq!(again.sinks.value, c.sinks.value, "{shown}");
+        assert!(c.provenance_lines().contains(
+            &"sinks = [\"living-room@127.0.0.1:4010\", \"all@239.255.77.77:4010\"] (t.yaml:2:3)".to_string()
+        ));
         assert!(matches!(
             c.sinks.value[1].listen,
             crate::sinks::SinkListen::Multicast { port: 4010, .. }
