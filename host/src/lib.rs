@@ -15,6 +15,12 @@
 //!   session per speaker, echoing its datagrams for now.
 //! - [`client`]: a minimal HTTP/1.1 client for `scream-ice connect`.
 //! - [`connect`]: `scream-ice connect`, the speaker simulator.
+//! - [`sinks`]: Scream ingest, one socket and thread per configured sink.
+//! - [`relay`]: the audio fan-out: one sink's RTP to every subscribed
+//!   speaker with `sendmmsg`, routes changeable without a gap.
+//! - [`receiver`]: the speaker's receive pipeline (RTP -> `core::playout`
+//!   -> WAV, with statistics), sans-IO plus a plain-socket loop.
+//! - [`scream_cli`]: `scream-ice scream send|tone|relay|receive`.
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
 //! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM;
 //!   SIGHUP reloads the config file ([`reload`]).
@@ -39,9 +45,13 @@ pub mod http_guard;
 pub mod limits;
 pub mod migrate;
 pub mod probe;
+pub mod receiver;
+pub mod relay;
 pub mod reload;
+pub mod scream_cli;
 pub mod serve;
 pub mod sessions;
+pub mod sinks;
 pub mod stun_responder;
 
 /// The SOFTWARE attribute value (RFC 8489 §14.14) our STUN responder sends.
