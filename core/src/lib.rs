@@ -58,6 +58,8 @@ pub mod net;
 pub mod policy;
 pub mod rollout;
 pub mod sdpfrag;
+pub mod session;
+pub mod signal;
 pub mod stun;
 pub mod time;
 pub mod url;
