@@ -90,9 +90,10 @@ use crate::agent::{
     GatheringState, Role, Transmit,
 };
 use crate::candidate::{AddressFamily, Candidate, CandidateKind, ice_chars_from, local_preference};
+use crate::net::Cidr;
 use crate::policy::{
-    Decision, FallbackStage, IceMode, NetworkType, PeerKnowledge, PolicyConfig, ServerSet, decide,
-    network_type,
+    Decision, FallbackStage, IceMode, MappingBehavior, NetworkType, PeerKnowledge, PolicyConfig,
+    ServerSet, decide, network_type,
 };
 use crate::stun::{Class, Message, Method, Repr};
 use crate::time::Instant;
@@ -106,6 +107,15 @@ pub const PWD_LEN: usize = 24;
 pub const EVENT_QUEUE: usize = 32;
 /// Resolution requests queued at most (one per STUN server the agent can use).
 pub const REQUEST_QUEUE: usize = crate::agent::MAX_STUN_SERVERS;
+/// STUN servers a session takes from the policy at most (the first ones any
+/// stage of its ladder selects); the agent uses at most this many.
+pub const MAX_SESSION_SERVERS: usize = crate::agent::MAX_STUN_SERVERS;
+/// `local_subnets` entries a session keeps for ranking its own addresses
+/// (further entries still count for the decision, which is taken at
+/// [`Session::new`], but not for local preferences).
+pub const MAX_LOCAL_SUBNETS: usize = 16;
+/// Longest STUN server host name (RFC 1035).
+pub const MAX_HOST_NAME: usize = 253;
 
 /// A STUN or TURN server of the policy: which list, which index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -121,7 +131,7 @@ pub struct ServerRef {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
-pub enum Request<'p> {
+pub enum Request<'a> {
     /// Resolve `name` (from the server's URI) and answer with
     /// [`Session::handle_resolved`]`(now, server, addresses)`; `port` is
     /// the one to put on every address.
@@ -129,7 +139,7 @@ pub enum Request<'p> {
         /// The server the name belongs to.
         server: ServerRef,
         /// The host name to look up.
-        name: &'p str,
+        name: &'a str,
         /// The port for the resolved addresses.
         port: u16,
     },
@@ -225,19 +235,36 @@ impl From<AgentError> for SessionError {
     }
 }
 
-/// A STUN server the decision selected and the session has not handed to
-/// the agent yet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct PendingServer {
-    index: u8,
-    requested: bool,
+/// Where one of the policy's STUN servers is, as the session keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ServerEntry {
+    Address(SocketAddr),
+    Name(String<MAX_HOST_NAME>, u16),
+}
+
+/// Which decisions a session can be in: one per stage, without and with
+/// symmetric-NAT evidence (the only runtime fact that changes what the
+/// policy decides for one peer address).
+type Decisions = [[Decision; 2]; 3];
+
+const fn stage_index(stage: FallbackStage) -> usize {
+    match stage {
+        FallbackStage::LocalOnly => 0,
+        FallbackStage::WithStun => 1,
+        FallbackStage::Full => 2,
+    }
 }
 
 /// One ICE session: an `Agent<L, R, P>` (`L` local candidates, `R` remote,
-/// `P` pairs) and the policy borrowed for `'p`. See the
+/// `P` pairs) and what it took from the policy at [`Session::new`] (the
+/// decisions of every stage, its STUN servers, the local subnets): it
+/// borrows nothing, so an adapter can keep it in any struct. See the
 /// [module documentation](self) for the flow and the drain rule.
-pub struct Session<'p, const L: usize, const R: usize, const P: usize> {
-    policy: PolicyConfig<'p>,
+pub struct Session<const L: usize, const R: usize, const P: usize> {
+    decisions: Decisions,
+    local_network_priority: bool,
+    local_subnets: Vec<Cidr, MAX_LOCAL_SUBNETS>,
+    servers: Vec<(u8, ServerEntry), MAX_SESSION_SERVERS>,
     knowledge: PeerKnowledge,
     decision: Decision,
     agent: Agent<L, R, P>,
@@ -248,9 +275,9 @@ pub struct Session<'p, const L: usize, const R: usize, const P: usize> {
     hosts: Vec<SocketAddr, L>,
     /// Host addresses already announced in this ICE generation.
     announced: Vec<SocketAddr, L>,
-    /// STUN servers of the decision in force not yet given to the agent.
-    pending: Vec<PendingServer, REQUEST_QUEUE>,
-    /// STUN servers (indices) handed to the agent, or given up.
+    /// STUN servers (policy indices) asked to resolve and not answered.
+    pending: Vec<u8, MAX_SESSION_SERVERS>,
+    /// STUN servers (policy indices) handed to the agent, or given up.
     used: ServerSet,
     /// TURN servers already asked for.
     relays_wanted: ServerSet,
@@ -258,11 +285,12 @@ pub struct Session<'p, const L: usize, const R: usize, const P: usize> {
     connected_stage: Option<FallbackStage>,
     /// Whether the first gathering round may start (interfaces reported).
     started: bool,
-    requests: Deque<Request<'p>, REQUEST_QUEUE>,
+    /// Requests not polled yet (policy indices of `servers`).
+    requests: Deque<u8, REQUEST_QUEUE>,
     events: Deque<Event, EVENT_QUEUE>,
 }
 
-impl<const L: usize, const R: usize, const P: usize> fmt::Debug for Session<'_, L, R, P> {
+impl<const L: usize, const R: usize, const P: usize> fmt::Debug for Session<L, R, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("decision", &self.decision)
@@ -273,21 +301,24 @@ impl<const L: usize, const R: usize, const P: usize> fmt::Debug for Session<'_, 
     }
 }
 
-impl<'p, const L: usize, const R: usize, const P: usize> Session<'p, L, R, P> {
+impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
     /// A session for the peer described by `peer` (at least its address),
     /// deciding at [`FallbackStage::LocalOnly`] with `policy` (which must
-    /// have passed [`PolicyConfig::validate`]). `seed` must come from a
+    /// have passed [`PolicyConfig::validate`]; the session copies what it
+    /// needs and keeps no borrow). `seed` must come from a
     /// cryptographically secure source: credentials, transaction ids and
     /// the tie-breaker are drawn from it, and the same seed replays a run.
     /// Nothing is gathered until [`Session::handle_interfaces`].
     pub fn new(
-        policy: PolicyConfig<'p>,
+        policy: &PolicyConfig<'_>,
         peer: PeerKnowledge,
         role: Role,
         seed: [u8; 32],
         now: Instant,
     ) -> Result<Self, SessionError> {
-        let decision = decide(&policy, &peer, FallbackStage::LocalOnly);
+        let decisions = all_decisions(policy, &peer);
+        let symmetric = symmetric_seen(&peer);
+        let decision = decisions[0][usize::from(symmetric)];
         let mut rng = Drbg::new(seed);
         let (ufrag, pwd) = draw_credentials(&mut rng);
         let mut agent_seed = [0u8; 32];
@@ -299,8 +330,17 @@ impl<'p, const L: usize, const R: usize, const P: usize> Session<'p, L, R, P> {
             &pwd,
             agent_seed,
         )?;
+        let mut local_subnets = Vec::new();
+        for c in policy.network_detection.local_subnets {
+            if local_subnets.push(*c).is_err() {
+                break;
+            }
+        }
         let mut s = Session {
-            policy,
+            decisions,
+            local_network_priority: policy.local_network_priority,
+            local_subnets,
+            servers: session_servers(policy, &decisions),
             knowledge: peer,
             decision,
             agent,
@@ -320,6 +360,9 @@ impl<'p, const L: usize, const R: usize, const P: usize> Session<'p, L, R, P> {
         };
         s.push(Event::Decided(decision));
         s.adopt_servers();
+        if symmetric && decision.stage < FallbackStage::Full {
+            s.step_to(now, FallbackStage::Full, WidenReason::SymmetricNat);
+        }
         Ok(s)
     }
 
@@ -488,7 +531,7 @@ impl<'p, const L: usize, const R: usize, const P: usize> Session<'p, L, R, P> {
         let Some(pos) = self
             .pending
             .iter()
-            .position(|p| !server.turn && p.index == server.index && p.requested)
+            .position(|i| !server.turn && *i == server.index)
         else {
             return;
         };
@@ -520,8 +563,16 @@ impl<'p, const L: usize, const R: usize, const P: usize> Session<'p, L, R, P> {
     }
 
     /// The next request (a host name to resolve).
-    pub fn poll_request(&mut self) -> Option<Request<'p>> {
-        self.requests.pop_front()
+    pub fn poll_request(&mut self) -> Option<Request<'_>> {
+        let index = self.requests.pop_front()?;
+        match self.servers.iter().find(|(i, _)| *i == index) {
+            Some((_, ServerEntry::Name(name, port))) => Some(Request::Resolve {
+                server: ServerRef { turn: false, index },
+                name,
+                port: *port,
+            }),
+            _ => None,
+        }
     }
 
     /// The next event.
@@ -560,8 +611,8 @@ impl<'p, const L: usize, const R: usize, const P: usize> Session<'p, L, R, P> {
             .filter(|x| AddressFamily::of(&x.ip()) == family)
             .count();
         local_preference(
-            self.policy.local_network_priority,
-            on_local_network(&self.policy, a),
+            self.local_network_priority,
+            on_local_network(&self.local_subnets, a),
             family,
             u8::try_from(ordinal).unwrap_or(u8::MAX),
         )
@@ -607,23 +658,20 @@ impl<'p, const L: usize, const R: usize, const P: usize> Session<'p, L, R, P> {
         }
     }
 
-    /// Decide again if what is known of the peer changed its network type.
+    /// Decide again if what is known of the peer changed its network type
+    /// (symmetric-NAT evidence: straight to stage `full`, which asks for
+    /// relays at once).
     fn reconsider(&mut self, now: Instant) {
         self.pump();
-        let network = network_type(&self.policy, &self.knowledge);
-        if network == self.decision.network {
+        let symmetric = symmetric_seen(&self.knowledge);
+        let d = self.decisions[stage_index(self.decision.stage)][usize::from(symmetric)];
+        if d.network == self.decision.network {
             return;
         }
-        if network == NetworkType::SymmetricNat
-            && self.policy.mode != IceMode::LocalOnly
-            && self.decision.stage < FallbackStage::Full
-        {
+        if d.network == NetworkType::SymmetricNat && d.stage < FallbackStage::Full {
             self.step_to(now, FallbackStage::Full, WidenReason::SymmetricNat);
         } else {
-            self.apply(
-                now,
-                decide(&self.policy, &self.knowledge, self.decision.stage),
-            );
+            self.apply(now, d);
         }
     }
 
@@ -634,7 +682,12 @@ impl<'p, const L: usize, const R: usize, const P: usize> Session<'p, L, R, P> {
     }
 
     fn step_to(&mut self, now: Instant, stage: FallbackStage, reason: WidenReason) {
-        let d = decide(&self.policy, &self.knowledge, stage);
+        let symmetric = symmetric_seen(&self.knowledge);
+        let d = self.decisions[stage_index(stage)][usize::from(symmetric)];
+        if d.stage == self.decision.stage {
+            // The mode holds the stage (local-only): nothing to widen to.
+            return;
+        }
         info!("ICE session widens to stage {}", d.stage.as_str());
         self.push(Event::Widened {
             stage: d.stage,
@@ -684,46 +737,31 @@ impl<'p, const L: usize, const R: usize, const P: usize> Session<'p, L, R, P> {
     /// to the agent, names become requests. TURN servers are asked for
     /// once ([`Event::RelayWanted`]).
     fn adopt_servers(&mut self) {
-        let policy = self.policy;
         for i in self.decision.stun_servers.iter() {
-            if self.used.contains(i) || self.pending.iter().any(|p| usize::from(p.index) == i) {
+            if self.used.contains(i) || self.pending.iter().any(|p| usize::from(*p) == i) {
                 continue;
             }
-            let Ok(index) = u8::try_from(i) else { continue };
-            let target = policy
-                .stun_servers
-                .get(i)
-                .and_then(|s| IceServerUrl::parse(s.url).ok())
-                .filter(|u| u.scheme() == Scheme::Stun)
-                .map(|u| u.target());
-            match target {
-                Some(Target::Address(a)) => {
+            let entry = self
+                .servers
+                .iter()
+                .find(|(x, _)| usize::from(*x) == i)
+                .map(|(_, e)| e.clone());
+            match entry {
+                Some(ServerEntry::Address(a)) => {
                     self.add_stun_server(a);
                     self.used.insert(i);
                 }
-                Some(Target::Name { name, port }) => {
-                    let server = ServerRef { turn: false, index };
-                    if self
-                        .pending
-                        .push(PendingServer {
-                            index,
-                            requested: true,
-                        })
-                        .is_ok()
-                    {
-                        if self.requests.is_full() {
-                            let _ = self.requests.pop_front();
-                        }
-                        let _ = self
-                            .requests
-                            .push_back(Request::Resolve { server, name, port });
-                    } else {
-                        self.used.insert(i);
+                Some(ServerEntry::Name(..)) => {
+                    let Ok(index) = u8::try_from(i) else { continue };
+                    if self.pending.push(index).is_ok() && self.requests.push_back(index).is_ok() {
+                        continue;
                     }
+                    self.pending.retain(|p| *p != index);
+                    self.used.insert(i);
                 }
-                // `stuns:` (TLS) is not spoken by this agent; invalid URIs
-                // cannot pass validation.
-                _ => {
+                // Beyond the session's server capacity, `stuns:` (TLS,
+                // not spoken here) or invalid (cannot pass validation).
+                None => {
                     self.used.insert(i);
                 }
             }
@@ -778,11 +816,77 @@ impl<'p, const L: usize, const R: usize, const P: usize> Session<'p, L, R, P> {
 
 /// Whether our address `a` is on the local network by the policy's own
 /// rule for a peer's address ([`network_type`]).
-fn on_local_network(policy: &PolicyConfig<'_>, a: SocketAddr) -> bool {
+fn on_local_network(local_subnets: &[Cidr], a: SocketAddr) -> bool {
     let mut config = PolicyConfig::new(IceMode::Auto);
     config.network_detection.enabled = true;
-    config.network_detection.local_subnets = policy.network_detection.local_subnets;
+    config.network_detection.local_subnets = local_subnets;
     network_type(&config, &PeerKnowledge::with_address(a.ip())) == NetworkType::Local
+}
+
+/// Whether an endpoint-dependent mapping was seen, ours or the peer's.
+fn symmetric_seen(k: &PeerKnowledge) -> bool {
+    k.own_mapping() == MappingBehavior::EndpointDependent
+        || k.peer_mapping() == MappingBehavior::EndpointDependent
+}
+
+/// The decision of every stage for this peer, without and with
+/// symmetric-NAT evidence. [`decide`] depends on the knowledge only
+/// through the peer's address and that evidence, so these are all the
+/// decisions the session can ever need.
+fn all_decisions(policy: &PolicyConfig<'_>, peer: &PeerKnowledge) -> Decisions {
+    let plain = match peer.address() {
+        Some(a) => PeerKnowledge::with_address(a),
+        None => PeerKnowledge::new(),
+    };
+    // One base seen at two mappings: endpoint-dependent.
+    let mut symmetric = plain.clone();
+    let (s1, s2, base) = (
+        SocketAddr::from(([192, 0, 2, 1], 3478)),
+        SocketAddr::from(([192, 0, 2, 2], 3478)),
+        SocketAddr::from(([10, 0, 0, 1], 1)),
+    );
+    symmetric.add_own_mapping(s1, base, SocketAddr::from(([198, 51, 100, 1], 1)));
+    symmetric.add_own_mapping(s2, base, SocketAddr::from(([198, 51, 100, 1], 2)));
+    let stages = [
+        FallbackStage::LocalOnly,
+        FallbackStage::WithStun,
+        FallbackStage::Full,
+    ];
+    stages.map(|st| [decide(policy, &plain, st), decide(policy, &symmetric, st)])
+}
+
+/// The STUN servers any of `decisions` selects, first ones first, as the
+/// session keeps them: literal addresses, or names to resolve. `stuns:`
+/// URIs are not spoken by this agent and are left out.
+fn session_servers(
+    policy: &PolicyConfig<'_>,
+    decisions: &Decisions,
+) -> Vec<(u8, ServerEntry), MAX_SESSION_SERVERS> {
+    let mut all = ServerSet::EMPTY;
+    for d in decisions.iter().flatten() {
+        all = all.union(d.stun_servers);
+    }
+    let mut out = Vec::new();
+    for i in all.iter() {
+        let Ok(index) = u8::try_from(i) else { break };
+        let entry = policy
+            .stun_servers
+            .get(i)
+            .and_then(|s| IceServerUrl::parse(s.url).ok())
+            .filter(|u| u.scheme() == Scheme::Stun)
+            .and_then(|u| match u.target() {
+                Target::Address(a) => Some(ServerEntry::Address(a)),
+                Target::Name { name, port } => String::try_from(name)
+                    .ok()
+                    .map(|n| ServerEntry::Name(n, port)),
+            });
+        if let Some(e) = entry
+            && out.push((index, e)).is_err()
+        {
+            break;
+        }
+    }
+    out
 }
 
 fn draw_credentials(rng: &mut Drbg) -> (String<UFRAG_LEN>, String<PWD_LEN>) {

@@ -31,7 +31,7 @@ use scream_ice_core::time::{Duration, Instant};
 use scream_ice_tests::netsim::topologies::{self, STUN_PORT, Topology, TopologyParams};
 use scream_ice_tests::netsim::{Datagram, Endpoint, NatKind, Sim, TraceEvent};
 
-type IceSession = Session<'static, 8, 8, 64>;
+type IceSession = Session<8, 8, 64>;
 
 const PORT: u16 = 5000;
 
@@ -74,7 +74,7 @@ impl Node {
         s[..8].copy_from_slice(&seed.to_le_bytes());
         s[8] = role as u8;
         let mut session = IceSession::new(
-            policy(subnets),
+            &policy(subnets),
             PeerKnowledge::with_address(peer.ip()),
             role,
             s,

@@ -36,7 +36,7 @@ fn remote(kind: CandidateKind, address: &str, related: Option<&str>) -> Candidat
     )
 }
 
-type S<'p> = Session<'p, 8, 8, 64>;
+type S = Session<8, 8, 64>;
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -45,7 +45,7 @@ fn sa(s: &str) -> SocketAddr {
 /// A transmit as (from, to, bytes).
 type Wire = (SocketAddr, SocketAddr, StdVec<u8>);
 
-fn drain(s: &mut S<'_>) -> (StdVec<Wire>, StdVec<Event>) {
+fn drain(s: &mut S) -> (StdVec<Wire>, StdVec<Event>) {
     let mut tx = StdVec::new();
     while let Some(t) = s.poll_transmit() {
         tx.push((t.from, t.to, t.bytes.to_vec()));
@@ -71,7 +71,7 @@ fn credentials_come_from_the_seed_and_change_on_restart() {
     let policy = PolicyConfig::new(IceMode::Auto);
     let peer = PeerKnowledge::with_address("192.168.1.2".parse().unwrap());
     let mut a = S::new(
-        policy,
+        &policy,
         peer.clone(),
         Role::Controlling,
         [7; 32],
@@ -79,14 +79,14 @@ fn credentials_come_from_the_seed_and_change_on_restart() {
     )
     .unwrap();
     let b = S::new(
-        policy,
+        &policy,
         peer.clone(),
         Role::Controlling,
         [7; 32],
         Instant::ZERO,
     )
     .unwrap();
-    let c = S::new(policy, peer, Role::Controlling, [8; 32], Instant::ZERO).unwrap();
+    let c = S::new(&policy, peer, Role::Controlling, [8; 32], Instant::ZERO).unwrap();
     let (u, p) = a.local_credentials();
     assert_eq!((u.len(), p.len()), (UFRAG_LEN, PWD_LEN));
     assert!(crate::sdpfrag::is_valid_ufrag(u) && crate::sdpfrag::is_valid_pwd(p));
@@ -111,7 +111,7 @@ fn credentials_come_from_the_seed_and_change_on_restart() {
 fn the_offer_filter_withholds_private_hosts_from_a_remote_peer() {
     let policy = PolicyConfig::new(IceMode::Auto);
     let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
-    let mut s = S::new(policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
+    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
     s.handle_interfaces(
         Instant::ZERO,
         &[sa("192.168.1.1:5000"), sa("198.51.100.7:5000")],
@@ -129,7 +129,7 @@ fn local_network_addresses_rank_first() {
     let mut policy = PolicyConfig::new(IceMode::LocalOnly);
     policy.network_detection.local_subnets = &subnets;
     let peer = PeerKnowledge::with_address("10.1.2.3".parse().unwrap());
-    let mut s = S::new(policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
+    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
     // Reported second, but on the configured local network.
     s.handle_interfaces(Instant::ZERO, &[sa("172.16.0.1:5000"), sa("10.1.0.1:5000")]);
     let (_, ev) = drain(&mut s);
@@ -147,7 +147,7 @@ fn host_names_become_requests_and_gathering_waits_for_the_answer() {
     let mut policy = PolicyConfig::new(IceMode::StunRequired);
     policy.stun_servers = &servers;
     let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
-    let mut s = S::new(policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
+    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
     s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
     let server = ServerRef {
         turn: false,
@@ -193,7 +193,7 @@ fn an_unresolved_name_lets_gathering_complete_without_it() {
     let mut policy = PolicyConfig::new(IceMode::StunRequired);
     policy.stun_servers = &servers;
     let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
-    let mut s = S::new(policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
+    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
     s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
     let Some(Request::Resolve { server, .. }) = s.poll_request() else {
         panic!("no request");
@@ -218,7 +218,7 @@ fn the_ladder_widens_after_widen_after_without_a_valid_pair() {
     policy.stun_servers = &servers;
     policy.network_detection.local_subnets = &subnets;
     let peer = PeerKnowledge::with_address("10.9.0.2".parse().unwrap());
-    let mut s = S::new(policy, peer, Role::Controlling, [1; 32], Instant::ZERO).unwrap();
+    let mut s = S::new(&policy, peer, Role::Controlling, [1; 32], Instant::ZERO).unwrap();
     assert_eq!(s.decision().network, NetworkType::Local);
     assert_eq!(s.decision().widen_after, Some(Duration::from_secs(1)));
     s.handle_interfaces(Instant::ZERO, &[sa("10.1.0.1:5000")]);
@@ -272,7 +272,7 @@ fn a_right_guess_connects_and_never_widens() {
     policy.stun_servers = &servers;
     let (a_addr, b_addr) = (sa("192.168.1.2:5000"), sa("192.168.1.3:5000"));
     let mut a = S::new(
-        policy,
+        &policy,
         PeerKnowledge::with_address(b_addr.ip()),
         Role::Controlling,
         [1; 32],
@@ -280,7 +280,7 @@ fn a_right_guess_connects_and_never_widens() {
     )
     .unwrap();
     let mut b = S::new(
-        policy,
+        &policy,
         PeerKnowledge::with_address(a_addr.ip()),
         Role::Controlled,
         [2; 32],
@@ -371,7 +371,7 @@ fn a_symmetric_nat_in_the_peers_candidates_asks_for_relay_at_once() {
     policy.stun_servers = &stun;
     policy.turn_servers = &turn;
     let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
-    let mut s = S::new(policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
+    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
     s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
     let (_, ev) = drain(&mut s);
     assert!(
@@ -417,7 +417,7 @@ fn full_mode_asks_for_relay_at_once() {
     let mut policy = PolicyConfig::new(IceMode::Full);
     policy.turn_servers = &turn;
     let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
-    let mut s = S::new(policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
+    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
     let (_, ev) = drain(&mut s);
     assert!(
         ev.iter()
@@ -431,7 +431,7 @@ fn losing_the_selected_address_restarts_and_reannounces() {
     let policy = PolicyConfig::new(IceMode::Auto);
     let (a_addr, b_addr) = (sa("192.168.1.2:5000"), sa("192.168.1.3:5000"));
     let mut a = S::new(
-        policy,
+        &policy,
         PeerKnowledge::with_address(b_addr.ip()),
         Role::Controlling,
         [1; 32],
