@@ -80,7 +80,7 @@
 //! Every method is allocation-free and never panics on any input.
 
 use core::fmt;
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use heapless::{Deque, String, Vec};
 
@@ -190,8 +190,9 @@ pub enum Event {
     RoleChanged(Role),
     /// The session failed; nothing more happens until a restart.
     Failed(FailureReason),
-    /// The decision in force changed (stage, or what is known of the peer):
-    /// the adapter's decision log.
+    /// The decision in force: once after the host candidates of the first
+    /// [`Session::handle_interfaces`], then whenever it changes (stage, or
+    /// what is known of the peer). The adapter's decision log.
     Decided(Decision),
     /// The ladder stepped to `stage` (a [`Event::Decided`] follows).
     Widened {
@@ -236,7 +237,10 @@ impl From<AgentError> for SessionError {
 }
 
 /// Where one of the policy's STUN servers is, as the session keeps it.
+/// (No allocator to box the name: the session holds at most
+/// [`MAX_SESSION_SERVERS`] of these.)
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 enum ServerEntry {
     Address(SocketAddr),
     Name(String<MAX_HOST_NAME>, u16),
@@ -285,6 +289,8 @@ pub struct Session<const L: usize, const R: usize, const P: usize> {
     connected_stage: Option<FallbackStage>,
     /// Whether the first gathering round may start (interfaces reported).
     started: bool,
+    /// Whether host candidates the decision does not offer are withheld.
+    offer_filter: bool,
     /// Requests not polled yet (policy indices of `servers`).
     requests: Deque<u8, REQUEST_QUEUE>,
     events: Deque<Event, EVENT_QUEUE>,
@@ -355,10 +361,10 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
             widen_at: decision.widen_after.map(|d| now + d),
             connected_stage: None,
             started: false,
+            offer_filter: true,
             requests: Deque::new(),
             events: Deque::new(),
         };
-        s.push(Event::Decided(decision));
         s.adopt_servers();
         if symmetric && decision.stage < FallbackStage::Full {
             s.step_to(now, FallbackStage::Full, WidenReason::SymmetricNat);
@@ -402,6 +408,24 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
     /// The selected pair as (our address, the peer's), if any.
     pub fn selected_pair(&self) -> Option<(SocketAddr, SocketAddr)> {
         self.agent.selected_pair()
+    }
+
+    /// The local candidates signalled so far in this ICE generation (the
+    /// [`Event::LocalCandidate`]s: offered host candidates and gathered
+    /// server-reflexive ones; never learned peer-reflexive ones), for a
+    /// signaling reply that carries them all.
+    pub fn signalled_candidates(&self) -> impl Iterator<Item = &Candidate> {
+        self.agent.local_candidates().filter(|c| match c.kind {
+            CandidateKind::Host => self.announced.contains(&c.address),
+            CandidateKind::PeerReflexive => false,
+            _ => true,
+        })
+    }
+
+    /// Whether end-of-candidates is due: gathering of the current round is
+    /// complete.
+    pub fn gathering_complete(&self) -> bool {
+        self.agent.gathering_state() == GatheringState::Complete
     }
 
     /// The host addresses the adapter reported, in its order.
@@ -449,12 +473,30 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
         self.pump();
         if !self.started {
             self.started = true;
+            // The decision log's first line, after the host candidates.
+            let d = self.decision;
+            self.push(Event::Decided(d));
             self.maybe_gather(now);
         } else if lost_selected {
             self.restart_inner(now);
             self.push(Event::Restarted);
         }
         self.pump();
+    }
+
+    /// Turn the offer filter off (`false`: every host candidate is
+    /// announced) or on again. For peers the policy cannot place, e.g. a
+    /// test that offers loopback candidates to an unknown peer. Call it
+    /// before [`Session::handle_interfaces`].
+    pub fn set_offer_filter(&mut self, on: bool) {
+        self.offer_filter = on;
+    }
+
+    /// Replace the agent's timing and behaviour for the decision in force
+    /// (tuning and tests; the policy's is [`AgentConfig::for_decision`]).
+    /// A later step of the ladder puts its decision's configuration back.
+    pub fn set_agent_config(&mut self, config: AgentConfig) {
+        self.agent.set_config(config);
     }
 
     /// The peer's ufrag and password, from signaling.
@@ -599,22 +641,21 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
         let _ = self.events.push_back(e);
     }
 
+    fn offers(&self, a: SocketAddr) -> bool {
+        !self.offer_filter || self.decision.offers(a.ip())
+    }
+
     fn agent_failed(&self) -> bool {
         self.agent.connection_state() == ConnectionState::Failed
     }
 
     fn preference_for(&self, a: SocketAddr, all: &[SocketAddr]) -> u16 {
-        let family = AddressFamily::of(&a.ip());
-        let ordinal = all
-            .iter()
-            .take_while(|x| **x != a)
-            .filter(|x| AddressFamily::of(&x.ip()) == family)
-            .count();
-        local_preference(
+        let before = all.iter().take_while(|x| **x != a).map(|x| x.ip());
+        host_local_preference(
+            a.ip(),
+            before,
             self.local_network_priority,
-            on_local_network(&self.local_subnets, a),
-            family,
-            u8::try_from(ordinal).unwrap_or(u8::MAX),
+            &self.local_subnets,
         )
     }
 
@@ -625,7 +666,7 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
             let out = match e {
                 AgentEvent::LocalCandidate(c) => {
                     if c.kind == CandidateKind::Host {
-                        if !self.decision.offers(c.address.ip()) {
+                        if !self.offers(c.address) {
                             debug!("host candidate withheld by the policy");
                             continue;
                         }
@@ -721,7 +762,7 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
         let mut fresh: Vec<Candidate, L> = Vec::new();
         for c in self.agent.local_candidates() {
             if c.kind == CandidateKind::Host
-                && self.decision.offers(c.address.ip())
+                && self.offers(c.address)
                 && !self.announced.contains(&c.address)
             {
                 let _ = fresh.push(*c);
@@ -814,13 +855,35 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
     }
 }
 
-/// Whether our address `a` is on the local network by the policy's own
-/// rule for a peer's address ([`network_type`]).
-fn on_local_network(local_subnets: &[Cidr], a: SocketAddr) -> bool {
+/// Whether our address `ip` is on the local network, by the policy's own
+/// rule for a peer's address ([`network_type`]): configured
+/// `local_subnets`, loopback, link-local, and private or unique-local space
+/// when no subnets are configured. Never panics.
+pub fn on_local_network(ip: IpAddr, local_subnets: &[Cidr]) -> bool {
     let mut config = PolicyConfig::new(IceMode::Auto);
     config.network_detection.enabled = true;
     config.network_detection.local_subnets = local_subnets;
-    network_type(&config, &PeerKnowledge::with_address(a.ip())) == NetworkType::Local
+    network_type(&config, &PeerKnowledge::with_address(ip)) == NetworkType::Local
+}
+
+/// The local preference of host address `ip` when `before` are the host
+/// addresses ranked ahead of it: the core's [`local_preference`] with
+/// `ip`'s 0-based ordinal among the earlier addresses of its family
+/// (saturating at 255) and [`on_local_network`]. Never panics.
+pub fn host_local_preference(
+    ip: IpAddr,
+    before: impl Iterator<Item = IpAddr>,
+    local_network_priority: bool,
+    local_subnets: &[Cidr],
+) -> u16 {
+    let family = AddressFamily::of(&ip);
+    let ordinal = before.filter(|x| AddressFamily::of(x) == family).count();
+    local_preference(
+        local_network_priority,
+        on_local_network(ip, local_subnets),
+        family,
+        u8::try_from(ordinal).unwrap_or(u8::MAX),
+    )
 }
 
 /// Whether an endpoint-dependent mapping was seen, ours or the peer's.

@@ -155,11 +155,8 @@ pub async fn run(
     policy
         .validate()
         .map_err(|e| fail(format_args!("--stun: {e}")))?;
-    let decision = decide(
-        &policy,
-        &PeerKnowledge::with_address(addr.ip()),
-        FallbackStage::LocalOnly,
-    );
+    let peer = PeerKnowledge::with_address(addr.ip());
+    let decision = decide(&policy, &peer, FallbackStage::LocalOnly);
     let _ = writeln!(
         out,
         "decision: router {addr}, network {}, stage {}, STUN {}",
@@ -172,7 +169,7 @@ pub async fn run(
         }
     );
 
-    let mut config = SessionConfig::from_decision(Role::Controlling, &policy, &decision);
+    let mut config = SessionConfig::for_peer(Role::Controlling, &policy, &peer);
     config.hosts = if opts.bind.is_empty() {
         let mut f = HostFilter::new();
         f.include_loopback = decision.offer_loopback_host_candidates;

@@ -461,12 +461,9 @@ fn session_config(
     let parts = state.config().policy_parts(own.as_deref());
     let policy = parts.config();
     // The same pure decision `choose` made.
-    let decision = decide(
-        &policy,
-        &PeerKnowledge::with_address(chosen.client),
-        FallbackStage::LocalOnly,
-    );
-    let mut c = SessionConfig::from_decision(Role::Controlled, &policy, &decision);
+    let peer = PeerKnowledge::with_address(chosen.client);
+    let decision = decide(&policy, &peer, FallbackStage::LocalOnly);
+    let mut c = SessionConfig::for_peer(Role::Controlled, &policy, &peer);
     c.hosts = match &settings.bind {
         Some(ips) => {
             HostAddresses::Explicit(ips.iter().map(|ip| SocketAddr::new(*ip, 0)).collect())

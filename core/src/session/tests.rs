@@ -475,3 +475,37 @@ fn demux_routes_requests_by_ufrag() {
     assert_eq!(demux(b"\x80\x60hello rtp"), Demux::Data);
     assert_eq!(demux(&[]), Demux::Data);
 }
+
+#[test]
+fn local_preference_per_family_and_locality() {
+    let addrs: StdVec<core::net::IpAddr> = ["192.168.1.5", "2001:db8::1", "203.0.113.9", "fd00::1"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let prefs = |on: bool| -> StdVec<u16> {
+        addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| host_local_preference(*a, addrs[..i].iter().copied(), on, &[]))
+            .collect()
+    };
+    // IPv4 #0 on the LAN, IPv6 #0 global (documentation space is remote),
+    // IPv4 #1 global, IPv6 #1 unique-local.
+    let p = prefs(true);
+    assert_eq!(p, [65534, 32767, 32764, 65533]);
+    assert_eq!(prefs(false), [65534, 65535, 65532, 65533]);
+    let mut s = p.clone();
+    s.sort();
+    s.dedup();
+    assert_eq!(s.len(), 4, "distinct values");
+}
+
+#[test]
+fn configured_subnets_decide_locality() {
+    let lan = [cidr("2001:db8::/64")];
+    assert!(on_local_network("2001:db8::1".parse().unwrap(), &lan));
+    assert!(!on_local_network("192.168.1.1".parse().unwrap(), &lan));
+    assert!(on_local_network("192.168.1.1".parse().unwrap(), &[]));
+    assert!(on_local_network("127.0.0.1".parse().unwrap(), &[]));
+    assert!(!on_local_network("8.8.8.8".parse().unwrap(), &[]));
+}

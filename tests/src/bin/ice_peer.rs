@@ -156,7 +156,7 @@ async fn run(args: Args) -> Result<(), String> {
         decision.nominate_host_on_first_success,
         decision.pacing.total_micros() / 1000,
     );
-    let mut config = SessionConfig::from_decision(args.role, &policy, &decision);
+    let mut config = SessionConfig::for_peer(args.role, &policy, &knowledge);
     config.hosts = HostAddresses::Explicit(
         args.hosts
             .iter()
