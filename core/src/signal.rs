@@ -86,6 +86,58 @@ impl fmt::Display for SignalError {
 
 impl core::error::Error for SignalError {}
 
+/// An `http://HOST[:PORT][/PREFIX]` base URL, borrowed from the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpUrl<'a> {
+    /// `HOST[:PORT]` as written: the `Host` header.
+    pub authority: &'a str,
+    /// The host (IPv6 without brackets): what to resolve.
+    pub host: &'a str,
+    /// The port (80 when not written).
+    pub port: u16,
+    /// The path prefix without a trailing `/` (often empty).
+    pub prefix: &'a str,
+}
+
+impl<'a> HttpUrl<'a> {
+    /// Parse `http://HOST[:PORT][/PREFIX]` (no query, no fragment, no
+    /// userinfo). Never panics.
+    pub fn parse(url: &'a str) -> Option<HttpUrl<'a>> {
+        let rest = url.strip_prefix("http://")?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let (host, port) = if let Some(h) = authority.strip_prefix('[') {
+            let (host, after) = h.split_once(']')?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().ok()?,
+                None if after.is_empty() => 80,
+                None => return None,
+            };
+            (host, port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().ok()?),
+                None => (authority, 80),
+            }
+        };
+        if host.is_empty()
+            || host.contains(['@', '[', ']'])
+            || path.contains(['?', '#'])
+            || !is_header_safe(authority)
+        {
+            return None;
+        }
+        Some(HttpUrl {
+            authority,
+            host,
+            port,
+            prefix: path.trim_end_matches('/'),
+        })
+    }
+}
+
 /// One session with one router: where it is and which `ETag` it has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Client {
@@ -179,6 +231,11 @@ impl Client {
     /// The current `ETag`, if the router sent one.
     pub fn etag(&self) -> Option<&str> {
         self.etag.as_deref()
+    }
+
+    /// A client for the router at `url` ([`HttpUrl`]).
+    pub fn for_url(url: &HttpUrl<'_>) -> Result<Client, SignalError> {
+        Client::new(url.authority, url.prefix)
     }
 
     /// `POST {prefix}/api/ice/sessions` with `body` (our sdpfrag) into

@@ -13,12 +13,11 @@
 //! - [`sessions`]: speaker ICE sessions (`/api/ice/sessions`, RFC 8840
 //!   trickle over HTTP as RFC 9725 does it), one `scream-ice-tokio`
 //!   session per speaker, echoing its datagrams for now.
-//! - [`client`]: a minimal HTTP/1.1 client for `scream-ice connect`.
-//! - [`connect`]: `scream-ice connect`, the speaker simulator.
+//! - [`connect`]: `scream-ice connect`, the speaker simulator (HTTP through
+//!   `scream_ice_core::signal`, the speakers' own signaling client).
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
 //! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM.
 
-pub mod client;
 pub mod config;
 pub mod connect;
 pub mod http;

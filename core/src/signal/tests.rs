@@ -217,3 +217,35 @@ fn locations_and_bases_are_checked() {
     };
     assert_eq!(c.handle_created(&response), Err(SignalError::NoSession));
 }
+
+#[test]
+fn base_urls_parse() {
+    let u = HttpUrl::parse("http://127.0.0.1:8188").unwrap();
+    assert_eq!(
+        (u.authority, u.host, u.port, u.prefix),
+        ("127.0.0.1:8188", "127.0.0.1", 8188, "")
+    );
+    let u = HttpUrl::parse("http://[::1]:9/router/").unwrap();
+    assert_eq!(
+        (u.authority, u.host, u.port, u.prefix),
+        ("[::1]:9", "::1", 9, "/router")
+    );
+    let u = HttpUrl::parse("http://router.local/x").unwrap();
+    assert_eq!((u.host, u.port, u.prefix), ("router.local", 80, "/x"));
+    let c = Client::for_url(&u).unwrap();
+    let mut buf = [0u8; 128];
+    let n = c.write_post(&mut buf, b"").unwrap();
+    assert!(buf[..n].starts_with(b"POST /x/api/ice/sessions HTTP/1.1\r\nHost: router.local\r\n"));
+    for bad in [
+        "https://h",
+        "http://",
+        "http://h:x",
+        "http://[::1",
+        "http://[::1]x",
+        "http://u@h",
+        "http://h/?q",
+        "http://h:99999",
+    ] {
+        assert_eq!(HttpUrl::parse(bad), None, "{bad}");
+    }
+}
