@@ -135,8 +135,9 @@ impl Driver {
         self.hosts.iter().map(|h| h.address).collect()
     }
 
-    /// The selected pair with the socket of its local address.
-    pub(crate) fn selected_path(&self) -> Option<(Arc<UdpSocket>, SocketAddr, SocketAddr)> {
+    /// The selected pair with the socket of its local address: send
+    /// application data with `socket.send_to(data, remote)`.
+    pub fn selected_path(&self) -> Option<(Arc<UdpSocket>, SocketAddr, SocketAddr)> {
         let (local, remote) = self.session.selected_pair()?;
         let h = self.hosts.iter().find(|h| h.address == local)?;
         Some((Arc::clone(&h.socket), local, remote))
