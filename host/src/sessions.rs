@@ -264,14 +264,14 @@ pub fn write_sdpfrag(
 
 /// Whether a new session may be admitted for `client` now: the one place
 /// where admission is decided (the session cap today; per-client limits
-/// plug in here). `Err` is the reply to send.
-pub fn admit(sessions: &Sessions, client: IpAddr) -> Result<(), Response> {
+/// plug in here). `Err`: the status and the one-line reason to answer.
+pub fn admit(sessions: &Sessions, client: IpAddr) -> Result<(), (StatusCode, String)> {
     let max = sessions.settings().max_sessions;
     if sessions.len() >= max {
         tracing::info!(%client, "ICE session refused: {max} sessions running");
-        return Err(error(
+        return Err((
             StatusCode::SERVICE_UNAVAILABLE,
-            format_args!("too many ICE sessions (at most {max})"),
+            format!("too many ICE sessions (at most {max})"),
         ));
     }
     Ok(())
@@ -375,8 +375,8 @@ pub async fn create(
         );
     };
     let chosen = choose(&state, conn, &headers, FallbackStage::LocalOnly);
-    if let Err(r) = admit(&sessions, chosen.client) {
-        return r;
+    if let Err((status, reason)) = admit(&sessions, chosen.client) {
+        return error(status, reason);
     }
     let config = session_config(&state, conn, &headers, &chosen, &settings);
     let Started {
