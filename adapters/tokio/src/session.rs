@@ -391,9 +391,12 @@ impl IceSession {
                 started.driver,
                 started.registrations,
                 cmd_rx,
-                ev_tx,
-                data_tx,
-                sel_tx,
+                Sinks {
+                    events: ev_tx,
+                    data: data_tx,
+                    selected: sel_tx,
+                    dropped: 0,
+                },
             )),
         };
         Ok((session, SessionEvents { rx: ev_rx }))
@@ -548,58 +551,86 @@ impl IceSession {
     }
 }
 
+/// Where the spawned task delivers the driver's outputs.
+struct Sinks {
+    events: mpsc::UnboundedSender<SessionEvent>,
+    data: mpsc::Sender<Datagram>,
+    selected: watch::Sender<Path>,
+    dropped: u64,
+}
+
+impl Sinks {
+    fn deliver(&mut self, driver: &Driver, o: Output) {
+        match o {
+            Output::Event(e) => {
+                match e {
+                    SessionEvent::Selected { .. } => {
+                        self.selected.send_replace(driver.selected_path());
+                    }
+                    SessionEvent::Failed(_) | SessionEvent::Restarted => {
+                        self.selected.send_replace(None);
+                    }
+                    SessionEvent::RelayWanted(_) => {
+                        warn!(
+                            "the policy asks for TURN relays; this adapter does not allocate relays yet"
+                        );
+                    }
+                    _ => {}
+                }
+                let _ = self.events.send(e);
+            }
+            Output::Data(d) => {
+                if self.data.try_send(d).is_err() {
+                    self.dropped += 1;
+                    trace!("application queue full or closed: datagram dropped");
+                }
+            }
+        }
+    }
+
+    /// Deliver what a command queued, before its reply: a caller that got
+    /// the reply finds the command's events already readable.
+    fn flush(&mut self, driver: &mut Driver) {
+        while let Some(o) = driver.try_next() {
+            self.deliver(driver, o);
+        }
+    }
+}
+
 /// The spawned task: the driver and the handle's commands.
 async fn run(
     mut driver: Driver,
     _registrations: Option<Box<dyn std::any::Any + Send>>,
     mut commands: mpsc::Receiver<Command>,
-    events: mpsc::UnboundedSender<SessionEvent>,
-    data: mpsc::Sender<Datagram>,
-    selected: watch::Sender<Path>,
+    mut sinks: Sinks,
 ) {
-    let mut dropped = 0u64;
     loop {
         tokio::select! {
-            o = driver.next() => match o {
-                Output::Event(e) => {
-                    match e {
-                        SessionEvent::Selected { .. } => {
-                            selected.send_replace(driver.selected_path());
-                        }
-                        SessionEvent::Failed(_) | SessionEvent::Restarted => {
-                            selected.send_replace(None);
-                        }
-                        SessionEvent::RelayWanted(_) => {
-                            warn!("the policy asks for TURN relays; this adapter does not allocate relays yet");
-                        }
-                        _ => {}
-                    }
-                    let _ = events.send(e);
-                }
-                Output::Data(d) => {
-                    if data.try_send(d).is_err() {
-                        dropped += 1;
-                        trace!("application queue full or closed: datagram dropped");
-                    }
-                }
-            },
+            o = driver.next() => sinks.deliver(&driver, o),
             c = commands.recv() => match c {
                 None | Some(Command::Close) => break,
-                Some(c) => command(&mut driver, c, &selected),
+                Some(c) => command(&mut driver, c, &mut sinks),
             },
         }
     }
-    selected.send_replace(None);
-    debug!("ICE session closed ({dropped} application datagrams dropped)");
+    sinks.selected.send_replace(None);
+    debug!(
+        "ICE session closed ({} application datagrams dropped)",
+        sinks.dropped
+    );
 }
 
-fn command(driver: &mut Driver, c: Command, selected: &watch::Sender<Path>) {
+fn command(driver: &mut Driver, c: Command, sinks: &mut Sinks) {
     match c {
         Command::RemoteCredentials(u, p, reply) => {
-            let _ = reply.send(driver.set_remote_credentials(&u, &p));
+            let r = driver.set_remote_credentials(&u, &p);
+            sinks.flush(driver);
+            let _ = reply.send(r);
         }
         Command::RemoteCandidate(c, reply) => {
-            let _ = reply.send(driver.add_remote_candidate(c));
+            let r = driver.add_remote_candidate(c);
+            sinks.flush(driver);
+            let _ = reply.send(r);
         }
         Command::ResolveCandidate(line, name, port) => {
             driver.resolve_remote_candidate(line, &name, port);
@@ -607,7 +638,8 @@ fn command(driver: &mut Driver, c: Command, selected: &watch::Sender<Path>) {
         Command::EndOfCandidates => driver.end_of_remote_candidates(),
         Command::Restart(reply) => {
             driver.restart();
-            selected.send_replace(None);
+            sinks.selected.send_replace(None);
+            sinks.flush(driver);
             let _ = reply.send(LocalCredentials::of(driver.session()));
         }
         Command::Close => {}

@@ -509,3 +509,43 @@ fn configured_subnets_decide_locality() {
     assert!(on_local_network("127.0.0.1".parse().unwrap(), &[]));
     assert!(!on_local_network("8.8.8.8".parse().unwrap(), &[]));
 }
+
+#[test]
+fn full_mode_reports_a_symmetric_nat_from_the_peers_candidates() {
+    let stun = [StunServer {
+        url: "stun:192.0.2.1",
+        enabled: true,
+    }];
+    let turn = [TurnServer {
+        url: "turn:192.0.2.2",
+        username: Some("u"),
+        credential: Some("p"),
+        enabled: true,
+    }];
+    let mut policy = PolicyConfig::new(IceMode::Full);
+    policy.stun_servers = &stun;
+    policy.turn_servers = &turn;
+    let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
+    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
+    s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
+    let (_, ev) = drain(&mut s);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Decided(d) if d.network == NetworkType::Nat))
+    );
+    for port in [40_000, 40_001] {
+        let c = remote(
+            CandidateKind::ServerReflexive,
+            &std::format!("203.0.113.5:{port}"),
+            Some("10.0.0.2:4000"),
+        );
+        s.handle_remote_candidate(Instant::from_millis(5), c)
+            .unwrap();
+    }
+    let (_, ev) = drain(&mut s);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Decided(d) if d.network == NetworkType::SymmetricNat)),
+        "{ev:?}"
+    );
+}
