@@ -159,6 +159,15 @@ impl IceMode {
     /// `SCREAMROUTER_LEGACY_ICE_MODE`): `true` selects [`IceMode::Legacy`]
     /// whatever `mode` says, as in the seed's phase-1 template
     /// (`mode: auto` + `legacy_mode: true` keeps today's behaviour).
+    ///
+    /// This is the legacy path of the API: the `legacy_mode` switch is
+    /// deprecated with legacy ICE itself (the seed's phase 4). Callers
+    /// that still honour the flag on purpose (the daemon's config, which
+    /// warns the operator) allow the lint at that one site.
+    #[deprecated(
+        since = "0.1.0",
+        note = "legacy ICE (legacy_mode: true) is deprecated; run `scream-ice migrate FILE` to move a config to mode auto"
+    )]
     pub const fn resolve(self, legacy_mode: bool) -> IceMode {
         if legacy_mode { IceMode::Legacy } else { self }
     }
@@ -1991,9 +2000,10 @@ mod tests {
                 .contains("stun-required")
         );
         assert_eq!(IceMode::default(), Auto);
-        assert_eq!(Auto.resolve(true), Legacy);
-        assert_eq!(Full.resolve(true), Legacy);
-        assert_eq!(Full.resolve(false), Full);
+        // The deprecated legacy switch still does what it says.
+        #[allow(deprecated)]
+        let resolved = [Auto.resolve(true), Full.resolve(true), Full.resolve(false)];
+        assert_eq!(resolved, [Legacy, Legacy, Full]);
     }
 
     #[test]

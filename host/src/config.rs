@@ -33,6 +33,9 @@
 //!     network_detection:
 //!       enabled: true
 //!       local_subnets: ["192.168.1.0/24"]
+//!     migration:                     # the seed's phase-1 switches
+//!       enable_new_features: true    # false: legacy ICE whatever `mode` says
+//!       log_migration_events: false  # true: one log line per ICE decision
 //! server:
 //!   http_listen: "127.0.0.1:8188"
 //!   stun_listen: "0.0.0.0:3478"      # or "off"
@@ -41,9 +44,22 @@
 //!   data_dir: "/home/me/.local/state/scream-ice"
 //! ```
 //!
-//! Every key is optional; unknown keys are errors. `migration` and
-//! `rollout` are not part of the schema yet (they are rejected as unknown
-//! keys rather than silently ignored).
+//! Every key is optional; unknown keys are errors.
+//!
+//! `webrtc.ice.migration` is the seed's phase-1 section:
+//!
+//! - `enable_new_features` (default `true`) is the seed's `USE_SMART_ICE`
+//!   flag: with `false`, the mode in force is `legacy` whatever `mode`
+//!   says (smart ICE needs this on *and* `legacy_mode` off, as the seed's
+//!   `isSmartICEEnabled()`).
+//! - `log_migration_events` (default `false`): the daemon logs one
+//!   `migration event` line per ICE configuration it hands out (the
+//!   seed's `logMigrationMetrics('ice_config_used', {mode, servers})`),
+//!   and one per config reload.
+//!
+//! Legacy ICE (`legacy_mode: true`, `mode: legacy` or
+//! `enable_new_features: false`) is deprecated:
+//! [`Config::deprecation_warning`] says so, naming `scream-ice migrate`.
 //!
 //! # Environment
 //!
@@ -57,6 +73,9 @@
 //!   exactly when the value is `"true"`.
 //! - `SCREAMROUTER_LEGACY_ICE_MODE`: `legacy_mode` stays on unless the value
 //!   is exactly `"false"`.
+//! - `SCREAMROUTER_USE_SMART_ICE`: `migration.enable_new_features` is on
+//!   exactly when the value is `"true"` (the seed's rollback script sets it
+//!   to `"false"`).
 //!
 //! A value other than `true`/`false` for the two flags is applied by that
 //! rule and reported as a warning.
@@ -86,6 +105,9 @@ pub const ENV_ICE_MODE: &str = "SCREAMROUTER_ICE_MODE";
 pub const ENV_ENABLE_LOCAL_PRIORITY: &str = "SCREAMROUTER_ENABLE_LOCAL_PRIORITY";
 /// `SCREAMROUTER_LEGACY_ICE_MODE`.
 pub const ENV_LEGACY_ICE_MODE: &str = "SCREAMROUTER_LEGACY_ICE_MODE";
+
+/// `SCREAMROUTER_USE_SMART_ICE` (`migration.enable_new_features`).
+pub const ENV_USE_SMART_ICE: &str = "SCREAMROUTER_USE_SMART_ICE";
 
 /// The name under which the embedded default appears in messages.
 pub const DEFAULT_SOURCE_NAME: &str = "<embedded default>";
@@ -228,13 +250,39 @@ pub struct IceConfig {
     pub detection_enabled: Sourced<bool>,
     /// `network_detection.local_subnets`.
     pub local_subnets: Sourced<Vec<Cidr>>,
+    /// `migration.enable_new_features` (the seed's `USE_SMART_ICE`).
+    pub enable_new_features: Sourced<bool>,
+    /// `migration.log_migration_events`.
+    pub log_migration_events: Sourced<bool>,
 }
 
 impl IceConfig {
-    /// The mode in force: `mode` resolved against `legacy_mode`
-    /// ([`IceMode::resolve`]).
+    /// The mode in force: `mode`, unless `legacy_mode` is on or
+    /// `migration.enable_new_features` is off; then `legacy`.
     pub fn mode_in_force(&self) -> IceMode {
-        self.mode.value.resolve(self.legacy_mode.value)
+        // The one deliberate use of the deprecated legacy switch: the
+        // daemon still honours it, and warns (Config::deprecation_warning).
+        #[allow(deprecated)]
+        self.mode
+            .value
+            .resolve(self.legacy_mode.value || !self.enable_new_features.value)
+    }
+
+    /// Where legacy ICE was selected, when it is in force: the
+    /// `legacy_mode` value, else `enable_new_features`, else `mode`.
+    pub fn legacy_origin(&self) -> Option<(&'static str, &Origin)> {
+        if self.mode_in_force() != IceMode::Legacy {
+            None
+        } else if self.legacy_mode.value {
+            Some(("webrtc.ice.legacy_mode: true", &self.legacy_mode.origin))
+        } else if !self.enable_new_features.value {
+            Some((
+                "webrtc.ice.migration.enable_new_features: false",
+                &self.enable_new_features.origin,
+            ))
+        } else {
+            Some(("webrtc.ice.mode: legacy", &self.mode.origin))
+        }
     }
 }
 
@@ -312,6 +360,17 @@ struct FileIce {
     turn_servers: Option<Spanned<Vec<Spanned<FileTurn>>>>,
     #[serde(default)]
     network_detection: Option<Spanned<FileDetection>>,
+    #[serde(default)]
+    migration: Option<Spanned<FileMigration>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMigration {
+    #[serde(default)]
+    enable_new_features: Option<Spanned<bool>>,
+    #[serde(default)]
+    log_migration_events: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -381,6 +440,8 @@ impl Config {
                 turn_servers: Sourced::default_value(Vec::new()),
                 detection_enabled: Sourced::default_value(true),
                 local_subnets: Sourced::default_value(Vec::new()),
+                enable_new_features: Sourced::default_value(true),
+                log_migration_events: Sourced::default_value(false),
             },
             server: ServerConfig {
                 http_listen: Sourced::default_value(SocketAddr::from(([127, 0, 0, 1], 8188))),
@@ -464,6 +525,8 @@ impl Config {
         i.turn_servers.origin = d.clone();
         i.detection_enabled.origin = d.clone();
         i.local_subnets.origin = d.clone();
+        i.enable_new_features.origin = d.clone();
+        i.log_migration_events.origin = d.clone();
         let s = &mut self.server;
         s.http_listen.origin = d.clone();
         s.stun_listen.origin = d.clone();
@@ -601,6 +664,11 @@ impl Config {
                     };
                 }
             }
+            if let Some(m) = ice.migration {
+                let m = m.value;
+                set!(dst.enable_new_features, m.enable_new_features);
+                set!(dst.log_migration_events, m.log_migration_events);
+            }
         }
         if let Some(server) = root.server {
             let server = server.value;
@@ -673,19 +741,22 @@ impl Config {
         }
         let local = env(ENV_ENABLE_LOCAL_PRIORITY);
         let legacy = env(ENV_LEGACY_ICE_MODE);
-        let flags = FeatureFlags::from_values(None, legacy.as_deref(), local.as_deref());
+        let smart = env(ENV_USE_SMART_ICE);
+        let flags =
+            FeatureFlags::from_values(smart.as_deref(), legacy.as_deref(), local.as_deref());
         for (var, value) in [
             (ENV_ENABLE_LOCAL_PRIORITY, &local),
             (ENV_LEGACY_ICE_MODE, &legacy),
+            (ENV_USE_SMART_ICE, &smart),
         ] {
             if let Some(v) = value
                 && v != "true"
                 && v != "false"
             {
-                let meaning = if var == ENV_LEGACY_ICE_MODE {
-                    "legacy mode on (only \"false\" turns it off)"
-                } else {
-                    "local priority off (only \"true\" turns it on)"
+                let meaning = match var {
+                    ENV_LEGACY_ICE_MODE => "legacy mode on (only \"false\" turns it off)",
+                    ENV_USE_SMART_ICE => "new features off (only \"true\" turns them on)",
+                    _ => "local priority off (only \"true\" turns it on)",
                 };
                 warnings.push(format!(
                     "{var}={v:?} is neither \"true\" nor \"false\"; taken as {meaning}"
@@ -708,7 +779,31 @@ impl Config {
                 },
             };
         }
+        if smart.is_some() {
+            self.ice.enable_new_features = Sourced {
+                value: flags.use_smart_ice,
+                origin: Origin::Env {
+                    var: ENV_USE_SMART_ICE,
+                },
+            };
+        }
         Ok(warnings)
+    }
+
+    /// The deprecation notice for legacy ICE, when it is in force: one
+    /// line naming what selected it (and where) and `scream-ice migrate`.
+    /// `serve` logs it once at start (and after a reload into legacy),
+    /// `config check` prints it.
+    pub fn deprecation_warning(&self) -> Option<String> {
+        let (what, origin) = self.ice.legacy_origin()?;
+        let fix = match origin {
+            Origin::File { path, .. } => format!("run `scream-ice migrate {path}`"),
+            Origin::Env { var } => format!("unset {var} and run `scream-ice migrate FILE`"),
+            _ => "run `scream-ice migrate FILE`".to_string(),
+        };
+        Some(format!(
+            "legacy ICE is deprecated and will be removed ({what} at {origin}); {fix} to move to mode auto (see docs/migration.md)"
+        ))
     }
 
     /// The policy's view of this config, with our own STUN responder's URL
@@ -864,9 +959,10 @@ impl PolicyParts<'_> {
 // Showing
 // ---------------------------------------------------------------------------
 
-/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
+/// A YAML double-quoted scalar that reads back exactly
+/// ([`crate::migrate::yaml_quote`]).
 fn quoted(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
+    crate::migrate::yaml_quote(s)
 }
 
 fn cidr_text(c: &Cidr) -> String {
@@ -890,14 +986,20 @@ impl Config {
             env!("CARGO_PKG_VERSION")
         );
         let _ = writeln!(o, "# (mode in force: {})", i.mode_in_force());
+        if let Some(w) = self.deprecation_warning() {
+            let _ = writeln!(o, "# DEPRECATED: {w}");
+        }
         o.push_str("webrtc:\n  ice:\n");
         line(&mut o, 4, "mode", i.mode.value.to_string(), &i.mode.origin);
-        line(
-            &mut o,
-            4,
-            "legacy_mode",
-            i.legacy_mode.value.to_string(),
-            &i.legacy_mode.origin,
+        let deprecated = if i.legacy_mode.value {
+            "  (DEPRECATED: run scream-ice migrate)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            o,
+            "    legacy_mode: {}  # {}{deprecated}",
+            i.legacy_mode.value, i.legacy_mode.origin
         );
         line(
             &mut o,
@@ -1004,6 +1106,21 @@ impl Config {
             format!("[{}]", subnets.join(", ")),
             &i.local_subnets.origin,
         );
+        o.push_str("    migration:\n");
+        line(
+            &mut o,
+            6,
+            "enable_new_features",
+            i.enable_new_features.value.to_string(),
+            &i.enable_new_features.origin,
+        );
+        line(
+            &mut o,
+            6,
+            "log_migration_events",
+            i.log_migration_events.value.to_string(),
+            &i.log_migration_events.origin,
+        );
         let s = &self.server;
         o.push_str("server:\n");
         line(
@@ -1106,6 +1223,14 @@ impl Config {
         v.push(format!(
             "webrtc.ice.network_detection.local_subnets = {subnets:?} ({})",
             i.local_subnets.origin
+        ));
+        v.push(format!(
+            "webrtc.ice.migration.enable_new_features = {} ({})",
+            i.enable_new_features.value, i.enable_new_features.origin
+        ));
+        v.push(format!(
+            "webrtc.ice.migration.log_migration_events = {} ({})",
+            i.log_migration_events.value, i.log_migration_events.origin
         ));
         v.push(format!(
             "server.http_listen = {} ({})",
@@ -1435,7 +1560,7 @@ webrtc:
         c.apply_env(env(&[(ENV_LEGACY_ICE_MODE, "true")])).unwrap();
         let shown = c.to_yaml_with_origins(true);
         assert!(
-            shown.contains("    legacy_mode: true  # env SCREAMROUTER_LEGACY_ICE_MODE\n"),
+            shown.contains("    legacy_mode: true  # env SCREAMROUTER_LEGACY_ICE_MODE  (DEPRECATED: run scream-ice migrate)\n"),
             "{shown}"
         );
         assert!(shown.contains("    mode: auto  # default\n"), "{shown}");
@@ -1482,6 +1607,109 @@ webrtc:
         let redacted = c.to_yaml_with_origins(false);
         assert!(!redacted.contains("secret") && redacted.contains("<redacted>"));
         assert!(c.provenance_lines().iter().all(|l| !l.contains("secret")));
+    }
+
+    #[test]
+    fn migration_section_meanings() {
+        // Absent: new features on, no event log, mode as written.
+        let c = ok("webrtc:\n  ice:\n    mode: local-only\n");
+        assert!(c.ice.enable_new_features.value && !c.ice.log_migration_events.value);
+        assert_eq!(c.ice.mode_in_force(), IceMode::LocalOnly);
+        assert_eq!(c.deprecation_warning(), None);
+
+        // The seed's phase1.yaml: legacy through both switches.
+        let c = ok(
+            "webrtc:\n  ice:\n    mode: \"auto\"\n    legacy_mode: true\n    stun_servers:\n      - url: \"stun:stun.l.google.com:19302\"\n    migration:\n      enable_new_features: false\n      log_migration_events: true\n",
+        );
+        assert_eq!(c.ice.mode_in_force(), IceMode::Legacy);
+        assert_eq!(c.ice.enable_new_features.origin, file(8, 28));
+        assert!(c.ice.log_migration_events.value);
+        assert_eq!(
+            c.deprecation_warning().unwrap(),
+            "legacy ICE is deprecated and will be removed (webrtc.ice.legacy_mode: true at t.yaml:4:18); run `scream-ice migrate t.yaml` to move to mode auto (see docs/migration.md)"
+        );
+
+        // enable_new_features: false alone selects legacy (the seed's
+        // isSmartICEEnabled() needs smart on and legacy off).
+        let c = ok("webrtc:\n  ice:\n    migration:\n      enable_new_features: false\n");
+        assert_eq!(c.ice.mode_in_force(), IceMode::Legacy);
+        assert!(
+            c.deprecation_warning()
+                .unwrap()
+                .contains("(webrtc.ice.migration.enable_new_features: false at t.yaml:4:28)")
+        );
+        let c = ok("webrtc:\n  ice:\n    mode: legacy\n");
+        assert!(
+            c.deprecation_warning()
+                .unwrap()
+                .contains("(webrtc.ice.mode: legacy at t.yaml:3:11)")
+        );
+
+        // Unknown keys inside the section are still refused.
+        assert_eq!(
+            errors("webrtc:\n  ice:\n    migration:\n      enable_smart: true\n"),
+            [
+                "t.yaml:4:7: unknown field `enable_smart`, expected one of enable_new_features, log_migration_events"
+            ]
+        );
+
+        // SCREAMROUTER_USE_SMART_ICE is the seed's flag for the same switch.
+        let mut c = Config::builtin();
+        c.apply_env(env(&[(ENV_USE_SMART_ICE, "false")])).unwrap();
+        assert_eq!(c.ice.mode_in_force(), IceMode::Legacy);
+        assert!(
+            c.deprecation_warning()
+                .unwrap()
+                .contains("unset SCREAMROUTER_USE_SMART_ICE and run `scream-ice migrate FILE`")
+        );
+        let w = c.apply_env(env(&[(ENV_USE_SMART_ICE, "yes")])).unwrap();
+        assert_eq!(c.ice.mode_in_force(), IceMode::Legacy);
+        assert_eq!(
+            w,
+            [
+                "SCREAMROUTER_USE_SMART_ICE=\"yes\" is neither \"true\" nor \"false\"; taken as new features off (only \"true\" turns them on)"
+            ]
+        );
+        c.apply_env(env(&[(ENV_USE_SMART_ICE, "true")])).unwrap();
+        assert_eq!(c.ice.mode_in_force(), IceMode::Auto);
+
+        // config show marks legacy and round-trips the section.
+        let mut c = ok("webrtc:\n  ice:\n    migration:\n      log_migration_events: true\n");
+        c.apply_env(env(&[(ENV_LEGACY_ICE_MODE, "true")])).unwrap();
+        let shown = c.to_yaml_with_origins(false);
+        assert!(
+            shown.contains("\n# DEPRECATED: legacy ICE is deprecated"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("      log_migration_events: true  # t.yaml:4:29\n"),
+            "{shown}"
+        );
+        let back = Config::from_yaml("t.yaml", &shown).unwrap();
+        assert!(back.ice.log_migration_events.value && back.ice.legacy_mode.value);
+        assert!(c.provenance_lines().contains(
+            &"webrtc.ice.migration.log_migration_events = true (t.yaml:4:29)".to_string()
+        ));
+    }
+
+    #[test]
+    fn quoted_scalars_read_back_exactly() {
+        for s in [
+            "plain",
+            "q\"uo'te: #hash",
+            "back\\slash",
+            "p\u{e4}ss w\u{f6}rd \u{1f4a1} \u{65e5}\u{672c}",
+            "ctl \u{1} \u{7f} \u{85} \u{a0} \u{2028} \u{feff} \u{fffe} \t\n\r",
+            " lead and trail ",
+        ] {
+            let text = format!("server:\n  data_dir: {}\n", quoted(s));
+            let c = ok(&text);
+            assert_eq!(
+                c.server.data_dir.value,
+                PathBuf::from(s.to_string()),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -59,8 +59,9 @@ impl Connected<axum::serve::IncomingStream<'_, TcpListener>> for ConnAddrs {
     }
 }
 
-/// What the handlers share: the effective config and the bound address of
-/// our STUN responder, if it is advertised.
+/// What the handlers share: the effective config (replaceable at run time,
+/// [`AppState::replace_config`]) and the bound address of our STUN
+/// responder, if it is advertised.
 #[derive(Clone, Debug)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -68,7 +69,10 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    config: Config,
+    /// The config in force. A handler takes an `Arc` snapshot once per
+    /// request ([`AppState::config`]), so a reload never changes the
+    /// config under a request that is being answered.
+    config: std::sync::RwLock<Arc<Config>>,
     own_stun: Option<SocketAddr>,
     sessions: Sessions,
 }
@@ -89,16 +93,28 @@ impl AppState {
     ) -> AppState {
         AppState {
             inner: Arc::new(Inner {
-                config,
+                config: std::sync::RwLock::new(Arc::new(config)),
                 own_stun,
                 sessions: Sessions::new(settings),
             }),
         }
     }
 
-    /// The effective config.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// A snapshot of the config in force: later reloads do not change it.
+    pub fn config(&self) -> Arc<Config> {
+        // A poisoned lock only means a writer panicked between two whole
+        // values; the Arc inside is still a complete config.
+        let guard = self.inner.config.read().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(&guard)
+    }
+
+    /// Put `config` in force for every request from now on (SIGHUP
+    /// reload, [`crate::reload`]). Requests and speaker sessions already
+    /// running keep the snapshot they took. Returns the config it
+    /// replaced.
+    pub fn replace_config(&self, config: Config) -> Arc<Config> {
+        let mut guard = self.inner.config.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *guard, Arc::new(config))
     }
 
     /// The running speaker sessions.
@@ -253,7 +269,7 @@ pub fn choose(
     stage: FallbackStage,
 ) -> Chosen {
     let config = state.config();
-    let client = client_ip(config, conn.remote, headers);
+    let client = client_ip(&config, conn.remote, headers);
     let own = state.own_stun_url(headers, conn.local);
     let parts = config.policy_parts(own.as_deref());
     let policy = parts.config();
@@ -276,6 +292,13 @@ pub fn choose(
             )
         })
         .collect();
+    if config.ice.log_migration_events.value {
+        crate::migrate::log_ice_config_used(
+            &config,
+            client,
+            decision.stun_servers.len() + decision.turn_servers.len(),
+        );
+    }
     tracing::debug!(
         %client,
         network = %decision.network,

@@ -16,12 +16,20 @@
 //! - [`connect`]: `scream-ice connect`, the speaker simulator (HTTP through
 //!   `scream_ice_core::signal`, the speakers' own signaling client).
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
-//! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM.
+//! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM;
+//!   SIGHUP reloads the config file ([`reload`]).
+//! - [`migrate`]: `scream-ice migrate` and `rollback`, writing through
+//!   [`atomic`] (backup, temporary file, fsync, validation, rename).
+//! - [`cli`]: the clap types of the command line.
 
+pub mod atomic;
+pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod http;
+pub mod migrate;
 pub mod probe;
+pub mod reload;
 pub mod serve;
 pub mod sessions;
 pub mod stun_responder;

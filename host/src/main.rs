@@ -5,95 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use scream_ice_host::cli::{Cli, Command, ConfigCommand, StunCommand};
 use scream_ice_host::config::{Config, LocatedError, Origin, Sourced, parse_stun_listen};
-
-/// The ScreamRouter ICE daemon and its operator tools.
-#[derive(Parser, Debug)]
-#[command(name = "scream-ice", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the daemon: the STUN responder and the HTTP API, until SIGINT/SIGTERM.
-    Serve {
-        /// YAML config file (default: the embedded default config).
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Override server.http_listen, e.g. 0.0.0.0:8188 to serve the LAN.
-        #[arg(long, value_name = "ADDR")]
-        http_listen: Option<SocketAddr>,
-        /// Override server.stun_listen: IP:PORT, or "off".
-        #[arg(long, value_name = "ADDR")]
-        stun_listen: Option<String>,
-    },
-    /// Check or show configuration.
-    Config {
-        #[command(subcommand)]
-        command: ConfigCommand,
-    },
-    /// STUN tools.
-    Stun {
-        #[command(subcommand)]
-        command: StunCommand,
-    },
-    /// Speaker simulator: open an ICE session with a running daemon, send
-    /// test datagrams it echoes, report loss and round-trip times.
-    Connect {
-        /// The daemon's base URL, e.g. http://127.0.0.1:8188.
-        url: String,
-        /// Test datagrams to send once connected.
-        #[arg(long, value_name = "N", default_value_t = 10)]
-        count: u32,
-        /// Milliseconds between test datagrams.
-        #[arg(long, value_name = "N", default_value_t = 20)]
-        interval_ms: u64,
-        /// Bind host sockets on this address (repeatable; default: all
-        /// interfaces).
-        #[arg(long, value_name = "IP")]
-        bind: Vec<std::net::IpAddr>,
-        /// A STUN server the policy may use (`stun:HOST[:PORT]`; repeatable).
-        #[arg(long, value_name = "URL")]
-        stun: Vec<String>,
-        /// Give up if not connected within this many milliseconds.
-        #[arg(long, value_name = "N", default_value_t = 10000)]
-        timeout_ms: u64,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum ConfigCommand {
-    /// Validate a config file (ignores the environment); one line per error.
-    Check {
-        /// The YAML file.
-        file: PathBuf,
-    },
-    /// Print the effective config (file or default, plus environment) as
-    /// YAML, with the origin of each value as a comment.
-    Show {
-        /// YAML config file (default: the embedded default config).
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Print TURN credentials instead of redacting them.
-        #[arg(long)]
-        show_secrets: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum StunCommand {
-    /// Send one Binding request; print the mapped address and the RTT.
-    Probe {
-        /// The server, HOST:PORT.
-        target: String,
-        /// Give up after this long.
-        #[arg(long, value_name = "N", default_value_t = 3000)]
-        timeout_ms: u64,
-    },
-}
 
 /// Print each error as one line on stderr.
 fn report(errors: &[LocatedError]) -> ExitCode {
@@ -139,34 +53,39 @@ fn serve(
     http_listen: Option<SocketAddr>,
     stun_listen: Option<String>,
 ) -> ExitCode {
-    let (mut c, warnings) = match load(config.as_ref()) {
+    let stun_listen = match stun_listen.map(|s| parse_stun_listen(&s)).transpose() {
+        Ok(s) => s,
+        Err(m) => {
+            eprintln!("scream-ice: --stun-listen: {m}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The same load at start and on every SIGHUP: file (or default),
+    // environment, then the flags.
+    let loader: scream_ice_host::reload::Loader = Box::new(move || {
+        let (mut c, warnings) = load(config.as_ref())?;
+        if let Some(a) = http_listen {
+            c.server.http_listen = Sourced {
+                value: a,
+                origin: Origin::Flag {
+                    flag: "--http-listen",
+                },
+            };
+        }
+        if let Some(a) = stun_listen {
+            c.server.stun_listen = Sourced {
+                value: a,
+                origin: Origin::Flag {
+                    flag: "--stun-listen",
+                },
+            };
+        }
+        Ok((c, warnings))
+    });
+    let (c, warnings) = match loader() {
         Ok(r) => r,
         Err(errors) => return report(&errors),
     };
-    if let Some(a) = http_listen {
-        c.server.http_listen = Sourced {
-            value: a,
-            origin: Origin::Flag {
-                flag: "--http-listen",
-            },
-        };
-    }
-    if let Some(s) = stun_listen {
-        match parse_stun_listen(&s) {
-            Ok(a) => {
-                c.server.stun_listen = Sourced {
-                    value: a,
-                    origin: Origin::Flag {
-                        flag: "--stun-listen",
-                    },
-                }
-            }
-            Err(m) => {
-                eprintln!("scream-ice: --stun-listen: {m}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -189,10 +108,17 @@ fn serve(
     for w in warnings {
         tracing::warn!("{w}");
     }
+    if let Some(w) = c.deprecation_warning() {
+        tracing::warn!("{w}");
+    }
     for line in c.provenance_lines() {
         tracing::info!("config: {line}");
     }
-    let result = runtime.block_on(scream_ice_host::serve::run(c, listeners));
+    let result = runtime.block_on(scream_ice_host::serve::run_with_reload(
+        c,
+        listeners,
+        Some(loader),
+    ));
     runtime.shutdown_timeout(Duration::from_millis(100));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -272,6 +198,80 @@ fn connect(opts: scream_ice_host::connect::ConnectOptions) -> ExitCode {
     }
 }
 
+fn migrate(opts: scream_ice_host::migrate::MigrateOptions) -> ExitCode {
+    let mut out = std::io::stdout();
+    match scream_ice_host::migrate::migrate(&scream_ice_host::atomic::OsFs, &opts, &mut out) {
+        Ok(m) => {
+            for n in &m.notes {
+                eprintln!("scream-ice: migrate: note: {n}");
+            }
+            if opts.dry_run {
+                eprintln!(
+                    "scream-ice: migrate: --dry-run: nothing written ({} unchanged)",
+                    m.target.display()
+                );
+            } else if m.changed {
+                let backup = m
+                    .backup
+                    .map(|b| format!(" (backup: {})", b.display()))
+                    .unwrap_or_default();
+                println!(
+                    "migrated {} -> {}{backup}; check it with `scream-ice config check {}`, reload the daemon with `systemctl reload scream-ice`",
+                    opts.input.display(),
+                    m.target.display(),
+                    m.target.display()
+                );
+            } else {
+                println!("{}: already migrated, nothing changed", m.target.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("scream-ice: migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn rollback(config: &std::path::Path, reason: Option<&str>, restore_backup: bool) -> ExitCode {
+    use scream_ice_host::migrate::{HookOutcome, notify_rollback_hook, rollback};
+    match rollback(
+        &scream_ice_host::atomic::OsFs,
+        config,
+        reason,
+        restore_backup,
+    ) {
+        Ok(ev) => {
+            let what = match &ev.restored {
+                Some(b) => format!("restored {} into", b.display()),
+                None if ev.changed => "legacy_mode: true persisted in".to_string(),
+                None => "already legacy (nothing changed):".to_string(),
+            };
+            let backup = ev
+                .backup
+                .as_ref()
+                .map(|b| format!("; previous file kept as {}", b.display()))
+                .unwrap_or_default();
+            eprintln!(
+                "scream-ice: rollback: {what} {}{backup}; reason: {}",
+                config.display(),
+                reason.unwrap_or("(none given)")
+            );
+            match notify_rollback_hook(&ev) {
+                HookOutcome::Notified(line) => eprintln!("scream-ice: rollback: {line}"),
+                _ => eprintln!(
+                    "scream-ice: rollback: reload the running daemon: `systemctl reload scream-ice` (or `kill -HUP PID`)"
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("scream-ice: rollback: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -308,12 +308,31 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::from_file(&file) {
-            Ok(_) => {
+            Ok(c) => {
+                if let Some(w) = c.deprecation_warning() {
+                    eprintln!("scream-ice: warning: {w}");
+                }
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS
             }
             Err(errors) => report(&errors),
         },
+        Command::Migrate {
+            file,
+            output,
+            dry_run,
+            drop_unknown,
+        } => migrate(scream_ice_host::migrate::MigrateOptions {
+            input: file,
+            output,
+            dry_run,
+            drop_unknown,
+        }),
+        Command::Rollback {
+            config,
+            reason,
+            restore_backup,
+        } => rollback(&config, reason.as_deref(), restore_backup),
         Command::Config {
             command:
                 ConfigCommand::Show {

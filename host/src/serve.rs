@@ -1,5 +1,7 @@
 //! `scream-ice serve`: bind the STUN responder and the HTTP API, run until
-//! SIGINT or SIGTERM, then stop within a second.
+//! SIGINT or SIGTERM, then stop within a second. SIGHUP re-reads the
+//! config file and puts it in force without dropping established speaker
+//! sessions ([`crate::reload`]).
 //!
 //! Sits between the CLI (which has already loaded and checked the
 //! [`Config`]) and the long-running tasks: [`crate::stun_responder::Responder`] on its own thread
@@ -96,10 +98,23 @@ async fn shutdown_signal() -> Result<&'static str, ServeError> {
 /// On the signal, the STUN task is stopped and the HTTP server drains its
 /// connections for at most 500 ms.
 pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError> {
+    run_with_reload(config, listeners, None).await
+}
+
+/// As [`run`], with SIGHUP reloading the config through `loader`
+/// ([`crate::reload::reload`]).
+pub async fn run_with_reload(
+    config: Config,
+    listeners: Listeners,
+    loader: Option<crate::reload::Loader>,
+) -> Result<(), ServeError> {
     let stun_addr = listeners.stun_addr();
     let http_addr = listeners.http_addr();
     let advertised = stun_addr.filter(|_| config.server.advertise_own_stun.value);
     let state = AppState::new(config, advertised);
+    // Before the listening lines: from then on a SIGHUP reloads.
+    let reloader =
+        crate::reload::spawn_on_sighup(state.clone(), loader).map_err(ServeError::Signal)?;
     let version = env!("CARGO_PKG_VERSION");
     {
         let mut out = std::io::stdout().lock();
@@ -145,6 +160,7 @@ pub async fn run(config: Config, listeners: Listeners) -> Result<(), ServeError>
         }
     };
     tracing::info!("{signal}: shutting down");
+    reloader.abort();
     if let Some(r) = responder {
         r.stop();
     }

@@ -480,7 +480,8 @@ fn session_config(
     settings: &SessionSettings,
 ) -> SessionConfig {
     let own = state.own_stun_url(headers, conn.local);
-    let parts = state.config().policy_parts(own.as_deref());
+    let config = state.config();
+    let parts = config.policy_parts(own.as_deref());
     let policy = parts.config();
     // The same pure decision `choose` made.
     let peer = PeerKnowledge::with_address(chosen.client);
