@@ -10,6 +10,8 @@
 //! - [`http`]: the axum router: `GET /api/ice-config` and the WHEP
 //!   endpoint's `OPTIONS` with RFC 9725 `Link` headers, both chosen per
 //!   client by `scream_ice_core::policy::decide`.
+//! - [`state`]: what the handlers share (`AppState`) and the per-request
+//!   policy decision (`choose`), below both `http` and `sessions`.
 //! - [`sessions`]: speaker ICE sessions (`/api/ice/sessions`, RFC 8840
 //!   trickle over HTTP as RFC 9725 does it), one `scream-ice-tokio`
 //!   session per speaker, echoing its datagrams for now.
@@ -32,6 +34,7 @@ pub mod probe;
 pub mod reload;
 pub mod serve;
 pub mod sessions;
+pub mod state;
 pub mod stun_responder;
 
 /// The SOFTWARE attribute value (RFC 8489 §14.14) our STUN responder sends.

@@ -68,7 +68,7 @@ use scream_ice_tokio::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::http::{AppState, Chosen, ConnAddrs, choose};
+use crate::state::{AppState, Chosen, ConnAddrs, choose};
 
 /// The media type of trickle ICE fragments (RFC 8840 section 9.1).
 pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
