@@ -57,6 +57,18 @@ fn drain(s: &mut S) -> (StdVec<Wire>, StdVec<Event>) {
     (tx, ev)
 }
 
+/// A session for the peer at `peer`, seeded with `seed` repeated.
+fn session_for(policy: &PolicyConfig<'_>, peer: SocketAddr, role: Role, seed: u8) -> S {
+    S::new(
+        policy,
+        PeerKnowledge::with_address(peer.ip()),
+        role,
+        [seed; 32],
+        Instant::ZERO,
+    )
+    .unwrap()
+}
+
 fn candidates(ev: &[Event]) -> StdVec<Candidate> {
     ev.iter()
         .filter_map(|e| match e {
@@ -271,22 +283,8 @@ fn a_right_guess_connects_and_never_widens() {
     let mut policy = PolicyConfig::new(IceMode::Auto);
     policy.stun_servers = &servers;
     let (a_addr, b_addr) = (sa("192.168.1.2:5000"), sa("192.168.1.3:5000"));
-    let mut a = S::new(
-        &policy,
-        PeerKnowledge::with_address(b_addr.ip()),
-        Role::Controlling,
-        [1; 32],
-        Instant::ZERO,
-    )
-    .unwrap();
-    let mut b = S::new(
-        &policy,
-        PeerKnowledge::with_address(a_addr.ip()),
-        Role::Controlled,
-        [2; 32],
-        Instant::ZERO,
-    )
-    .unwrap();
+    let mut a = session_for(&policy, b_addr, Role::Controlling, 1);
+    let mut b = session_for(&policy, a_addr, Role::Controlled, 2);
     a.handle_interfaces(Instant::ZERO, &[a_addr]);
     b.handle_interfaces(Instant::ZERO, &[b_addr]);
     let (ua, pa) = a.local_credentials();
@@ -353,10 +351,9 @@ fn a_right_guess_connects_and_never_widens() {
     assert!(!ev.iter().any(|e| matches!(e, Event::Widened { .. })));
 }
 
-/// The peer's candidates show a symmetric NAT (one base, two mappings):
-/// the session decides `symmetric-nat` and asks for relays at once.
-#[test]
-fn a_symmetric_nat_in_the_peers_candidates_asks_for_relay_at_once() {
+/// A session in `mode` for a remote peer that signals two srflx
+/// candidates of one base (a symmetric NAT): the events after them.
+fn symmetric_peer_events(mode: IceMode) -> StdVec<Event> {
     let stun = [StunServer {
         url: "stun:192.0.2.1",
         enabled: true,
@@ -367,7 +364,7 @@ fn a_symmetric_nat_in_the_peers_candidates_asks_for_relay_at_once() {
         credential: Some("p"),
         enabled: true,
     }];
-    let mut policy = PolicyConfig::new(IceMode::Auto);
+    let mut policy = PolicyConfig::new(mode);
     policy.stun_servers = &stun;
     policy.turn_servers = &turn;
     let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
@@ -387,7 +384,15 @@ fn a_symmetric_nat_in_the_peers_candidates_asks_for_relay_at_once() {
         s.handle_remote_candidate(Instant::from_millis(5), c)
             .unwrap();
     }
-    let (_, ev) = drain(&mut s);
+    assert_eq!(s.decision().network.as_str(), "symmetric-nat");
+    assert_eq!(s.stage(), FallbackStage::Full);
+    drain(&mut s).1
+}
+
+/// Mode auto: the symmetric NAT moves the session to `full` at once.
+#[test]
+fn a_symmetric_nat_in_the_peers_candidates_asks_for_relay_at_once() {
+    let ev = symmetric_peer_events(IceMode::Auto);
     assert!(
         ev.iter().any(|e| matches!(
             e,
@@ -398,12 +403,19 @@ fn a_symmetric_nat_in_the_peers_candidates_asks_for_relay_at_once() {
         )),
         "{ev:?}"
     );
+}
+
+/// Mode full: already at `full` (relays asked for at the start, see
+/// below); the decision log reports the symmetric NAT.
+#[test]
+fn full_mode_reports_a_symmetric_nat_from_the_peers_candidates() {
+    let ev = symmetric_peer_events(IceMode::Full);
     assert!(
         ev.iter()
-            .any(|e| matches!(e, Event::Decided(d) if d.network == NetworkType::SymmetricNat))
+            .any(|e| matches!(e, Event::Decided(d) if d.network == NetworkType::SymmetricNat)),
+        "{ev:?}"
     );
-    assert_eq!(s.decision().network.as_str(), "symmetric-nat");
-    assert_eq!(s.stage(), FallbackStage::Full);
+    assert!(!ev.iter().any(|e| matches!(e, Event::Widened { .. })));
 }
 
 #[test]
@@ -430,14 +442,7 @@ fn full_mode_asks_for_relay_at_once() {
 fn losing_the_selected_address_restarts_and_reannounces() {
     let policy = PolicyConfig::new(IceMode::Auto);
     let (a_addr, b_addr) = (sa("192.168.1.2:5000"), sa("192.168.1.3:5000"));
-    let mut a = S::new(
-        &policy,
-        PeerKnowledge::with_address(b_addr.ip()),
-        Role::Controlling,
-        [1; 32],
-        Instant::ZERO,
-    )
-    .unwrap();
+    let mut a = session_for(&policy, b_addr, Role::Controlling, 1);
     a.handle_interfaces(Instant::ZERO, &[a_addr, sa("192.168.2.2:5000")]);
     let (_, ev) = drain(&mut a);
     assert_eq!(candidates(&ev).len(), 2);
@@ -508,44 +513,4 @@ fn configured_subnets_decide_locality() {
     assert!(on_local_network("192.168.1.1".parse().unwrap(), &[]));
     assert!(on_local_network("127.0.0.1".parse().unwrap(), &[]));
     assert!(!on_local_network("8.8.8.8".parse().unwrap(), &[]));
-}
-
-#[test]
-fn full_mode_reports_a_symmetric_nat_from_the_peers_candidates() {
-    let stun = [StunServer {
-        url: "stun:192.0.2.1",
-        enabled: true,
-    }];
-    let turn = [TurnServer {
-        url: "turn:192.0.2.2",
-        username: Some("u"),
-        credential: Some("p"),
-        enabled: true,
-    }];
-    let mut policy = PolicyConfig::new(IceMode::Full);
-    policy.stun_servers = &stun;
-    policy.turn_servers = &turn;
-    let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
-    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
-    s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
-    let (_, ev) = drain(&mut s);
-    assert!(
-        ev.iter()
-            .any(|e| matches!(e, Event::Decided(d) if d.network == NetworkType::Nat))
-    );
-    for port in [40_000, 40_001] {
-        let c = remote(
-            CandidateKind::ServerReflexive,
-            &std::format!("203.0.113.5:{port}"),
-            Some("10.0.0.2:4000"),
-        );
-        s.handle_remote_candidate(Instant::from_millis(5), c)
-            .unwrap();
-    }
-    let (_, ev) = drain(&mut s);
-    assert!(
-        ev.iter()
-            .any(|e| matches!(e, Event::Decided(d) if d.network == NetworkType::SymmetricNat)),
-        "{ev:?}"
-    );
 }
