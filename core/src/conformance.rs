@@ -49,6 +49,8 @@ pub fn run() -> Report {
     crate::policy::conformance(&mut report);
     crate::rollout::conformance(&mut report);
     crate::agent::conformance(&mut report);
+    crate::scream::conformance(&mut report);
+    crate::playout::conformance(&mut report);
     report
 }
 

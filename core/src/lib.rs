@@ -38,6 +38,10 @@
 //! - [`time`]: the crate's own microsecond `Instant` and `Duration`.
 //! - [`rollout`]: the migration's feature flags, deterministic client
 //!   bucketing, A/B groups, rollout stages and the noise-proof rollback rule.
+//! - [`playout`]: the speaker's fixed-capacity jitter buffer: target
+//!   latency, reorder, concealment, drift correction, statistics.
+//! - [`scream`]: the Scream audio datagram and the RTP framing (RFC 3550)
+//!   the router adds on the ICE path, with the format-to-payload-type table.
 //!
 //! ## Features
 //!
@@ -66,8 +70,10 @@ pub mod candidate;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod net;
+pub mod playout;
 pub mod policy;
 pub mod rollout;
+pub mod scream;
 pub mod sdpfrag;
 pub mod session;
 pub mod signal;

@@ -505,19 +505,33 @@ fn backup(
     Ok(b)
 }
 
+/// How long [`replace`] waits for another writer in the same directory.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Lock `dir` for this writer, waiting up to [`LOCK_WAIT`]. (A lock can
+/// also be held for a moment by a child process this one forked, until
+/// the child's exec closes the inherited descriptor.)
 fn lock_dir(dir: &Path) -> Result<File, WriteError> {
     let d = File::open(dir).map_err(|e| fail(Step::ReadTarget, dir, e))?;
-    match d.try_lock() {
-        Ok(()) => Ok(d),
-        Err(std::fs::TryLockError::WouldBlock) => Err(fail(
-            Step::ReadTarget,
-            dir,
-            io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "another scream-ice migrate or rollback is writing in this directory",
-            ),
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(fail(Step::ReadTarget, dir, e)),
+    let start = std::time::Instant::now();
+    loop {
+        match d.try_lock() {
+            Ok(()) => return Ok(d),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(fail(
+                    Step::ReadTarget,
+                    dir,
+                    io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "another scream-ice migrate or rollback is writing in this directory",
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(fail(Step::ReadTarget, dir, e)),
+        }
     }
 }
 

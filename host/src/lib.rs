@@ -17,6 +17,12 @@
 //!   session per speaker, echoing its datagrams for now.
 //! - [`connect`]: `scream-ice connect`, the speaker simulator (HTTP through
 //!   `scream_ice_core::signal`, the speakers' own signaling client).
+//! - [`sinks`]: Scream ingest, one socket and thread per configured sink.
+//! - [`relay`]: the audio fan-out: one sink's RTP to every subscribed
+//!   speaker with `sendmmsg`, routes changeable without a gap.
+//! - [`receiver`]: the speaker's receive pipeline (RTP -> `core::playout`
+//!   -> WAV, with statistics), sans-IO plus a plain-socket loop.
+//! - [`scream_cli`]: `scream-ice scream send|tone|relay|receive`.
 //! - [`probe`]: a STUN Binding client for `scream-ice stun probe`.
 //! - [`serve`]: binds the listeners and runs until SIGINT/SIGTERM;
 //!   SIGHUP reloads the config file ([`reload`]).
@@ -31,9 +37,13 @@ pub mod connect;
 pub mod http;
 pub mod migrate;
 pub mod probe;
+pub mod receiver;
+pub mod relay;
 pub mod reload;
+pub mod scream_cli;
 pub mod serve;
 pub mod sessions;
+pub mod sinks;
 pub mod state;
 pub mod stun_responder;
 

@@ -352,6 +352,7 @@ fn main() -> ExitCode {
         Command::Stun {
             command: StunCommand::Probe { target, timeout_ms },
         } => probe(&target, timeout_ms),
+        Command::Scream { command } => scream_ice_host::scream_cli::run(command),
         Command::Connect {
             url,
             count,

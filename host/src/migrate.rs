@@ -1593,3 +1593,108 @@ pub fn log_ice_config_used(config: &Config, client: IpAddr, servers: usize) {
         config.ice.mode_in_force()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Node {
+        let mut n = serde_saphyr::from_str::<YamlNode>(text).unwrap().0;
+        n.fill_raw(text);
+        n
+    }
+
+    /// Any tree the parser gives is written back as YAML that parses to
+    /// the same tree, and writing that again gives the same text.
+    #[test]
+    fn the_emitter_round_trips_every_kind_of_node() {
+        let text = "\
+plain: word
+quoted: \"a: b # c\"
+empty_str: \"\"
+'weird key': 1
+\"true\": key that looks like a bool
+n: null
+tilde: ~
+yes_plain: yes
+hex: 0x1F
+float: 1.5
+exp: 1e3
+neg: -7
+big: 170141183460469231731687303715884105727
+list: [1, \"two\", [3, 4], {five: 5}, [], {}]
+nested:
+  - - a
+    - b
+  - k: v
+    deeper:
+      - x: 1
+        y: [z]
+anchor: &a {one: 1}
+alias: *a
+ctl: \"tab\\tbell\\u0007del\\u007fnel\\u0085\"
+";
+        let tree = parse(text);
+        let (out, lines) = emit(&tree, &["header".to_string()]);
+        let back = parse(&out);
+        assert!(back.same(&tree), "{out}");
+        let (again, _) = emit(&back, &["header".to_string()]);
+        assert_eq!(again, out);
+        // Plain non-string scalars keep their text.
+        for kept in [
+            "yes_plain: yes\n",
+            "hex: 0x1F\n",
+            "exp: 1e3\n",
+            "tilde: ~\n",
+        ] {
+            assert!(out.contains(kept), "{kept:?} in\n{out}");
+        }
+        // The alias is written out as its value, not as `*a`.
+        assert!(out.contains("alias:\n  one: 1\n"), "{out}");
+        // Every key's line is known, with its input location.
+        let quoted_key = lines
+            .iter()
+            .find(|l| path_text(&l.path) == "weird key")
+            .unwrap();
+        assert_eq!(quoted_key.line, 5);
+        assert_eq!(quoted_key.key_at, Some((4, 1)));
+        let deep = lines
+            .iter()
+            .find(|l| path_text(&l.path) == "nested[1].deeper[0].y")
+            .unwrap();
+        // `y` is a YAML 1.1 boolean, so it is written quoted.
+        assert_eq!(
+            out.lines().nth(deep.line as usize - 1),
+            Some("        \"y\":")
+        );
+    }
+
+    #[test]
+    fn paths_can_be_removed() {
+        let mut t = parse("a:\n  b: [1, 2, 3]\n  c: 4\n");
+        assert!(remove_path(
+            &mut t,
+            &[Seg::Key("a".into()), Seg::Key("b".into()), Seg::Index(1)]
+        ));
+        assert!(remove_path(
+            &mut t,
+            &[Seg::Key("a".into()), Seg::Key("c".into())]
+        ));
+        assert!(!remove_path(
+            &mut t,
+            &[Seg::Key("a".into()), Seg::Key("zz".into())]
+        ));
+        assert!(!remove_path(&mut t, &[Seg::Key("a".into()), Seg::Index(0)]));
+        assert!(!remove_path(&mut t, &[]));
+        assert!(t.same(&parse("a:\n  b: [1, 3]\n")));
+    }
+
+    #[test]
+    fn keys_are_quoted_only_when_needed() {
+        assert_eq!(yaml_key("stun_servers"), "stun_servers");
+        assert_eq!(yaml_key("local-only"), "local-only");
+        for k in ["on", "Yes", "null", "a b", "1st", "", "x:y"] {
+            assert_eq!(yaml_key(k), yaml_quote(k), "{k:?}");
+        }
+    }
+}

@@ -1140,3 +1140,32 @@ fn an_unwritable_target_is_a_clear_error() {
     assert!(matches!(e, MigrateError::Input(_)), "{e}");
     assert!(e.to_string().contains("cannot read the target"), "{e}");
 }
+
+#[test]
+fn a_second_writer_in_the_same_directory_waits_then_gives_up() {
+    let dir = fresh_dir("locked");
+    let p = dir.join("config.yaml");
+    std::fs::write(&p, PHASE1).unwrap();
+    // Another writer holds the directory lock for longer than a writer waits.
+    let holder = std::fs::File::open(&dir).unwrap();
+    holder.lock().unwrap();
+    let before = snapshot(&dir);
+    let t = Instant::now();
+    let e = migrate::migrate(&OsFs, &opts(&p), &mut Vec::new()).unwrap_err();
+    assert!(t.elapsed() >= atomic::LOCK_WAIT, "{:?}", t.elapsed());
+    assert!(
+        e.to_string().contains(
+            "another scream-ice migrate or rollback is writing in this directory; nothing changed"
+        ),
+        "{e}"
+    );
+    assert_eq!(snapshot(&dir), before);
+    // Released within the wait: the writer goes ahead.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(holder);
+    });
+    let m = migrate::migrate(&OsFs, &opts(&p), &mut Vec::new()).unwrap();
+    assert!(m.changed);
+    release.join().unwrap();
+}
