@@ -10,11 +10,13 @@
 //! - [`http`]: the axum router: `GET /api/ice-config` and the WHEP
 //!   endpoint's `OPTIONS` with RFC 9725 `Link` headers, both chosen per
 //!   client by `scream_ice_core::policy::decide`.
+//! - [`state`]: what the handlers share (`AppState`) and the per-request
+//!   policy decision (`choose`), below both `http` and `sessions`.
 //! - [`sessions`]: speaker ICE sessions (`/api/ice/sessions`, RFC 8840
 //!   trickle over HTTP as RFC 9725 does it), one `scream-ice-tokio`
 //!   session per speaker, echoing its datagrams for now.
-//! - [`client`]: a minimal HTTP/1.1 client for `scream-ice connect`.
-//! - [`connect`]: `scream-ice connect`, the speaker simulator.
+//! - [`connect`]: `scream-ice connect`, the speaker simulator (HTTP through
+//!   `scream_ice_core::signal`, the speakers' own signaling client).
 //! - [`sinks`]: Scream ingest, one socket and thread per configured sink.
 //! - [`relay`]: the audio fan-out: one sink's RTP to every subscribed
 //!   speaker with `sendmmsg`, routes changeable without a gap.
@@ -37,7 +39,6 @@ pub mod admission;
 pub mod atomic;
 pub mod candidate_filter;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod connect;
 pub mod http;
@@ -52,6 +53,7 @@ pub mod scream_cli;
 pub mod serve;
 pub mod sessions;
 pub mod sinks;
+pub mod state;
 pub mod stun_responder;
 
 /// The SOFTWARE attribute value (RFC 8489 §14.14) our STUN responder sends.

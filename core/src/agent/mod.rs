@@ -56,7 +56,7 @@ mod captured;
 mod checklist;
 #[cfg(feature = "conformance")]
 mod conformance;
-mod drbg;
+pub(crate) mod drbg;
 #[cfg(test)]
 mod tests;
 
@@ -294,6 +294,20 @@ pub enum Event {
     RoleChanged(Role),
     /// The agent failed; nothing more will happen until a restart.
     Failed(FailureReason),
+    /// A STUN server answered a gathering request: `server` saw our `base`
+    /// as `mapped` (one event per answer, also when the mapping adds no new
+    /// candidate). Feeds [`PeerKnowledge::add_own_mapping`], which is how a
+    /// symmetric NAT in front of us is detected.
+    ///
+    /// [`PeerKnowledge::add_own_mapping`]: crate::policy::PeerKnowledge::add_own_mapping
+    Mapped {
+        /// The STUN server.
+        server: SocketAddr,
+        /// Our host address the request was sent from.
+        base: SocketAddr,
+        /// XOR-MAPPED-ADDRESS (or MAPPED-ADDRESS) of the answer.
+        mapped: SocketAddr,
+    },
 }
 
 /// A datagram to send.
@@ -594,6 +608,25 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.pairs.len()
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// Replace the configuration (a wider stage of the fallback ladder has
+    /// other pacing and no fast path). Timers already armed keep their
+    /// deadlines; everything scheduled later uses the new values.
+    pub fn set_config(&mut self, config: AgentConfig) {
+        self.config = config;
+    }
+
+    /// Whether a connectivity check on some pair has succeeded (the valid
+    /// list is not empty). The fallback ladder widens only while this is
+    /// false.
+    pub fn has_valid_pair(&self) -> bool {
+        self.pairs.iter().any(|p| p.valid)
+    }
+
     // ---------------------------------------------------------------- inputs
 
     /// Add a host candidate: one of our interface addresses, with the local
@@ -677,13 +710,36 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         if self.gathering != GatheringState::New {
             return;
         }
+        self.gather_round(now);
+    }
+
+    /// Gather again after gathering completed: ask every (host candidate,
+    /// STUN server) pair not asked yet, e.g. servers added since, with a new
+    /// cap of `cap` from now ([`Event::Gathering`] goes to `Gathering`, then
+    /// `Complete` again). This is the fallback ladder's widening step; it
+    /// does nothing while a round is still running.
+    pub fn gather_more(&mut self, now: Instant, cap: Option<Duration>) {
+        self.advance(now);
+        if self.gathering == GatheringState::Gathering {
+            return;
+        }
+        self.config.stun_gather_cap = cap;
+        self.gather_round(now);
+    }
+
+    fn gather_round(&mut self, now: Instant) {
         for li in 0..self.locals.len() {
             let l = self.locals[li];
             if l.candidate.kind != CandidateKind::Host {
                 continue;
             }
             for (si, &server) in self.stun_servers.clone().iter().enumerate() {
-                if server.is_ipv4() != l.base().is_ipv4() {
+                if server.is_ipv4() != l.base().is_ipv4()
+                    || self
+                        .gathers
+                        .iter()
+                        .any(|g| g.base == l.base() && usize::from(g.server) == si)
+                {
                     continue;
                 }
                 let tx = Transaction {
@@ -1594,6 +1650,17 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.gathers[gi].done = true;
         let g = self.gathers[gi];
         let mapped = repr.xor_mapped_address.or(repr.mapped_address);
+        if let (Class::SuccessResponse, Some(mapped), Some(&server)) = (
+            repr.message_type.class,
+            mapped,
+            self.stun_servers.get(usize::from(g.server)),
+        ) {
+            self.push_event(Event::Mapped {
+                server,
+                base: g.base,
+                mapped,
+            });
+        }
         if let (Class::SuccessResponse, Some(mapped)) = (repr.message_type.class, mapped) {
             // A mapping equal to the base means no NAT: nothing new to offer.
             // A peer-reflexive candidate learned earlier from a check at the

@@ -54,19 +54,23 @@ pub fn decision_for<'a>(
     let mut policy = PolicyConfig::new(IceMode::Auto);
     policy.stun_servers = servers;
     policy.validate().expect("valid policy config");
-    let knowledge = match peer {
+    let d = decide(&policy, &knowledge(peer), FallbackStage::LocalOnly);
+    (policy, d)
+}
+
+/// What is known of a peer at `peer` (`None`: nothing).
+pub fn knowledge(peer: Option<&str>) -> PeerKnowledge {
+    match peer {
         Some(p) => PeerKnowledge::with_address(p.parse().expect("peer ip")),
         None => PeerKnowledge::new(),
-    };
-    let d = decide(&policy, &knowledge, FallbackStage::LocalOnly);
-    (policy, d)
+    }
 }
 
 /// A session config on 127.0.0.1 from the policy's decision for a peer at
 /// 127.0.0.1 (local: no STUN, fast path).
 pub fn loopback_config(role: Role) -> SessionConfig {
-    let (policy, d) = decision_for(&[], Some("127.0.0.1"));
-    let mut c = SessionConfig::from_decision(role, &policy, &d);
+    let (policy, _) = decision_for(&[], Some("127.0.0.1"));
+    let mut c = SessionConfig::for_peer(role, &policy, &knowledge(Some("127.0.0.1")));
     c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
     c
 }
