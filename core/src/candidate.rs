@@ -59,14 +59,30 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 // Grammar helpers
 // ---------------------------------------------------------------------------
 
+/// The 64 `ice-char`s (RFC 8839 §5.1), so that a random byte masked to
+/// six bits picks one uniformly ([`ice_chars_from`]).
+pub const ICE_CHARS: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 /// `ice-char = ALPHA / DIGIT / "+" / "/"` (RFC 8839 §5.1).
-pub(crate) const fn is_ice_char(b: u8) -> bool {
+pub const fn is_ice_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
 }
 
 /// True when `s` is `min..=max` ice-chars.
-pub(crate) fn is_ice_chars(s: &str, min: usize, max: usize) -> bool {
+pub fn is_ice_chars(s: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&s.len()) && s.bytes().all(is_ice_char)
+}
+
+/// Turn random bytes into ice-chars in place (each byte's low six bits
+/// pick one of [`ICE_CHARS`] uniformly) and return them as a `&str`: how
+/// ufrags and passwords are made from a seed. Never panics.
+pub fn ice_chars_from(random: &mut [u8]) -> &str {
+    for b in random.iter_mut() {
+        *b = ICE_CHARS[usize::from(*b & 63)];
+    }
+    // Every byte is now ASCII.
+    core::str::from_utf8(random).unwrap_or_default()
 }
 
 /// RFC 3261 `token` characters (used for extension names and ice-option tags).

@@ -28,13 +28,28 @@
 //! - [`policy`]: the ICE mode and the per-peer [`policy::Decision`]: which
 //!   candidates to gather and offer, from which servers, when
 //!   end-of-candidates may be sent, and the fallback ladder.
+//! - [`agent`]: the sans-IO ICE agent (RFC 8445): checks, nomination,
+//!   consent, restart.
+//! - [`session`]: one ICE session as every adapter drives it: the agent
+//!   plus credentials, the offer filter, local preferences, resolution
+//!   requests, `PeerKnowledge` at runtime and the fallback ladder.
+//! - [`signal`]: the speaker's sans-IO HTTP/1.1 client for the router's
+//!   session API (requests into caller buffers, replies via `httparse`).
 //! - [`time`]: the crate's own microsecond `Instant` and `Duration`.
 //! - [`rollout`]: the migration's feature flags, deterministic client
 //!   bucketing, A/B groups, rollout stages and the noise-proof rollback rule.
+//! - [`playout`]: the speaker's fixed-capacity jitter buffer: target
+//!   latency, reorder, concealment, drift correction, statistics.
+//! - [`scream`]: the Scream audio datagram and the RTP framing (RFC 3550)
+//!   the router adds on the ICE path, with the format-to-payload-type table.
 //!
 //! ## Features
 //!
-//! - `std`: `From` conversions for `std` types and `std::error::Error`.
+//! - `std`: `Instant::from_std`/`Instant::to_std` (against an epoch:
+//!   `std::time::Instant` has none). `Duration` converts from and to
+//!   `core::time::Duration` (which is `std::time::Duration`), addresses are
+//!   `core::net`'s (which `std::net` re-exports) and errors implement
+//!   `core::error::Error` (which is `std::error::Error`) without it.
 //! - `defmt`: `defmt::Format` on public types; logging through defmt.
 //! - `log`: logging through the `log` facade. Mutually exclusive with `defmt`.
 //! - `conformance`: the core's vectors and decision tables as a runnable,
@@ -55,9 +70,13 @@ pub mod candidate;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod net;
+pub mod playout;
 pub mod policy;
 pub mod rollout;
+pub mod scream;
 pub mod sdpfrag;
+pub mod session;
+pub mod signal;
 pub mod stun;
 pub mod time;
 pub mod url;

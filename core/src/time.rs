@@ -232,9 +232,44 @@ impl From<Duration> for core::time::Duration {
     }
 }
 
+/// `std::time::Instant` has no fixed epoch, so the conversion takes one:
+/// the adapter's session start, which becomes [`Instant::ZERO`].
+#[cfg(feature = "std")]
+impl Instant {
+    /// `t` on the core's scale: whole microseconds since `epoch`
+    /// (truncated, saturating; an instant before `epoch` is
+    /// [`Instant::ZERO`]).
+    pub fn from_std(epoch: std::time::Instant, t: std::time::Instant) -> Instant {
+        let d = t.saturating_duration_since(epoch);
+        Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// This instant as a `std::time::Instant` with `epoch` as
+    /// [`Instant::ZERO`]; `None` when the platform's `Instant` cannot
+    /// represent it.
+    pub fn to_std(self, epoch: std::time::Instant) -> Option<std::time::Instant> {
+        epoch.checked_add(core::time::Duration::from_micros(self.micros))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn std_instants_convert_against_an_epoch() {
+        let epoch = std::time::Instant::now();
+        let later = epoch + core::time::Duration::from_micros(1_500_250);
+        let t = Instant::from_std(epoch, later);
+        assert_eq!(t, Instant::from_micros(1_500_250));
+        assert_eq!(t.to_std(epoch), Some(later));
+        assert_eq!(Instant::from_std(later, epoch), Instant::ZERO);
+        // Far instants either convert exactly or are None, never wrap.
+        if let Some(far) = Instant::MAX.to_std(epoch) {
+            assert_eq!(Instant::from_std(epoch, far), Instant::MAX);
+        }
+    }
 
     #[test]
     fn arithmetic_saturates() {

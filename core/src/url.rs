@@ -36,7 +36,7 @@
 //!   rejected rather than ignored.
 
 use core::fmt;
-use core::net::{Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::str::FromStr;
 
 /// The URI scheme: which protocol, and whether it runs over TLS/DTLS.
@@ -150,6 +150,22 @@ impl defmt::Format for Host<'_> {
             Host::Name(n) => defmt::write!(f, "{=str}", n),
         }
     }
+}
+
+/// Where a server URI points: see [`IceServerUrl::target`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Target<'a> {
+    /// An IP literal and port: usable at once.
+    Address(SocketAddr),
+    /// A DNS name to resolve, and the port.
+    Name {
+        /// The host name, borrowed from the URI.
+        name: &'a str,
+        /// The port to use with every address it resolves to.
+        port: u16,
+    },
 }
 
 /// Why a server URI was rejected.
@@ -292,6 +308,19 @@ impl<'a> IceServerUrl<'a> {
         match self.explicit_port {
             Some(p) => p,
             None => self.scheme.default_port(),
+        }
+    }
+
+    /// Where to send: the literal address with [`IceServerUrl::port`], or
+    /// the host name to resolve first (DNS is I/O: the adapter does it).
+    pub const fn target(&self) -> Target<'a> {
+        match self.host {
+            Host::Ipv4(a) => Target::Address(SocketAddr::new(IpAddr::V4(a), self.port())),
+            Host::Ipv6(a) => Target::Address(SocketAddr::new(IpAddr::V6(a), self.port())),
+            Host::Name(name) => Target::Name {
+                name,
+                port: self.port(),
+            },
         }
     }
 

@@ -47,6 +47,13 @@ pub enum Command {
         #[command(subcommand)]
         command: StunCommand,
     },
+    /// Scream audio tools: test senders, a fixed-destination relay, the
+    /// receive pipeline.
+    Scream {
+        /// `send`, `tone`, `relay` or `receive`.
+        #[command(subcommand)]
+        command: crate::scream_cli::ScreamCommand,
+    },
     /// Speaker simulator: open an ICE session with a running daemon, send
     /// test datagrams it echoes, report loss and round-trip times.
     Connect {

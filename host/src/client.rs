@@ -1,8 +1,10 @@
 //! A minimal HTTP/1.1 client: one request per connection
-//! (`Connection: close`), enough for `scream-ice connect` and the tests to
-//! talk to the daemon's session endpoints without a client library.
+//! (`Connection: close`), enough for `scream-ice rollout`, the rollback
+//! webhooks ([`crate::rollout_monitor`]) and the tests to talk HTTP
+//! without a client library (`scream-ice connect` uses
+//! `scream_ice_core::signal` instead).
 //!
-//! Sits under [`crate::connect`]: it parses `http://HOST[:PORT][/PREFIX]`
+//! It parses `http://HOST[:PORT][/PREFIX]`
 //! base URLs ([`BaseUrl`]), sends one request ([`request`]) and reads the
 //! whole reply (`Content-Length`, `chunked`, or until the server closes),
 //! bounded in size and time. Plain `http` only.

@@ -317,6 +317,10 @@ pub struct Config {
     pub server: ServerConfig,
     /// `store`.
     pub store: crate::store::StoreConfig,
+    /// `limits` (rate limits and caps; see [`crate::limits`]).
+    pub limits: crate::limits::Limits,
+    /// `sinks`: where Scream audio is ingested (see [`crate::sinks`]).
+    pub sinks: Sourced<Vec<crate::sinks::SinkConfig>>,
 }
 
 /// The default data directory: `$XDG_STATE_HOME/scream-ice` (or the
@@ -342,6 +346,16 @@ struct FileRoot {
     server: Option<Spanned<FileServer>>,
     #[serde(default)]
     store: Option<Spanned<crate::store::FileStore>>,
+    limits: Option<crate::limits::Limits>,
+    #[serde(default)]
+    sinks: Option<Spanned<Vec<Spanned<FileSink>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSink {
+    name: Spanned<String>,
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -464,6 +478,8 @@ impl Config {
                 data_dir: Sourced::default_value(default_data_dir()),
             },
             store: crate::store::StoreConfig::default(),
+            limits: crate::limits::Limits::default(),
+            sinks: Sourced::default_value(Vec::new()),
         }
     }
 
@@ -690,6 +706,13 @@ impl Config {
         if let Some(store) = root.store {
             self.store = crate::store::fold_store(store.value, &at, errors);
         }
+        if let Some(limits) = root.limits {
+            self.limits = limits;
+        }
+        if let Some(list) = root.sinks {
+            self.sinks.origin = at(&list.referenced);
+            self.fold_sinks(list.value, &at, errors);
+        }
         if let Some(server) = root.server {
             let server = server.value;
             let dst = &mut self.server;
@@ -737,6 +760,38 @@ impl Config {
                         origin: at(&v.referenced),
                     };
                 }
+            }
+        }
+    }
+
+    fn fold_sinks(
+        &mut self,
+        list: Vec<Spanned<FileSink>>,
+        at: &dyn Fn(&serde_saphyr::Location) -> Origin,
+        errors: &mut Vec<LocatedError>,
+    ) {
+        for e in list {
+            let (name, listen) = (e.value.name, e.value.listen);
+            if name.value.is_empty() {
+                errors.push(LocatedError::new(at(&name.referenced), "sinks: empty name"));
+                continue;
+            }
+            if self.sinks.value.iter().any(|s| s.name == name.value) {
+                errors.push(LocatedError::new(
+                    at(&name.referenced),
+                    format!("sinks: duplicate name {:?}", name.value),
+                ));
+                continue;
+            }
+            match listen.value.parse() {
+                Ok(l) => self.sinks.value.push(crate::sinks::SinkConfig {
+                    name: name.value,
+                    listen: l,
+                }),
+                Err(m) => errors.push(LocatedError::new(
+                    at(&listen.referenced),
+                    format!("sinks: listen: {m}"),
+                )),
             }
         }
     }
@@ -1188,6 +1243,13 @@ impl Config {
             quoted(&s.data_dir.value.display().to_string()),
             &s.data_dir.origin,
         );
+        if !self.sinks.value.is_empty() {
+            let _ = writeln!(o, "sinks:  # {}", self.sinks.origin);
+            for k in &self.sinks.value {
+                let _ = writeln!(o, "  - name: {}", quoted(&k.name));
+                let _ = writeln!(o, "    listen: {}", quoted(&k.listen.to_string()));
+            }
+        }
         o
     }
 
@@ -1277,6 +1339,13 @@ impl Config {
             s.data_dir.value.display(),
             s.data_dir.origin
         ));
+        let sinks: Vec<String> = self
+            .sinks
+            .value
+            .iter()
+            .map(|k| format!("{}@{}", k.name, k.listen))
+            .collect();
+        v.push(format!("sinks = {sinks:?} ({})", self.sinks.origin));
         v.push(format!("mode in force: {}", i.mode_in_force()));
         v
     }
@@ -1309,6 +1378,36 @@ mod tests {
             line,
             column,
         }
+    }
+
+    #[test]
+    fn sinks_parse_with_located_errors() {
+        let c = ok(
+            "sinks:\n  - name: living-room\n    listen: 127.0.0.1:4010\n  - name: all\n    listen: 239.255.77.77\n",
+        );
+        assert_eq!(c.sinks.value.len(), 2);
+        assert_eq!(c.sinks.origin, file(2, 3));
+        assert_eq!(c.sinks.value[0].name, "living-room");
+        let shown = c.to_yaml_with_origins(false);
+        let again = ok(&shown);
+        assert_eq!(again.sinks.value, c.sinks.value, "{shown}");
+        assert!(c.provenance_lines().contains(
+            &"sinks = [\"living-room@127.0.0.1:4010\", \"all@239.255.77.77:4010\"] (t.yaml:2:3)".to_string()
+        ));
+        assert!(matches!(
+            c.sinks.value[1].listen,
+            crate::sinks::SinkListen::Multicast { port: 4010, .. }
+        ));
+        let e = errors(
+            "sinks:\n  - name: a\n    listen: nowhere\n  - name: a\n    listen: 127.0.0.1:1\n  - name: a\n    listen: 127.0.0.1:2\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("t.yaml:3:13: sinks: listen:"), "{e:?}");
+        assert!(
+            e[1].starts_with("t.yaml:6:11: sinks: duplicate name"),
+            "{e:?}"
+        );
+        assert!(!errors("sinks:\n  - name: a\n").is_empty());
     }
 
     #[test]

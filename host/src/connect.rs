@@ -23,8 +23,11 @@ use scream_ice_core::policy::{
 use scream_ice_core::sdpfrag::SdpFrag;
 use scream_ice_tokio::{HostAddresses, HostFilter, IceSession, SessionConfig, SessionEvent};
 
-use crate::client::{BaseUrl, Reply, request};
-use crate::sessions::{SDPFRAG, write_sdpfrag};
+use scream_ice_core::signal::{self, Client, HttpUrl, Progress};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::sessions::write_sdpfrag;
 
 /// Test datagrams start with these four bytes.
 pub const PROBE_MAGIC: &[u8; 4] = b"SIEP";
@@ -106,31 +109,80 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// The HTTP side: the base URL and the server's address.
+/// Replies larger than this are refused.
+const MAX_REPLY: usize = 1 << 20;
+
+/// One reply, owned.
+struct Reply {
+    status: u16,
+    location: Option<String>,
+    etag: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// The HTTP side: the core's signaling client and the server's address.
+/// One TCP connection per request; requests and replies go through
+/// `scream_ice_core::signal`, the code the speakers run.
 struct Http {
-    base: BaseUrl,
+    client: Client,
     addr: SocketAddr,
 }
 
 impl Http {
+    /// Send the request `write` puts into a buffer; read the whole reply.
     async fn send(
         &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
+        what: &str,
+        write: impl Fn(&Client, &mut [u8]) -> Result<usize, signal::SignalError>,
     ) -> Result<Reply, ConnectError> {
-        request(
-            self.addr,
-            &self.base.authority(),
-            method,
-            path,
-            headers,
-            body,
-            HTTP_TIMEOUT,
-        )
-        .await
-        .map_err(|e| fail(format_args!("{method} {path}: {e}")))
+        let err = |e: &dyn std::fmt::Display| fail(format_args!("{what}: {e}"));
+        let mut req = vec![0u8; 2048];
+        let n = match write(&self.client, &mut req) {
+            Err(signal::SignalError::InsufficientSize { required }) => {
+                req.resize(required, 0);
+                write(&self.client, &mut req).map_err(|e| err(&e))?
+            }
+            r => r.map_err(|e| err(&e))?,
+        };
+        let exchange = async {
+            let mut tcp = TcpStream::connect(self.addr).await?;
+            tcp.write_all(&req[..n]).await?;
+            let mut input = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let mut body = vec![0u8; MAX_REPLY];
+            loop {
+                let got = tcp.read(&mut chunk).await?;
+                input.extend_from_slice(&chunk[..got]);
+                let bad = |e: signal::SignalError| std::io::Error::other(e.to_string());
+                match signal::read_response(&input, &mut body, got == 0).map_err(bad)? {
+                    Progress::Complete { response: r, .. } => {
+                        return Ok::<_, std::io::Error>(Reply {
+                            status: r.status,
+                            location: r.location.map(str::to_owned),
+                            etag: r.etag.map(str::to_owned),
+                            body: r.body.to_vec(),
+                        });
+                    }
+                    Progress::Incomplete if input.len() > MAX_REPLY => {
+                        return Err(std::io::Error::other("reply too large"));
+                    }
+                    Progress::Incomplete => {}
+                }
+            }
+        };
+        match tokio::time::timeout(HTTP_TIMEOUT, exchange).await {
+            Ok(r) => r.map_err(|e| err(&format_args!("{}: {e}", self.addr))),
+            Err(_) => Err(err(&format_args!(
+                "{}: no reply within the timeout",
+                self.addr
+            ))),
+        }
     }
 }
 
@@ -140,9 +192,19 @@ pub async fn run(
     opts: &ConnectOptions,
     out: &mut (impl Write + Send),
 ) -> Result<ConnectReport, ConnectError> {
-    let base = BaseUrl::parse(&opts.url).map_err(fail)?;
-    let addr = base.resolve().await.map_err(fail)?;
-    let http = Http { base, addr };
+    let url = HttpUrl::parse(&opts.url).ok_or_else(|| {
+        fail(format_args!(
+            "bad URL {:?} (expected http://HOST[:PORT][/PATH])",
+            opts.url
+        ))
+    })?;
+    let addr = tokio::net::lookup_host((url.host, url.port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| fail(format_args!("cannot resolve {}", url.host)))?;
+    let client = Client::for_url(&url).map_err(fail)?;
+    let mut http = Http { client, addr };
 
     // The decision for the router's address.
     let stun: Vec<StunServer<'_>> = opts
@@ -155,11 +217,8 @@ pub async fn run(
     policy
         .validate()
         .map_err(|e| fail(format_args!("--stun: {e}")))?;
-    let decision = decide(
-        &policy,
-        &PeerKnowledge::with_address(addr.ip()),
-        FallbackStage::LocalOnly,
-    );
+    let peer = PeerKnowledge::with_address(addr.ip());
+    let decision = decide(&policy, &peer, FallbackStage::LocalOnly);
     let _ = writeln!(
         out,
         "decision: router {addr}, network {}, stage {}, STUN {}",
@@ -172,7 +231,7 @@ pub async fn run(
         }
     );
 
-    let mut config = SessionConfig::from_decision(Role::Controlling, &policy, &decision);
+    let mut config = SessionConfig::for_peer(Role::Controlling, &policy, &peer);
     config.hosts = if opts.bind.is_empty() {
         let mut f = HostFilter::new();
         f.include_loopback = decision.offer_loopback_host_candidates;
@@ -201,14 +260,11 @@ pub async fn run(
     }
     let offer = write_sdpfrag(&creds.ufrag, &creds.pwd, &local, complete).map_err(fail)?;
 
-    let collection = format!("{}/api/ice/sessions", http.base.prefix);
+    let collection = format!("{}{}", url.prefix, signal::SESSIONS_PATH);
     let reply = http
-        .send(
-            "POST",
-            &collection,
-            &[("Content-Type", SDPFRAG)],
-            offer.as_bytes(),
-        )
+        .send(&format!("POST {collection}"), |c, buf| {
+            c.write_post(buf, offer.as_bytes())
+        })
         .await?;
     if reply.status != 201 {
         return Err(fail(format_args!(
@@ -217,21 +273,24 @@ pub async fn run(
             reply.text().trim()
         )));
     }
-    let location = reply
-        .header("location")
-        .ok_or_else(|| fail("201 without Location"))?
-        .to_string();
-    let location = if location.starts_with('/') {
-        location
-    } else {
-        return Err(fail(format_args!(
-            "Location {location:?} is not an absolute path"
-        )));
-    };
-    let etag = reply
-        .header("etag")
-        .ok_or_else(|| fail("201 without ETag"))?
-        .to_string();
+    http.client
+        .handle_created(&signal::Response {
+            status: reply.status,
+            location: reply.location.as_deref(),
+            etag: reply.etag.as_deref(),
+            content_type: None,
+            body: &reply.body,
+        })
+        .map_err(|e| match e {
+            signal::SignalError::NoSession => fail("201 without Location"),
+            _ => fail(format_args!(
+                "Location {:?} is not an absolute path",
+                reply.location.as_deref().unwrap_or_default()
+            )),
+        })?;
+    let location = http.client.location().unwrap_or_default().to_string();
+    // A 201 without ETag is tolerated: PATCHes then go without If-Match.
+    let etag = http.client.etag().unwrap_or("none").to_string();
     let answered = start.elapsed();
     let _ = writeln!(
         out,
@@ -265,11 +324,11 @@ pub async fn run(
                 Some(SessionEvent::LocalCandidate(c)) => {
                     let _ = writeln!(out, "local candidate: {}", c.to_attribute());
                     let body = write_sdpfrag(&creds.ufrag, &creds.pwd, &[c], false).map_err(fail)?;
-                    patch(&http, &location, &etag, &body).await?;
+                    patch(&mut http, &body).await?;
                 }
                 Some(SessionEvent::Gathering(GatheringState::Complete)) if !eoc_sent => {
                     let body = write_sdpfrag(&creds.ufrag, &creds.pwd, &[], true).map_err(fail)?;
-                    patch(&http, &location, &etag, &body).await?;
+                    patch(&mut http, &body).await?;
                     eoc_sent = true;
                     let _ = writeln!(out, "end-of-candidates sent");
                 }
@@ -284,7 +343,7 @@ pub async fn run(
                 None => return Err(fail("the ICE session ended")),
             },
             _ = poll.tick(), if !remote_complete => {
-                let r = http.send("GET", &location, &[], b"").await?;
+                let r = http.send(&format!("GET {location}"), |c, buf| c.write_get(buf)).await?;
                 if r.status == 200 {
                     let text = r.text();
                     if let Ok(f) = SdpFrag::parse(&text) {
@@ -293,7 +352,7 @@ pub async fn run(
                 }
             }
             () = tokio::time::sleep_until(deadline) => {
-                let _ = http.send("DELETE", &location, &[], b"").await;
+                let _ = http.send(&format!("DELETE {location}"), |c, buf| c.write_delete(buf)).await;
                 return Err(fail(format_args!("not connected within {}", ms(opts.timeout))));
             }
         }
@@ -340,21 +399,22 @@ pub async fn run(
         let more = if report.lost.len() > 20 { ", ..." } else { "" };
         let _ = writeln!(out, "lost sequence numbers: {}{more}", first.join(", "));
     }
-    let r = http.send("DELETE", &location, &[], b"").await?;
+    let r = http
+        .send(&format!("DELETE {location}"), |c, buf| c.write_delete(buf))
+        .await?;
     let _ = writeln!(out, "DELETE {location}: {}", r.status);
     let _ = session.close().await;
     Ok(report)
 }
 
-/// PATCH one trickle fragment; anything but 204 is an error.
-async fn patch(http: &Http, location: &str, etag: &str, body: &str) -> Result<(), ConnectError> {
+/// PATCH one trickle fragment (with `If-Match` when the router sent an
+/// `ETag`); anything but 204 is an error.
+async fn patch(http: &mut Http, body: &str) -> Result<(), ConnectError> {
+    let location = http.client.location().unwrap_or_default().to_string();
     let r = http
-        .send(
-            "PATCH",
-            location,
-            &[("Content-Type", SDPFRAG), ("If-Match", etag)],
-            body.as_bytes(),
-        )
+        .send(&format!("PATCH {location}"), |c, buf| {
+            c.write_patch(buf, body.as_bytes())
+        })
         .await?;
     if r.status != 204 {
         return Err(fail(format_args!(
@@ -363,6 +423,13 @@ async fn patch(http: &Http, location: &str, etag: &str, body: &str) -> Result<()
             r.text().trim()
         )));
     }
+    let _ = http.client.handle_patched(&signal::Response {
+        status: r.status,
+        location: None,
+        etag: r.etag.as_deref(),
+        content_type: None,
+        body: &[],
+    });
     Ok(())
 }
 

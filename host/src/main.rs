@@ -404,6 +404,7 @@ fn main() -> ExitCode {
             }
             Err(errors) => report(&errors),
         },
+        Command::Scream { command } => scream_ice_host::scream_cli::run(command),
         Command::Connect {
             url,
             count,

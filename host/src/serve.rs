@@ -16,7 +16,7 @@ use std::net::UdpSocket;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::{AppState, ConnAddrs, router};
+use crate::http::{AppState, router};
 
 /// Why `serve` failed; each prints as one line.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +114,7 @@ pub async fn run_with_reload(
     let stun_addr = listeners.stun_addr();
     let http_addr = listeners.http_addr();
     let advertised = stun_addr.filter(|_| config.server.advertise_own_stun.value);
+    let state_limits = config.limits.clone();
     let admin_env = std::env::var(crate::auth::ENV_ADMIN_TOKEN).ok();
     let hub = crate::rollout_monitor::open_hub(&config, admin_env.as_deref())
         .await
@@ -147,7 +148,8 @@ pub async fn run_with_reload(
         if let Some(a) = http_addr {
             let _ = writeln!(
                 out,
-                "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}, POST /api/ice/sessions, POST /api/ice/outcomes, GET /metrics); GET/POST /api/rollout need the admin token"
+                "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}, POST /api/ice/sessions, POST /api/ice/outcomes, GET /metrics); GET/POST /api/rollout need the admin token; {}",
+                crate::admission::token_note(&state_limits.sessions)
             );
             let _ = writeln!(out, "scream-ice {version}: {token_line}");
         }
@@ -156,18 +158,29 @@ pub async fn run_with_reload(
 
     let responder = match listeners.stun {
         Some(socket) => Some(
-            crate::stun_responder::Responder::spawn(socket, crate::SOFTWARE)
-                .map_err(ServeError::Stun)?,
+            crate::stun_responder::Responder::spawn_limited(
+                socket,
+                crate::SOFTWARE,
+                state_limits.stun,
+            )
+            .map_err(ServeError::Stun)?,
         ),
         None => None,
     };
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(state).into_make_service_with_connect_info::<ConnAddrs>();
-    let server = axum::serve(listeners.http, app).with_graceful_shutdown(async move {
-        let _ = rx.await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
+    // The accept loop with the HTTP limits (timeouts, connection caps, body
+    // limits, Host and CORS checks): crate::http_guard.
+    let server = crate::http_guard::serve(
+        listeners.http,
+        router(state),
+        state_limits.http.clone(),
+        async move {
+            let _ = rx.await;
+        },
+        Duration::from_millis(500),
+    );
+    let mut server = std::pin::pin!(server);
     let signal = tokio::select! {
         s = shutdown_signal() => s?,
         r = &mut server => {
@@ -180,7 +193,8 @@ pub async fn run_with_reload(
         r.stop();
     }
     let _ = tx.send(());
-    match tokio::time::timeout(Duration::from_millis(500), server).await {
+    // http_guard drains for at most 500 ms itself; this is a backstop.
+    match tokio::time::timeout(Duration::from_millis(600), server).await {
         Ok(r) => r.map_err(ServeError::Http)?,
         Err(_) => tracing::info!("open HTTP connections dropped after 500 ms"),
     }

@@ -4,13 +4,19 @@
 //! Where this sits: a speaker `POST`s its `application/trickle-ice-sdpfrag`
 //! (credentials, candidates) to `/api/ice/sessions`; [`create`] decides with
 //! the core policy for the client's address (as `/api/ice-config` does),
-//! starts a controlled [`IceSession`] (the speaker, which posts first, is
-//! controlling) and answers `201 Created` with the session's `Location`,
-//! an `ETag` for the ICE session and the router's sdpfrag. Each session then
-//! lives in its own task (the *session task*), which owns the
-//! [`IceSession`] and serves the `GET`/`PATCH`/`DELETE` requests on the
+//! starts a controlled core session through the tokio adapter's [`Driver`]
+//! (the speaker, which posts first, is controlling) and answers `201
+//! Created` with the session's `Location`, an `ETag` for the ICE session
+//! and the router's sdpfrag. Each session then lives in exactly one task
+//! (the *session actor*), which owns the [`Driver`] (sockets and core
+//! session) and serves the `GET`/`PATCH`/`DELETE` requests on the
 //! `Location` through a channel, so one session's requests are applied in
-//! order and never race each other.
+//! order and never race each other. The actor keeps no copy of the ICE
+//! state: replies are written from the core session itself.
+//!
+//! Two functions are the hooks of admission control: [`admit`] (may this
+//! client open a session now) and [`accept_remote_candidate`] (may the
+//! router send checks to this candidate address).
 //!
 //! Choices made here (the RFCs leave them open):
 //!
@@ -38,7 +44,7 @@
 //! The application data path is, for now, an echo: every datagram the
 //! speaker sends over the selected pair is sent back to it, which is what
 //! `scream-ice connect` measures. The Scream audio relay plugs in here
-//! later, in the session task's data arm (`SessionTask::run`).
+//! later, in the session actor's data arm (`SessionActor::run`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -52,17 +58,20 @@ use axum::http::header::{
     CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH, LINK, LOCATION,
 };
 use axum::response::{IntoResponse, Response};
-use scream_ice_core::agent::{ConnectionState, GatheringState, Role};
-use scream_ice_core::candidate::Candidate;
+use scream_ice_core::agent::{ConnectionState, Role};
+use scream_ice_core::candidate::{Candidate, CandidateAttribute, ConnectionAddress};
 use scream_ice_core::policy::{FallbackStage, PeerKnowledge, decide};
 use scream_ice_core::sdpfrag::{SdpFrag, SdpFragWriter};
 use scream_ice_tokio::{
-    Datagram, HostAddresses, HostFilter, IceSession, RemoteCandidateError, SessionConfig,
-    SessionEvent, SessionEvents,
+    Datagram, Driver, HostAddresses, HostFilter, IceSession, Output, SessionConfig, SessionEvent,
+    Started,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::http::{AppState, Chosen, ConnAddrs, choose_for};
+use crate::candidate_filter::{Context, check_address, check_fragment_names};
+use crate::state::{AppState, Chosen, ConnAddrs, choose_for};
+use scream_ice_core::net::Cidr;
+use scream_ice_core::policy::NetworkType;
 
 /// The media type of trickle ICE fragments (RFC 8840 section 9.1).
 pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -256,50 +265,113 @@ pub fn write_sdpfrag(
     Err("sdpfrag does not fit".into())
 }
 
-/// The local candidates and gathering state queued on `events` right now.
-fn drain_local(
-    events: &mut SessionEvents,
-    local: &mut Vec<Candidate>,
-    complete: &mut bool,
-) -> Vec<SessionEvent> {
-    let mut others = Vec::new();
-    while let Some(e) = events.try_recv() {
-        match e {
-            SessionEvent::LocalCandidate(c) => local.push(c),
-            SessionEvent::Gathering(g) => *complete = g == GatheringState::Complete,
-            other => others.push(other),
-        }
+/// Whether a new session may be admitted for `client` now: the one place
+/// where admission is decided ([`crate::admission`]: speaker token, POST
+/// rate, per-client and router caps, taken atomically). `Ok`: the ticket
+/// that holds the session's place until it is dropped. `Err`: why not
+/// (its response is the reply: 401, 429 or 503).
+pub fn admit(
+    state: &AppState,
+    client: IpAddr,
+    headers: &HeaderMap,
+) -> Result<crate::admission::Ticket, crate::admission::Refusal> {
+    state
+        .admission()
+        .admit(client, headers)
+        .inspect_err(|refusal| {
+            tracing::info!(%client, "ICE session refused: {refusal:?}");
+        })
+}
+
+/// Whether the router accepts this remote candidate from HTTP, i.e. will
+/// send connectivity checks to its address: the one place where that is
+/// decided ([`crate::candidate_filter`]: addresses the client could own;
+/// host names were refused with 400 before).
+pub fn accept_remote_candidate(
+    session: &str,
+    candidate: &CandidateAttribute<'_>,
+    filter: &Context,
+) -> bool {
+    match candidate.connection_address.ip() {
+        Some(ip) => match check_address(SocketAddr::new(ip, candidate.port), filter) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(session, "remote candidate refused: {e}");
+                false
+            }
+        },
+        None => true,
     }
-    others
+}
+
+/// What the candidate filter needs for this client: the policy's
+/// decision, the router's interfaces and listening ports, `local_subnets`.
+fn filter_context(state: &AppState, chosen: &Chosen) -> Context {
+    let ifs = scream_ice_tokio::host::list_interfaces().unwrap_or_default();
+    let config = state.config();
+    let server = &config.server;
+    Context {
+        client: chosen.client,
+        local: chosen.decision.network == NetworkType::Local,
+        interfaces: ifs
+            .iter()
+            .filter_map(|i| Cidr::new_masked(i.address, i.prefix_len).ok())
+            .collect(),
+        router_ips: ifs.iter().map(|i| i.address).collect(),
+        mdns: state.admission().limits().mdns_names,
+        local_subnets: config.ice.local_subnets.value.clone(),
+        own: std::iter::once(server.http_listen.value)
+            .chain(server.stun_listen.value)
+            .collect(),
+    }
 }
 
 /// Feed a fragment's candidates (and end-of-candidates) to the session;
-/// candidates the agent cannot use are logged and skipped.
-/// At most [`MAX_NAMES_PER_FRAGMENT`] candidates with a host name are
-/// resolved per fragment (each lookup may take the adapter's DNS timeout).
-async fn apply_candidates(id: &str, session: &IceSession, frag: &SdpFrag<'_>) {
+/// candidates the session cannot use are logged and skipped. Candidates
+/// with a host name are resolved in the background by the driver (at most
+/// [`MAX_NAMES_PER_FRAGMENT`] per fragment), and end-of-candidates waits
+/// for them.
+fn apply_candidates(id: &str, driver: &mut Driver, frag: &SdpFrag<'_>, filter: &Context) {
     let mut names = 0;
     for c in frag.candidates() {
-        if c.connection_address.ip().is_none() {
+        if !accept_remote_candidate(id, &c, filter) {
+            tracing::info!(session = id, "remote candidate refused: {c}");
+            continue;
+        }
+        let line = c.to_string();
+        if let ConnectionAddress::Fqdn(name) = c.connection_address {
             names += 1;
             if names > MAX_NAMES_PER_FRAGMENT {
                 tracing::warn!(
                     session = id,
                     "remote candidate skipped: too many host names"
                 );
-                continue;
+            } else {
+                driver.resolve_remote_candidate(line, name, c.port);
             }
+            continue;
         }
-        let line = c.to_string();
-        match session.add_remote_candidate_line(&line).await {
-            Ok(()) => {}
-            Err(RemoteCandidateError::Closed) => return,
+        match c.to_candidate() {
+            Ok(candidate) => {
+                if let Err(e) = driver.add_remote_candidate(candidate) {
+                    tracing::warn!(session = id, "remote candidate skipped: {e}");
+                }
+            }
             Err(e) => tracing::warn!(session = id, "remote candidate skipped: {e}"),
         }
     }
     if frag.end_of_candidates() {
-        let _ = session.end_of_remote_candidates().await;
+        driver.end_of_remote_candidates();
     }
+}
+
+/// Our current fragment, from the core session itself: credentials, the
+/// candidates signalled so far, end-of-candidates once gathering is done.
+fn current_fragment(driver: &Driver) -> Result<String, String> {
+    let s = driver.session();
+    let (ufrag, pwd) = s.local_credentials();
+    let local: Vec<Candidate> = s.signalled_candidates().copied().collect();
+    write_sdpfrag(ufrag, pwd, &local, s.gathering_complete())
 }
 
 /// The `201 Created` / `200 OK` reply carrying our fragment.
@@ -324,6 +396,13 @@ pub async fn create(
 ) -> Response {
     let sessions = state.sessions().clone();
     let settings = sessions.settings().clone();
+    // Admission first: before the body is read, a socket bound or a task
+    // spawned. The ticket holds the place until the session actor ends.
+    let client = crate::state::client_ip(&state.config(), conn.remote, &headers);
+    let ticket = match admit(&state, client, &headers) {
+        Ok(t) => t,
+        Err(refusal) => return refusal.into_response(),
+    };
     if !is_sdpfrag(&headers) {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -344,20 +423,23 @@ pub async fn create(
             "sdpfrag needs a=ice-ufrag and a=ice-pwd",
         );
     };
-    if sessions.len() >= settings.max_sessions {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format_args!("too many ICE sessions (at most {})", settings.max_sessions),
-        );
+    let limits = state.admission().limits().clone();
+    if let Err(e) = check_fragment_names(&frag, limits.mdns_names) {
+        return error(StatusCode::BAD_REQUEST, e);
     }
-
     let client_id = match who.validated() {
         Ok(id) => id,
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     let chosen = choose_for(&state, conn, &headers, FallbackStage::LocalOnly, client_id);
-    let config = session_config(&state, conn, &headers, &chosen, &settings);
-    let (session, mut events) = match IceSession::start(config).await {
+    let mut config = session_config(&state, conn, &headers, &chosen, &settings);
+    config.agent.unanswered_check_budget = limits.unanswered_checks_per_session;
+    let filter = filter_context(&state, &chosen);
+    let Started {
+        mut driver,
+        registrations,
+        ..
+    } = match IceSession::start_driver(config).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(client = %chosen.client, "cannot start ICE session: {e}");
@@ -376,23 +458,17 @@ pub async fn create(
             );
         }
     };
-    if let Err(e) = session.set_remote_credentials(ufrag, pwd).await {
+    if let Err(e) = driver.set_remote_credentials(ufrag, pwd) {
         return error(StatusCode::BAD_REQUEST, e);
     }
-    apply_candidates(&id, &session, &frag).await;
-
-    let mut local = Vec::new();
-    let mut complete = false;
-    let early = drain_local(&mut events, &mut local, &mut complete);
-    let creds = session.local_credentials().clone();
-    let answer = match write_sdpfrag(&creds.ufrag, &creds.pwd, &local, complete) {
+    apply_candidates(&id, &mut driver, &frag, &filter);
+    let answer = match current_fragment(&driver) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
 
     let (tx, rx) = mpsc::channel(16);
     if !sessions.insert(id.clone(), tx) {
-        let _ = session.close().await;
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             format_args!("too many ICE sessions (at most {})", settings.max_sessions),
@@ -403,31 +479,32 @@ pub async fn create(
         client = %chosen.client,
         network = %chosen.decision.network,
         "ICE session created: {} local candidates, gathering {}",
-        local.len(),
-        if complete { "complete" } else { "running" }
+        driver.session().signalled_candidates().count(),
+        if driver.session().gathering_complete() { "complete" } else { "running" }
     );
-    let task = SessionTask {
+    let actor = SessionActor {
         id: id.clone(),
-        session,
-        events,
+        driver,
+        _registrations: registrations,
         requests: rx,
         sessions,
         etag: etag.clone(),
         remote_ufrag: ufrag.to_string(),
         remote_pwd: pwd.to_string(),
-        local,
-        complete,
-        connected: false,
         early: Vec::new(),
         deadline: tokio::time::Instant::now() + settings.connect_timeout,
         connect_timeout: settings.connect_timeout,
+        media_timeout: Duration::from_millis(u64::from(limits.media_timeout_ms.get())),
+        media_deadline: None,
+        filter,
+        _ticket: ticket,
         outcome: crate::outcomes::SessionOutcome::start(
             &state,
             chosen.assignment.clone(),
             chosen.decision.network.as_str(),
         ),
     };
-    tokio::spawn(task.run(early));
+    tokio::spawn(actor.run());
 
     let mut r = sdpfrag_reply(StatusCode::CREATED, &etag, answer);
     let h = r.headers_mut();
@@ -473,12 +550,9 @@ fn session_config(
     let mut policy = parts.config();
     policy.mode = chosen.assignment.mode;
     // The same pure decision `choose` made.
-    let decision = decide(
-        &policy,
-        &PeerKnowledge::with_address(chosen.client),
-        FallbackStage::LocalOnly,
-    );
-    let mut c = SessionConfig::from_decision(Role::Controlled, &policy, &decision);
+    let peer = PeerKnowledge::with_address(chosen.client);
+    let decision = decide(&policy, &peer, FallbackStage::LocalOnly);
+    let mut c = SessionConfig::for_peer(Role::Controlled, &policy, &peer);
     c.hosts = match &settings.bind {
         Some(ips) => {
             HostAddresses::Explicit(ips.iter().map(|ip| SocketAddr::new(*ip, 0)).collect())
@@ -567,56 +641,76 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     }
 }
 
-/// One session's task: owns the [`IceSession`], echoes application data,
-/// follows the agent's events, serves the HTTP requests, and removes the
-/// session from the table when it ends.
-struct SessionTask {
+/// One session's only task: owns the [`Driver`] (sockets and core
+/// session), echoes application data, follows the session's events, serves
+/// the HTTP requests, and removes the session from the table when it ends.
+struct SessionActor {
     id: String,
-    session: IceSession,
-    events: SessionEvents,
+    driver: Driver,
+    /// The mDNS names registered for the session, if any.
+    _registrations: Option<Box<dyn std::any::Any + Send>>,
     requests: mpsc::Receiver<Request>,
     sessions: Sessions,
+    /// The HTTP resource's entity tag.
     etag: String,
+    /// The remote credentials of the last fragment applied (an ICE restart
+    /// is a fragment with others).
     remote_ufrag: String,
     remote_pwd: String,
-    local: Vec<Candidate>,
-    complete: bool,
-    connected: bool,
     /// Application datagrams received before a pair was selected.
     early: Vec<Datagram>,
     deadline: tokio::time::Instant,
     connect_timeout: Duration,
+    /// A connected session ends when no datagram came from its peer for
+    /// this long ([`crate::limits::SessionLimits::media_timeout_ms`]).
+    media_timeout: Duration,
+    /// Armed at the first selected pair, pushed by each media datagram.
+    media_deadline: Option<tokio::time::Instant>,
+    /// Which remote candidates this client may name.
+    filter: Context,
+    /// The session's place under the admission caps, given back when the
+    /// actor ends.
+    _ticket: crate::admission::Ticket,
     /// The router's own outcome record of this session.
     outcome: crate::outcomes::SessionOutcome,
 }
 
-impl SessionTask {
-    async fn run(mut self, early: Vec<SessionEvent>) {
+impl SessionActor {
+    async fn run(mut self) {
         let mut alive = true;
-        for e in early {
-            alive &= self.event(e);
-        }
         while alive {
+            let connected = self.driver.session().selected_pair().is_some();
+            let media_deadline = match (connected, self.media_deadline) {
+                (true, Some(d)) => d,
+                (true, None) => {
+                    let d = tokio::time::Instant::now() + self.media_timeout;
+                    self.media_deadline = Some(d);
+                    d
+                }
+                (false, _) => {
+                    // Not connected (or restarting): re-armed at the next
+                    // selection; this branch's timer is disabled.
+                    self.media_deadline = None;
+                    tokio::time::Instant::now() + self.media_timeout
+                }
+            };
             tokio::select! {
-                d = self.session.recv() => match d {
+                o = self.driver.next() => match o {
                     // The data path: echo for now; Scream audio relay later.
-                    Some(d) => self.data(d).await,
-                    None => alive = false,
-                },
-                e = self.events.recv() => match e {
-                    Some(e) => {
+                    Output::Data(d) => self.data(d).await,
+                    Output::Event(e) => {
                         alive = self.event(e);
                         if matches!(e, SessionEvent::Selected { .. }) {
                             self.flush_early().await;
                         }
                     }
-                    None => alive = false,
+                    _ => {}
                 },
                 r = self.requests.recv() => match r {
-                    Some(r) => alive = self.request(r).await,
+                    Some(r) => alive = self.request(r),
                     None => alive = false,
                 },
-                () = tokio::time::sleep_until(self.deadline), if !self.connected => {
+                () = tokio::time::sleep_until(self.deadline), if !connected => {
                     tracing::info!(
                         session = %self.id,
                         "ICE session removed: not connected within {:?}",
@@ -624,10 +718,17 @@ impl SessionTask {
                     );
                     alive = false;
                 }
+                () = tokio::time::sleep_until(media_deadline), if connected => {
+                    tracing::info!(
+                        session = %self.id,
+                        "ICE session removed: no media for {:?}",
+                        self.media_timeout
+                    );
+                    alive = false;
+                }
             }
         }
         self.sessions.remove(&self.id);
-        let _ = self.session.close().await;
     }
 
     /// The data path (an echo for now). Only the selected peer is
@@ -637,9 +738,10 @@ impl SessionTask {
     /// controlled router does) wait in [`EARLY_DATAGRAMS`] slots and are
     /// answered once the pair is selected, if they came from its peer.
     async fn data(&mut self, d: Datagram) {
-        match self.session.selected_pair() {
-            Some((_, peer)) if peer == d.from => {
-                let _ = self.session.send(&d.data).await;
+        match self.driver.selected_path() {
+            Some((socket, _, peer)) if peer == d.from => {
+                self.media_deadline = Some(tokio::time::Instant::now() + self.media_timeout);
+                let _ = socket.send_to(&d.data, peer).await;
             }
             Some(_) => {}
             None => {
@@ -658,43 +760,63 @@ impl SessionTask {
         }
     }
 
-    /// Follow one event; false when the session is over.
+    /// Follow one event (the decision log included); false when the
+    /// session is over.
     fn event(&mut self, e: SessionEvent) -> bool {
         match e {
-            SessionEvent::LocalCandidate(c) => self.local.push(c),
-            SessionEvent::Gathering(g) => self.complete = g == GatheringState::Complete,
-            SessionEvent::Connection(ConnectionState::Connected) => self.connected = true,
             SessionEvent::Connection(ConnectionState::Failed) => {
                 self.outcome.failed("ice_failed");
                 tracing::info!(session = %self.id, "ICE session removed: failed");
                 return false;
             }
             SessionEvent::Selected { local, remote } => {
-                self.connected = true;
-                let kind = self.local.iter().find(|c| c.address == local);
-                self.outcome.connected(kind.map(|c| c.kind.as_str()), None);
-                tracing::info!(session = %self.id, "selected pair {local} -> {remote}");
+                let kind = self
+                    .driver
+                    .session()
+                    .signalled_candidates()
+                    .find(|c| c.address == local)
+                    .map(|c| c.kind.as_str());
+                self.outcome.connected(kind, None);
+                tracing::info!(
+                    session = %self.id,
+                    stage = %self.driver.session().stage(),
+                    "selected pair {local} -> {remote}"
+                );
             }
             SessionEvent::Failed(reason) => {
                 self.outcome.failed(&format!("{reason:?}"));
                 tracing::info!(session = %self.id, "ICE session removed: {reason}");
                 return false;
             }
+            SessionEvent::Decided(d) => tracing::info!(
+                session = %self.id,
+                network = %d.network,
+                stage = %d.stage,
+                srflx = d.gathers_srflx(),
+                relay = d.gathers_relay(),
+                "decision"
+            ),
+            SessionEvent::Widened { stage, reason } => {
+                tracing::info!(session = %self.id, %stage, "ladder widened: {reason}");
+            }
+            SessionEvent::RelayWanted(_) => tracing::warn!(
+                session = %self.id,
+                "relay asked for; TURN allocation is not implemented yet"
+            ),
             _ => {}
         }
         true
     }
 
     fn current(&self, status: StatusCode) -> Response {
-        let creds = self.session.local_credentials();
-        match write_sdpfrag(&creds.ufrag, &creds.pwd, &self.local, self.complete) {
+        match current_fragment(&self.driver) {
             Ok(body) => sdpfrag_reply(status, &self.etag, body),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         }
     }
 
     /// Serve one request; false when the session is over.
-    async fn request(&mut self, r: Request) -> bool {
+    fn request(&mut self, r: Request) -> bool {
         match r {
             Request::Close => false,
             Request::Get { reply } => {
@@ -706,14 +828,14 @@ impl SessionTask {
                 body,
                 reply,
             } => {
-                let (response, alive) = self.patch(&if_match, &body).await;
+                let (response, alive) = self.patch(&if_match, &body);
                 let _ = reply.send(response);
                 alive
             }
         }
     }
 
-    async fn patch(&mut self, if_match: &str, body: &str) -> (Response, bool) {
+    fn patch(&mut self, if_match: &str, body: &str) -> (Response, bool) {
         if !if_match_matches(if_match, &self.etag) {
             return (
                 error(
@@ -727,10 +849,13 @@ impl SessionTask {
             Ok(f) => f,
             Err(e) => return (error(StatusCode::BAD_REQUEST, e), true),
         };
+        if let Err(e) = check_fragment_names(&frag, self.filter.mdns) {
+            return (error(StatusCode::BAD_REQUEST, e), true);
+        }
         let ufrag_changed = frag.ice_ufrag().is_some_and(|u| u != self.remote_ufrag);
         let pwd_changed = frag.ice_pwd().is_some_and(|p| p != self.remote_pwd);
         if !ufrag_changed && !pwd_changed {
-            apply_candidates(&self.id, &self.session, &frag).await;
+            apply_candidates(&self.id, &mut self.driver, &frag, &self.filter);
             return (StatusCode::NO_CONTENT.into_response(), true);
         }
         let (Some(ufrag), Some(pwd), true, true) =
@@ -744,11 +869,11 @@ impl SessionTask {
                 true,
             );
         };
-        self.restart(ufrag, pwd, &frag).await
+        self.restart(ufrag, pwd, &frag)
     }
 
     /// ICE restart (RFC 8445 section 9, RFC 9725 section 4.4.2).
-    async fn restart(&mut self, ufrag: &str, pwd: &str, frag: &SdpFrag<'_>) -> (Response, bool) {
+    fn restart(&mut self, ufrag: &str, pwd: &str, frag: &SdpFrag<'_>) -> (Response, bool) {
         let Ok(etag) = new_etag() else {
             return (
                 error(
@@ -759,43 +884,25 @@ impl SessionTask {
             );
         };
         // Events of the old generation first.
-        while let Some(e) = self.events.try_recv() {
-            if !self.event(e) {
+        while let Some(o) = self.driver.try_next() {
+            if let Output::Event(e) = o
+                && !self.event(e)
+            {
                 return (not_found(), false);
             }
         }
-        if let Err(e) = self.session.restart().await {
-            return (
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format_args!("ICE restart failed: {e}"),
-                ),
-                false,
-            );
-        }
-        self.local.clear();
-        self.complete = false;
-        self.connected = false;
+        self.driver.restart();
         self.early.clear();
         self.deadline = tokio::time::Instant::now() + self.connect_timeout;
-        if let Err(e) = self.session.set_remote_credentials(ufrag, pwd).await {
+        if let Err(e) = self.driver.set_remote_credentials(ufrag, pwd) {
             return (error(StatusCode::BAD_REQUEST, e), true);
         }
         self.remote_ufrag = ufrag.to_string();
         self.remote_pwd = pwd.to_string();
         self.etag = etag;
-        let mut local = std::mem::take(&mut self.local);
-        let mut complete = false;
-        let others = drain_local(&mut self.events, &mut local, &mut complete);
-        self.local = local;
-        self.complete = complete;
-        let mut alive = true;
-        for e in others {
-            alive &= self.event(e);
-        }
-        apply_candidates(&self.id, &self.session, frag).await;
+        apply_candidates(&self.id, &mut self.driver, frag, &self.filter);
         tracing::info!(session = %self.id, "ICE restart");
-        (self.current(StatusCode::OK), alive)
+        (self.current(StatusCode::OK), true)
     }
 }
 

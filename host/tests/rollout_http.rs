@@ -340,6 +340,36 @@ async fn admin_api_needs_the_token() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
+/// Every state-changing admin call (`POST /api/rollout`: advance, set,
+/// pause, resume) is refused without the bearer token or with a wrong
+/// one, also from loopback, and leaves the rollout where it was.
+#[tokio::test]
+async fn rollout_changes_need_the_token() {
+    let s = state("webrtc:\n  ice:\n    rollout: {}\n");
+    let app = router(s.clone());
+    let before = s.hub().rollout.status();
+    for body in [
+        r#"{"action":"advance"}"#,
+        r#"{"action":"set","stage":50}"#,
+        r#"{"action":"pause"}"#,
+        r#"{"action":"resume"}"#,
+    ] {
+        for auth in [None, Some("Bearer nope"), Some("Basic YWRtaW46YWRtaW4=")] {
+            let mut h = vec![("content-type", "application/json")];
+            if let Some(a) = auth {
+                h.push(("authorization", a));
+            }
+            let r = call(&app, Method::POST, "/api/rollout", "127.0.0.1:1", &h, body).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{body} with {auth:?}");
+        }
+    }
+    assert_eq!(s.hub().rollout.status(), before);
+    // The same call with the token does change it.
+    let r = admin(&app, r#"{"action":"advance"}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_ne!(s.hub().rollout.status(), before);
+}
+
 /// `/metrics` after successes, failures, STUN use and a rollback passes
 /// `promtool check metrics` (Debian package `prometheus`).
 #[tokio::test]

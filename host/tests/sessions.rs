@@ -1,6 +1,7 @@
 //! Speaker ICE sessions over real HTTP: the `serve` router on an ephemeral
-//! 127.0.0.1 port, driven with the crate's own HTTP/1.1 client, and the
-//! built `scream-ice connect` against the built `scream-ice serve`.
+//! 127.0.0.1 port, driven with raw HTTP/1.1 requests (replies parsed with
+//! httparse and the core's `signal::read_response`), and the built
+//! `scream-ice connect` against the built `scream-ice serve`.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -8,7 +9,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scream_ice_core::sdpfrag::SdpFrag;
-use scream_ice_host::client::{Reply, request};
 use scream_ice_host::config::Config;
 use scream_ice_host::connect::{ConnectOptions, run};
 use scream_ice_host::http::{AppState, ConnAddrs, router};
@@ -45,24 +45,76 @@ async fn server_with(
     (addr, state)
 }
 
+/// One reply: status, header fields (names lowercased), body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One request on its own connection (`Connection: close`), any headers.
 async fn call(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-    body: &str,
+    body: impl AsRef<[u8]>,
 ) -> Reply {
-    request(
-        addr,
-        &addr.to_string(),
-        method,
-        path,
+    use scream_ice_core::signal::{Progress, read_response};
+    let body = body.as_ref();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut req = req.into_bytes();
+    req.extend_from_slice(body);
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(&req).await.unwrap();
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await.unwrap();
+        raw
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .expect("a reply within 5 s");
+    let mut fields = [httparse::EMPTY_HEADER; 32];
+    let mut head = httparse::Response::new(&mut fields);
+    head.parse(&raw).unwrap();
+    let headers = head
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = vec![0u8; 1 << 20];
+    let Ok(Progress::Complete { response, .. }) = read_response(&raw, &mut body, true) else {
+        panic!("incomplete reply: {raw:?}");
+    };
+    Reply {
+        status: response.status,
         headers,
-        body.as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap()
+        body: response.body.to_vec(),
+    }
 }
 
 async fn post(addr: SocketAddr, body: &str) -> Reply {
@@ -507,17 +559,7 @@ async fn junk_never_panics() {
             if let Some(m) = extra {
                 h.push(("If-Match", m));
             }
-            let r = request(
-                addr,
-                &addr.to_string(),
-                method,
-                path,
-                &h,
-                body,
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
+            let r = call(addr, method, path, &h, body).await;
             assert!(
                 r.status < 500 && r.status != 201,
                 "{method} {:?}: {} {}",
@@ -613,7 +655,12 @@ async fn echo_only_for_the_selected_peer() {
 /// Several speakers at once, each with its own session and echo.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_speakers_at_once() {
-    let (addr, state) = server(|_| {}).await;
+    // All eight come from 127.0.0.1: above the default per-client cap (4).
+    let (addr, state) = server_with(
+        "server:\n  stun_listen: off\nlimits:\n  sessions:\n    per_client: 8\n",
+        |_| {},
+    )
+    .await;
     let mut tasks = Vec::new();
     for _ in 0..8 {
         tasks.push(tokio::spawn(async move {

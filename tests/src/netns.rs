@@ -9,8 +9,15 @@
 //!  spk .2 ──┐                                  ┌── router eth1 .1
 //!           ├─ br0 in `lan` (.3, coturn) ── router eth0 .1 (forwarding off)
 //!                                              ├── nat eth1 .2 ═ masquerade ═ nat eth0 .1 ── remote .2
+//!                                              ├── nat2 eth1 .4 ═ masquerade ═ nat2 eth0 10.88.0.1 ── remote2 10.88.0.2
+//!                                              ├── symnat eth1 .5 ═ masquerade random ═ 10.99.0.1 ── symspk 10.99.0.2
 //!                                              └── br0 in `pub` (.3, coturn)
 //! ```
+//!
+//! `nat` and `nat2` map like Linux masquerade does (one mapping per inside
+//! address and port while the port is free: endpoint-independent, filtered
+//! by conntrack); `symnat` draws a random port for every new flow
+//! (`masquerade random`): an endpoint-dependent, "symmetric" NAT.
 //!
 //! Everything is created by [`Lab::new`] under names unique to this
 //! process and lab (`sice-<pid>-<n>-<role>`), and removed when the [`Lab`]
@@ -48,6 +55,14 @@ pub const PUBLIC_STUN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 3);
 pub const NAT_INSIDE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 /// The remote speaker's (private) address behind the NAT.
 pub const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+/// The second NAT's outside address (a router behind a NAT).
+pub const NAT2_PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 4);
+/// The host behind the second NAT.
+pub const REMOTE2: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
+/// The symmetric NAT's outside address.
+pub const SYMNAT_PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+/// The speaker behind the symmetric NAT.
+pub const SYMSPK: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 /// A STUN server "on the internet", which nothing in the lab reaches.
 pub const DEAD_STUN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 77)), 3478);
@@ -55,7 +70,9 @@ pub const DEAD_STUN: SocketAddr =
 const VOID_GATEWAY: &str = "203.0.113.254";
 
 /// The namespaces of a lab, by role.
-pub const ROLES: [&str; 6] = ["lan", "router", "spk", "pub", "nat", "remote"];
+pub const ROLES: [&str; 10] = [
+    "lan", "router", "spk", "pub", "nat", "remote", "nat2", "remote2", "symnat", "symspk",
+];
 
 static LABS: AtomicUsize = AtomicUsize::new(0);
 
@@ -214,20 +231,75 @@ impl Lab {
         }
         self.sysctl("router", "net.ipv4.ip_forward=0")?;
 
-        // The remote speaker behind the NAT.
-        self.veth("nat", "eth0", "remote", "eth0")?;
-        self.addr("nat", "eth0", "10.77.0.1/24")?;
-        self.addr("remote", "eth0", "10.77.0.2/24")?;
-        self.route("remote", "default", "10.77.0.1")?;
-        self.sysctl("nat", "net.ipv4.ip_forward=1")?;
-        let rules = "table ip nat {\n\
-                     \tchain postrouting {\n\
-                     \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
-                     \t\toifname \"eth1\" masquerade\n\
-                     \t}\n\
-                     }\n";
+        // The remote speaker behind the NAT; a second NATed host; a
+        // speaker behind a symmetric NAT.
+        for (nat, inner, public, inside, host, random) in [
+            (
+                "nat",
+                "remote",
+                "203.0.113.2/24",
+                "10.77.0.1",
+                "10.77.0.2",
+                false,
+            ),
+            (
+                "nat2",
+                "remote2",
+                "203.0.113.4/24",
+                "10.88.0.1",
+                "10.88.0.2",
+                false,
+            ),
+            (
+                "symnat",
+                "symspk",
+                "203.0.113.5/24",
+                "10.99.0.1",
+                "10.99.0.2",
+                true,
+            ),
+        ] {
+            if nat != "nat" {
+                let to = format!("to-{nat}");
+                self.veth("pub", &to, nat, "eth1")?;
+                self.enslave("pub", &to)?;
+                self.addr(nat, "eth1", public)?;
+                self.route(nat, "default", VOID_GATEWAY)?;
+            }
+            self.veth(nat, "eth0", inner, "eth0")?;
+            self.addr(nat, "eth0", &format!("{inside}/24"))?;
+            self.addr(inner, "eth0", &format!("{host}/24"))?;
+            self.route(inner, "default", inside)?;
+            self.sysctl(nat, "net.ipv4.ip_forward=1")?;
+            self.masquerade(nat, random)?;
+        }
+        Ok(())
+    }
+
+    /// nftables masquerade on `role`'s `eth1`; `random`: a random source
+    /// port for every new flow (endpoint-dependent mapping). Unsolicited
+    /// packets from outside to the NAT itself are dropped, as a home router
+    /// does: otherwise conntrack would keep an entry for such a packet
+    /// (a peer's first check, arriving before our own went out) and make
+    /// masquerade move our next flow to that peer to another port.
+    fn masquerade(&self, role: &str, random: bool) -> Result<(), String> {
+        let rules = format!(
+            "table ip nat {{\n\
+             \tchain postrouting {{\n\
+             \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
+             \t\toifname \"eth1\" masquerade{}\n\
+             \t}}\n\
+             }}\n\
+             table ip filter {{\n\
+             \tchain input {{\n\
+             \t\ttype filter hook input priority filter; policy accept;\n\
+             \t\tiifname \"eth1\" ct state new drop\n\
+             \t}}\n\
+             }}\n",
+            if random { " random" } else { "" }
+        );
         let mut nft = Command::new("ip")
-            .args(["netns", "exec", &self.ns("nat"), "nft", "-f", "-"])
+            .args(["netns", "exec", &self.ns(role), "nft", "-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -364,6 +436,13 @@ pub struct PeerSpec {
     pub peer: Option<IpAddr>,
     /// The configured STUN server.
     pub stun: Option<SocketAddr>,
+    /// Further STUN servers (ours only).
+    pub more_stun: Vec<SocketAddr>,
+    /// A TURN server to configure (ours only; relays are not allocated
+    /// yet, it makes mode `full` valid and is what the session asks for).
+    pub turn: Option<SocketAddr>,
+    /// `local_subnets` (ours only).
+    pub local_subnets: Vec<&'static str>,
     /// The ICE mode (ours only; `auto` if `None`).
     pub mode: Option<&'static str>,
     /// Datagrams to send each way after connecting.
@@ -399,6 +478,18 @@ impl PeerSpec {
             a.push("--mode".into());
             a.push(m.into());
         }
+        for s in &self.more_stun {
+            a.push("--stun".into());
+            a.push(s.to_string());
+        }
+        if let Some(t) = self.turn {
+            a.push("--turn".into());
+            a.push(t.to_string());
+        }
+        for n in &self.local_subnets {
+            a.push("--local-subnet".into());
+            a.push((*n).into());
+        }
         a
     }
 }
@@ -420,6 +511,14 @@ pub struct PeerReport {
     pub remote: Option<String>,
     /// `done <data> <echoes>`.
     pub done: Option<(usize, usize)>,
+    /// The session's decision log (`decided network=.. stage=..`), ours only.
+    pub decided: Vec<String>,
+    /// The ladder's steps (`widened <stage> <ms>`), ours only.
+    pub widened: Vec<(String, f64)>,
+    /// Whether the session asked for relays (`relay-wanted`), ours only.
+    pub relay_wanted: bool,
+    /// The stage in force when the pair was selected, ours only.
+    pub stage: Option<String>,
 }
 
 impl PeerReport {
@@ -548,6 +647,17 @@ impl Proc {
                 let mut it = rest.split_whitespace().filter_map(|v| v.parse().ok());
                 r.done = Some((it.next().unwrap_or(0), it.next().unwrap_or(0)));
             }
+            "decided" => r.decided.push(rest.to_owned()),
+            "widened" => {
+                let mut it = rest.split_whitespace();
+                let stage = it.next().unwrap_or_default().to_owned();
+                r.widened.push((
+                    stage,
+                    it.next().and_then(|v| v.parse().ok()).unwrap_or(-1.0),
+                ));
+            }
+            "relay-wanted" => r.relay_wanted = true,
+            "stage" => r.stage = Some(rest.to_owned()),
             "error" => return Err(format!("{}: {rest}", self.name)),
             _ => {}
         }
@@ -610,6 +720,16 @@ pub async fn pair(
     }
     for p in [&mut pa, &mut pb] {
         let _ = p.send("quit").await;
+    }
+    // What each side prints until it exits still counts (its decision
+    // log of the last candidates).
+    for p in [&mut pa, &mut pb] {
+        let rest = async {
+            while let Ok(Some(l)) = p.lines.next_line().await {
+                let _ = p.take(&l);
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), rest).await;
     }
     for p in [&mut pa, &mut pb] {
         match tokio::time::timeout(Duration::from_secs(5), p.child.wait()).await {

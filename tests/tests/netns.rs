@@ -19,15 +19,16 @@
 //! Python as in the tokio adapter's tests: `$AIOICE_PYTHON` or
 //! `<target>/aioice-venv`, created on first use).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use scream_ice_tests::netns::{
-    self, Agent, DEAD_STUN, LAN_STUN, Lab, NAT_PUBLIC, PUBLIC_STUN, PeerReport, PeerSpec, REMOTE,
-    ROUTER_LAN, ROUTER_PUBLIC, SPK, median_p95, pair,
+    self, Agent, DEAD_STUN, LAN_STUN, Lab, NAT_PUBLIC, NAT2_PUBLIC, PUBLIC_STUN, PeerReport,
+    PeerSpec, REMOTE, REMOTE2, ROUTER_LAN, ROUTER_PUBLIC, SPK, SYMNAT_PUBLIC, SYMSPK, median_p95,
+    pair,
 };
 
 const COUNT: usize = 10;
@@ -39,7 +40,7 @@ fn lab() -> Option<Lab> {
     match Lab::new() {
         Ok(l) => Some(l),
         Err(e) if netns::skip_netns() => {
-            println!("skipped: {e}");
+            scream_ice_tests::report_skip(&format!("netns lab: {e}"));
             None
         }
         Err(e) => panic!("{e} (set SCREAM_ICE_SKIP_NETNS=1 to skip the namespace tests)"),
@@ -65,6 +66,9 @@ fn lan_speaker(agent: Agent, stun: Option<SocketAddr>) -> PeerSpec {
         stun,
         mode: None,
         count: COUNT,
+        more_stun: Vec::new(),
+        turn: None,
+        local_subnets: Vec::new(),
     }
 }
 
@@ -79,6 +83,9 @@ fn router_for_lan(agent: Agent, stun: Option<SocketAddr>) -> PeerSpec {
         stun,
         mode: None,
         count: COUNT,
+        more_stun: Vec::new(),
+        turn: None,
+        local_subnets: Vec::new(),
     }
 }
 
@@ -94,6 +101,9 @@ fn remote_speaker(stun: SocketAddr) -> PeerSpec {
         stun: Some(stun),
         mode: None,
         count: COUNT,
+        more_stun: Vec::new(),
+        turn: None,
+        local_subnets: Vec::new(),
     }
 }
 
@@ -109,6 +119,29 @@ fn router_for_remote(stun: SocketAddr) -> PeerSpec {
         stun: Some(stun),
         mode: None,
         count: COUNT,
+        more_stun: Vec::new(),
+        turn: None,
+        local_subnets: Vec::new(),
+    }
+}
+
+/// One side of the wrong-guess case: behind a NAT on a private address,
+/// seeing the peer at its private address, with `local_subnets` listing
+/// both private networks (a VPN or a second site): the policy takes the
+/// peer for local.
+fn natted_peer(role: &'static str, me: Ipv4Addr, peer: Ipv4Addr, stun: SocketAddr) -> PeerSpec {
+    PeerSpec {
+        agent: ours(),
+        role,
+        controlling: role == "remote",
+        hosts: vec![ip(me)],
+        peer: Some(ip(peer)),
+        stun: Some(stun),
+        mode: None,
+        count: COUNT,
+        more_stun: Vec::new(),
+        turn: None,
+        local_subnets: vec!["10.77.0.0/24", "10.88.0.0/24"],
     }
 }
 
@@ -365,7 +398,7 @@ fn aioice_python_or_skip() -> Option<PathBuf> {
     match aioice_python() {
         Ok(p) => Some(p),
         Err(e) if std::env::var("SCREAM_ICE_SKIP_PEERS").is_ok_and(|v| v == "1") => {
-            println!("skipped: {e}");
+            scream_ice_tests::report_skip(&format!("aioice: {e}"));
             None
         }
         Err(e) => panic!("{e} (set SCREAM_ICE_SKIP_PEERS=1 to skip tests that need aioice)"),
@@ -459,6 +492,9 @@ async fn bench_connect_time_ours_vs_aioice() {
             stun,
             mode,
             count: 1,
+            more_stun: Vec::new(),
+            turn: None,
+            local_subnets: Vec::new(),
         }
     };
     let mut rows = Vec::new();
@@ -512,4 +548,117 @@ async fn bench_connect_time_ours_vs_aioice() {
             );
         }
     }
+}
+
+/// The fallback ladder at runtime over real NATs: the speaker (behind
+/// `nat`) and the router (behind `nat2`, nftables masquerade both) see
+/// each other's private addresses, which `local_subnets` calls local, so
+/// both decide `local`: no STUN, fast path. No host pair can work; after
+/// `widen_after` (1 s) both step to `with-stun`, ask coturn, trickle their
+/// srflx candidates and connect through both NATs; both record the stage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ladder_widens_to_stun_between_two_nats() {
+    let Some(mut lab) = lab() else { return };
+    let stun = lab.start_coturn("pub", PUBLIC_STUN).unwrap();
+    let spk = natted_peer("remote", REMOTE, REMOTE2, stun);
+    let router = natted_peer("remote2", REMOTE2, REMOTE, stun);
+    let (spk, router) = pair(&lab, &spk, &router, LIMIT).await.unwrap();
+    report("ladder: both behind NATs", &spk, &router);
+    for (who, r, public) in [
+        ("speaker", &spk, NAT_PUBLIC),
+        ("router", &router, NAT2_PUBLIC),
+    ] {
+        assert_connected(who, r);
+        assert_eq!(field(r, "network"), "local", "{who}: the wrong guess");
+        assert_eq!(field(r, "stun"), "0", "{who}");
+        assert!(
+            r.decided[0].starts_with("network=local stage=local-only srflx=false"),
+            "{who}: {:?}",
+            r.decided
+        );
+        assert_eq!(r.widened.len(), 1, "{who}: {:?}", r.widened);
+        assert_eq!(r.widened[0].0, "with-stun", "{who}");
+        assert!(
+            (1000.0..1500.0).contains(&r.widened[0].1),
+            "{who}: widened at {} ms",
+            r.widened[0].1
+        );
+        assert_eq!(r.stage.as_deref(), Some("with-stun"), "{who}");
+        let connected = r.connected_ms.unwrap();
+        assert!(connected > 1000.0, "{who}: connected at {connected} ms");
+        assert!(
+            r.candidates_of("srflx")
+                .iter()
+                .any(|c| c.contains(&format!(" {public} "))),
+            "{who}: srflx through its NAT: {r:?}"
+        );
+    }
+    // Each side selected the other's NAT mapping.
+    assert_eq!(spk.remote_ip(), Some(ip(NAT2_PUBLIC)), "{spk:?}");
+    assert_eq!(router.remote_ip(), Some(ip(NAT_PUBLIC)), "{router:?}");
+}
+
+/// PeerKnowledge at runtime: a speaker behind a symmetric NAT (`masquerade
+/// random`) gathers from two STUN servers and trickles two srflx
+/// candidates of one base; the router's session sees the endpoint-dependent
+/// mapping and its decision log says `symmetric-nat`. In mode `full` it asks
+/// for relays at once (relay allocation comes with the TURN work). The two
+/// still connect (the router is public).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symmetric_nat_speaker_is_seen_by_the_router() {
+    let Some(mut lab) = lab() else { return };
+    let stun = lab.start_coturn("pub", PUBLIC_STUN).unwrap();
+    // A second STUN server, on the router's public address.
+    let stun2 = lab.start_coturn("router", ROUTER_PUBLIC).unwrap();
+    let spk = PeerSpec {
+        agent: ours(),
+        role: "symspk",
+        controlling: true,
+        hosts: vec![ip(SYMSPK)],
+        peer: Some(ip(ROUTER_PUBLIC)),
+        stun: Some(stun),
+        mode: None,
+        count: COUNT,
+        more_stun: vec![stun2],
+        turn: None,
+        local_subnets: Vec::new(),
+    };
+    let router = PeerSpec {
+        agent: ours(),
+        role: "router",
+        controlling: false,
+        hosts: vec![ip(ROUTER_PUBLIC)],
+        peer: Some(ip(SYMNAT_PUBLIC)),
+        stun: Some(stun),
+        mode: Some("full"),
+        count: COUNT,
+        more_stun: Vec::new(),
+        turn: Some(stun),
+        local_subnets: Vec::new(),
+    };
+    let (spk, router) = pair(&lab, &spk, &router, LIMIT).await.unwrap();
+    report("symmetric NAT speaker", &spk, &router);
+    assert_connected("speaker", &spk);
+    assert_connected("router", &router);
+    let srflx = spk.candidates_of("srflx");
+    assert!(
+        srflx.len() >= 2
+            && srflx
+                .iter()
+                .all(|c| c.contains(&format!(" {SYMNAT_PUBLIC} "))),
+        "two mappings of one base: {srflx:?}"
+    );
+    assert_eq!(
+        router.decided[0],
+        "network=nat stage=full srflx=true relay=true"
+    );
+    assert!(router.relay_wanted, "relay asked for at once: {router:?}");
+    assert!(
+        router
+            .decided
+            .iter()
+            .any(|d| d.starts_with("network=symmetric-nat stage=full")),
+        "the router's decision log: {:?}",
+        router.decided
+    );
 }

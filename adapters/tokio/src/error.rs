@@ -60,25 +60,15 @@ pub enum StartError {
     /// No address passed the filter, or none could be bound.
     #[error("no usable host address (check the interface filter and explicit addresses)")]
     NoHostCandidates,
-    /// A configured STUN server URL does not parse.
-    #[error("bad STUN server URL {url:?}: {source}")]
-    StunUrl {
-        /// The URL as configured.
-        url: String,
-        /// What is wrong with it.
-        #[source]
-        source: scream_ice_core::url::Error,
-    },
-    /// A configured STUN server URL is not `stun:` (this adapter speaks
-    /// STUN over UDP only: no `stuns:`, no TURN).
-    #[error("unsupported STUN server URL {url:?}: only stun: (UDP) is supported")]
-    StunScheme {
-        /// The URL as configured.
-        url: String,
-    },
-    /// The agent refused the configuration (e.g. credentials).
-    #[error("agent refused the configuration: {0}")]
-    Agent(#[source] AgentError),
+    /// The policy does not pass [`PolicyConfig::validate`] (e.g. a STUN
+    /// server URL that does not parse).
+    ///
+    /// [`PolicyConfig::validate`]: scream_ice_core::policy::PolicyConfig::validate
+    #[error("invalid ICE policy: {0}")]
+    Policy(#[source] scream_ice_core::policy::ConfigError),
+    /// The core session refused the configuration.
+    #[error("ICE session refused the configuration: {0}")]
+    Session(#[source] scream_ice_core::session::SessionError),
     /// Obfuscation was asked for but no mDNS daemon could be started.
     #[cfg(feature = "mdns")]
     #[error("cannot start the mDNS responder: {0}")]
@@ -131,12 +121,6 @@ pub enum RestartError {
     /// The session has ended.
     #[error("the ICE session has ended")]
     Closed,
-    /// No randomness for new credentials.
-    #[error("system randomness unavailable: {0}")]
-    Random(getrandom::Error),
-    /// The agent refused the new credentials.
-    #[error("restart rejected: {0}")]
-    Rejected(#[source] AgentError),
 }
 
 /// Sending application data failed.

@@ -1,25 +1,26 @@
 //! Host candidate discovery: which of the machine's addresses become host
-//! candidates, the sockets bound on them, and their local preference.
+//! candidates, and the sockets bound on them.
 //!
 //! This module runs once, at session start, before the agent exists: it
 //! lists the interfaces ([`list_interfaces`]), keeps those the
 //! [`HostFilter`] accepts (up, not loopback unless asked, not IPv6
 //! link-local unless asked, then the user's allow/deny lists and callback),
 //! binds one [`tokio::net::UdpSocket`] per address inside the optional
-//! [`PortRange`] ([`bind_host_socket`]), and ranks each address with the
-//! core's [`local_preference`] ([`local_preferences`]). Explicit bind
+//! [`PortRange`] ([`bind_host_socket`]); the core session ranks them
+//! ([`scream_ice_core::session::host_local_preference`]). Explicit bind
 //! addresses ([`HostAddresses::Explicit`]) skip discovery entirely (tests on
 //! 127.0.0.1, a network namespace's veth address). The srflx candidates are
 //! gathered from these very sockets, so the port range applies to them too.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
+use std::task::Poll;
 
-use scream_ice_core::candidate::{AddressFamily, local_preference};
 use scream_ice_core::net::{self, AddressClass, Cidr};
-use scream_ice_core::policy::{IceMode, NetworkType, PeerKnowledge, PolicyConfig, network_type};
+use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 
 use crate::error::{BindError, DiscoverError};
@@ -270,44 +271,31 @@ pub async fn bind_host_socket(
     Err(BindError::PortRangeExhausted { address, range })
 }
 
-/// Whether `ip` (one of our addresses) is on the local network, by the
-/// policy's own rule for a peer's address ([`network_type`]): configured
-/// `local_subnets`, loopback, link-local, and private or unique-local space
-/// when no subnets are configured.
-pub fn on_local_network(ip: IpAddr, local_subnets: &[Cidr]) -> bool {
-    let mut config = PolicyConfig::new(IceMode::Auto);
-    config.network_detection.enabled = true;
-    config.network_detection.local_subnets = local_subnets;
-    network_type(&config, &PeerKnowledge::with_address(ip)) == NetworkType::Local
+/// One bound host socket.
+#[derive(Debug)]
+pub(crate) struct HostSocket {
+    pub address: SocketAddr,
+    pub socket: Arc<UdpSocket>,
 }
 
-/// The local preference of each address, in order: the core's
-/// [`local_preference`] with the address's 0-based ordinal among the
-/// addresses of its family (saturating at 255) and [`on_local_network`].
-pub fn local_preferences(
-    addresses: &[IpAddr],
-    local_network_priority: bool,
-    local_subnets: &[Cidr],
-) -> Vec<u16> {
-    let (mut v4, mut v6) = (0u8, 0u8);
-    addresses
-        .iter()
-        .map(|&ip| {
-            let family = AddressFamily::of(&ip);
-            let ordinal = match family {
-                AddressFamily::Ipv4 => &mut v4,
-                AddressFamily::Ipv6 => &mut v6,
-            };
-            let pref = local_preference(
-                local_network_priority,
-                on_local_network(ip, local_subnets),
-                family,
-                *ordinal,
-            );
-            *ordinal = ordinal.saturating_add(1);
-            pref
-        })
-        .collect()
+/// The first datagram on any of `hosts`, polling from `start` round-robin:
+/// (socket index, result of `recv_from`).
+pub(crate) fn recv_any<'a>(
+    hosts: &'a [HostSocket],
+    buf: &'a mut [u8],
+    start: usize,
+) -> impl Future<Output = (usize, io::Result<(usize, SocketAddr)>)> + 'a {
+    std::future::poll_fn(move |cx| {
+        let n = hosts.len();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let mut rb = ReadBuf::new(buf);
+            if let Poll::Ready(r) = hosts[i].socket.poll_recv_from(cx, &mut rb) {
+                return Poll::Ready((i, r.map(|from| (rb.filled().len(), from))));
+            }
+        }
+        Poll::Pending
+    })
 }
 
 #[cfg(test)]
@@ -378,35 +366,6 @@ mod tests {
         assert!(!f.accepts(&info("tun0", "192.168.1.5")));
         let f = HostFilter::new().with_callback(|_| true);
         assert!(!f.accepts(&info("lo", "127.0.0.1")), "rules run first");
-    }
-
-    #[test]
-    fn local_preference_per_family_and_locality() {
-        let addrs: Vec<IpAddr> = ["192.168.1.5", "2001:db8::1", "203.0.113.9", "fd00::1"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        let p = local_preferences(&addrs, true, &[]);
-        // IPv4 #0 on the LAN, IPv6 #0 global (documentation space is
-        // remote), IPv4 #1 global, IPv6 #1 unique-local.
-        assert_eq!(p, vec![65534, 32767, 32764, 65533]);
-        let off = local_preferences(&addrs, false, &[]);
-        assert_eq!(off, vec![65534, 65535, 65532, 65533]);
-        // Distinct values whatever the switch.
-        let mut s = p.clone();
-        s.sort();
-        s.dedup();
-        assert_eq!(s.len(), 4);
-    }
-
-    #[test]
-    fn configured_subnets_decide_locality() {
-        let lan = [Cidr::parse("2001:db8::/64").unwrap()];
-        assert!(on_local_network("2001:db8::1".parse().unwrap(), &lan));
-        assert!(!on_local_network("192.168.1.1".parse().unwrap(), &lan));
-        assert!(on_local_network("192.168.1.1".parse().unwrap(), &[]));
-        assert!(on_local_network("127.0.0.1".parse().unwrap(), &[]));
-        assert!(!on_local_network("8.8.8.8".parse().unwrap(), &[]));
     }
 
     #[test]

@@ -1,20 +1,23 @@
 //! scream-ice-tokio: a thin tokio loop around the scream-ice core's sans-IO
-//! ICE agent.
+//! ICE session ([`scream_ice_core::session`]).
 //!
 //! This crate sits between the application (the ScreamRouter daemon, the
-//! `scream-ice connect` simulator, tests) and [`scream_ice_core::agent`]: it
-//! owns the UDP sockets and the clock, the core owns every ICE decision.
-//! The layers:
+//! `scream-ice connect` simulator, tests) and the core session: it owns the
+//! UDP sockets, the clock and the name resolver; the core owns every ICE
+//! decision (credentials, offer filter, local preferences, the fallback
+//! ladder, re-announcing). The layers:
 //!
 //! - [`time`]: the only conversions between tokio's clock and the core's
 //!   [`Instant`](scream_ice_core::time::Instant).
-//! - [`host`]: host candidate discovery (interfaces, filter, port range,
-//!   local preference from the core).
-//! - [`session`]: [`IceSession::start`] spawns one driver task per session
-//!   that `select!`s over the sockets, the command channel and the agent's
-//!   deadline, and drains the agent after every input.
+//! - [`host`]: host candidate discovery (interfaces, filter, port range).
+//! - [`resolve`]: the [`Resolver`] trait (STUN server names, candidate host
+//!   names) and the system resolver.
+//! - [`driver`]: the loop: [`Driver::next`] waits on the sockets, the
+//!   session's deadline and lookups, feeds the session and drains it.
+//! - [`session`]: [`IceSession`], a driver in its own task behind a handle
+//!   (or [`IceSession::start_driver`] for an application that drives it).
 //! - [`mdns`]: `.local` names for candidate lines; with the `mdns`
-//!   feature, hiding private host addresses and resolving the peer's names.
+//!   feature, hiding private host addresses and an mDNS [`Resolver`].
 //! - [`error`]: one error enum per operation.
 //!
 //! ```no_run
@@ -43,25 +46,29 @@
 
 #![forbid(unsafe_code)]
 
+pub mod driver;
 pub mod error;
 pub mod host;
 pub mod mdns;
+pub mod resolve;
 pub mod session;
 pub mod time;
 
+pub use driver::{CoreSession, Driver, Output};
 pub use error::{
     BindError, CloseError, ClosedError, DiscoverError, RemoteCandidateError,
     RemoteCredentialsError, RestartError, SendError, StartError,
 };
 pub use host::{HostAddresses, HostFilter, InterfaceInfo, PortRange};
 #[cfg(feature = "mdns")]
-pub use mdns::{MdnsDaemon, MdnsMode};
+pub use mdns::{MdnsDaemon, MdnsMode, MdnsResolver};
 /// The mdns-sd crate this adapter uses (to build a [`MdnsDaemon`]
 /// restricted to some interfaces).
 #[cfg(feature = "mdns")]
 pub use mdns_sd;
+pub use resolve::{Resolver, SystemResolver};
 pub use scream_ice_core;
 pub use session::{
-    Datagram, IceAgent, IceSession, LocalCredentials, SessionConfig, SessionEvent, SessionEvents,
-    StunServerSpec,
+    Datagram, IceSession, LocalCredentials, OwnedPolicy, OwnedTurnServer, SessionConfig,
+    SessionEvent, SessionEvents, Started,
 };

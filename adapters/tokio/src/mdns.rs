@@ -111,10 +111,10 @@ pub(crate) fn hidden_name<'a>(
 }
 
 #[cfg(feature = "mdns")]
-pub use daemon::{MdnsDaemon, MdnsMode};
+pub use daemon::{MdnsDaemon, MdnsMode, MdnsResolver};
 
 #[cfg(feature = "mdns")]
-pub(crate) use daemon::{Registrations, register, resolve};
+pub(crate) use daemon::obfuscate;
 
 #[cfg(feature = "mdns")]
 mod daemon {
@@ -122,8 +122,106 @@ mod daemon {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use std::net::SocketAddr;
+    use std::sync::OnceLock;
+
     use mdns_sd::{HostnameResolutionEvent, ServiceDaemon, ServiceInfo};
     use tracing::{debug, warn};
+
+    use crate::error::StartError;
+    use crate::resolve::{Resolution, Resolver, SystemResolver};
+    use crate::session::SessionConfig;
+
+    /// `.local` names over mDNS, every other name through the system
+    /// resolver. The mDNS daemon is the configured one, or one started on
+    /// the first `.local` name.
+    #[derive(Debug)]
+    pub struct MdnsResolver {
+        daemon: OnceLock<MdnsDaemon>,
+        timeout: Duration,
+        system: SystemResolver,
+    }
+
+    impl MdnsResolver {
+        /// Resolve with `daemon` (or one started when first needed) within
+        /// `timeout`; names outside `.local` go to `system`.
+        pub fn new(daemon: Option<MdnsDaemon>, timeout: Duration, system: SystemResolver) -> Self {
+            let cell = OnceLock::new();
+            if let Some(d) = daemon {
+                let _ = cell.set(d);
+            }
+            MdnsResolver {
+                daemon: cell,
+                timeout,
+                system,
+            }
+        }
+
+        /// The daemon, if one is configured or was started.
+        pub fn daemon(&self) -> Option<&MdnsDaemon> {
+            self.daemon.get()
+        }
+    }
+
+    impl Resolver for MdnsResolver {
+        fn resolve(&self, name: &str, port: u16) -> Resolution {
+            let lower = name.trim_end_matches('.').to_ascii_lowercase();
+            if !lower.ends_with(".local") {
+                return self.system.resolve(name, port);
+            }
+            let daemon = match self.daemon.get() {
+                Some(d) => d.clone(),
+                None => match MdnsDaemon::start() {
+                    Ok(d) => self.daemon.get_or_init(|| d).clone(),
+                    Err(e) => {
+                        warn!("{name} not resolved: no mDNS daemon: {e}");
+                        return Box::pin(async { Vec::new() });
+                    }
+                },
+            };
+            let (name, timeout) = (name.to_owned(), self.timeout);
+            Box::pin(async move {
+                match resolve(&daemon, &name, timeout).await {
+                    Some(ip) => vec![SocketAddr::new(ip, port)],
+                    None => {
+                        warn!("{name} did not resolve over mDNS within {timeout:?}");
+                        Vec::new()
+                    }
+                }
+            })
+        }
+    }
+
+    /// The registrations (if any) and the `(address, name)` pairs.
+    pub(crate) type Obfuscated = (Option<Registrations>, Vec<(IpAddr, String)>);
+
+    /// With `MdnsMode::Obfuscate`, a `.local` name for each hidden host
+    /// address, registered with the configured daemon (or one started
+    /// now): the registrations (unregistered on drop) and the names.
+    pub(crate) fn obfuscate(
+        config: &SessionConfig,
+        hosts: &[SocketAddr],
+    ) -> Result<Obfuscated, StartError> {
+        if config.mdns != MdnsMode::Obfuscate {
+            return Ok((None, Vec::new()));
+        }
+        let mut names: Vec<(IpAddr, String)> = Vec::new();
+        for h in hosts {
+            let ip = h.ip();
+            if super::should_obfuscate(ip) && !names.iter().any(|(a, _)| *a == ip) {
+                names.push((ip, super::random_mdns_name().map_err(StartError::Random)?));
+            }
+        }
+        if names.is_empty() {
+            return Ok((None, names));
+        }
+        let daemon = match &config.mdns_daemon {
+            Some(d) => d.clone(),
+            None => MdnsDaemon::start().map_err(StartError::Mdns)?,
+        };
+        let (r, names) = register(&daemon, names);
+        Ok((Some(r), names))
+    }
 
     /// The DNS-SD service type our names are registered under (mdns-sd
     /// answers A/AAAA queries for the host names of its services).
@@ -206,7 +304,7 @@ mod daemon {
     /// The names a session registered; unregistered when dropped (the
     /// driver task owns them, so on close and on drop of the session).
     #[derive(Debug)]
-    pub(crate) struct Registrations {
+    pub struct Registrations {
         daemon: MdnsDaemon,
         fullnames: Vec<String>,
     }
@@ -225,7 +323,7 @@ mod daemon {
     /// Register each `(ip, name)` so the daemon answers A/AAAA queries for
     /// `name` with `ip`. Names that fail to register are logged and left
     /// out of the result (their candidates then go out with the IP).
-    pub(crate) fn register(
+    fn register(
         daemon: &MdnsDaemon,
         names: Vec<(IpAddr, String)>,
     ) -> (Registrations, Vec<(IpAddr, String)>) {
@@ -265,11 +363,7 @@ mod daemon {
 
     /// The first address `name` (a `.local` name) resolves to over mDNS
     /// within `timeout` (IPv4 preferred), or `None`.
-    pub(crate) async fn resolve(
-        daemon: &MdnsDaemon,
-        name: &str,
-        timeout: Duration,
-    ) -> Option<IpAddr> {
+    async fn resolve(daemon: &MdnsDaemon, name: &str, timeout: Duration) -> Option<IpAddr> {
         let fqdn = if name.ends_with('.') {
             name.to_ascii_lowercase()
         } else {

@@ -1,135 +1,202 @@
-//! The session: one driver task that owns the agent and the host sockets.
+//! [`IceSession`]: a [`Driver`] in its own task, behind a handle.
 //!
-//! [`IceSession::start`] binds the host sockets, creates the agent, adds
-//! the host candidates and the STUN servers, starts gathering and spawns
-//! the driver. The driver waits on three things at once: a datagram on any
-//! host socket (handed to `handle_receive` with that socket's bound address
-//! as the local address), a command from the [`IceSession`] handle, and the
-//! agent's `poll_timeout` deadline. After every input it drains the agent
-//! as the core's drain rule says: `poll_transmit` until empty (each datagram
-//! sent from the socket whose address is the transmit's `from`), then
-//! `poll_event`, then re-arms the timer. Datagrams the agent does not
-//! consume are application data and go to [`IceSession::recv`].
-//!
-//! No ICE decision is taken here: pacing, nomination, gathering caps and
-//! failure all come from the agent, configured from the policy's
-//! [`Decision`] ([`SessionConfig::from_decision`]).
+//! [`IceSession::start`] binds the host sockets, creates the core session
+//! from the policy ([`SessionConfig::for_peer`]) and spawns one task that
+//! `select!`s over [`Driver::next`] and the handle's commands: events go
+//! to [`SessionEvents`], application datagrams to [`IceSession::recv`],
+//! and the selected path to [`IceSession::send`] (which sends straight from
+//! the socket). An application that wants to be the session's only actor
+//! uses [`IceSession::start_driver`] and drives the [`Driver`] itself.
 
-use std::future::Future;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::task::Poll;
 
-use scream_ice_core::agent::{Agent, AgentConfig, AgentError, Event, GatheringState, Role};
-use scream_ice_core::candidate::{Candidate, CandidateAttribute, CandidateKind, ConnectionAddress};
+use scream_ice_core::agent::{AgentConfig, AgentError, Role};
+use scream_ice_core::candidate::{Candidate, CandidateAttribute, ConnectionAddress};
 use scream_ice_core::net::Cidr;
-use scream_ice_core::policy::{Decision, PolicyConfig};
-use scream_ice_core::url::{Host, IceServerUrl, Scheme};
-use tokio::io::ReadBuf;
+use scream_ice_core::policy::{
+    FallbackStage, IceMode, NetworkDetection, PeerKnowledge, PolicyConfig, StunServer, TurnServer,
+    decide,
+};
+use scream_ice_core::time::Duration as CoreDuration;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace, warn};
 
+use crate::driver::{CoreSession, Driver, Output};
 use crate::error::{
     CloseError, ClosedError, RemoteCandidateError, RemoteCredentialsError, RestartError, SendError,
     StartError,
 };
-use crate::host::{
-    HostAddresses, PortRange, bind_address, bind_host_socket, discover, local_preferences,
-};
+use crate::host::{HostAddresses, HostSocket, PortRange, bind_address, bind_host_socket, discover};
+use crate::resolve::{Resolver, SystemResolver};
 use crate::time::Clock;
 
-/// The agent this adapter drives: 16 local candidates, 16 remote
-/// candidates, 128 candidate pairs.
-pub type IceAgent = Agent<16, 16, 128>;
-
-/// Host candidates bound at most by default: half the agent's local
+/// Host candidates bound at most by default: half the session's local
 /// capacity, leaving room for srflx and learned prflx candidates.
 pub const DEFAULT_MAX_HOST_CANDIDATES: usize = 8;
 
-/// Largest UDP payload received.
-const RECV_BUFFER: usize = 65_536;
+/// What the session tells the application: the core session's events.
+pub use scream_ice_core::session::Event as SessionEvent;
 
-/// The 64 ice-chars (RFC 8839 section 5.1): a random byte masked to six
-/// bits picks one uniformly.
-const ICE_CHARS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// A STUN server for srflx gathering.
+/// One `turn_servers[]` entry, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StunServerSpec {
-    /// An address the caller already resolved.
-    Address(SocketAddr),
-    /// A `stun:` URI (RFC 7064); a host name is resolved with
-    /// [`tokio::net::lookup_host`] in the background, and gathering starts
-    /// when it resolves (host checks never wait for it).
-    Url(String),
+#[allow(missing_docs)]
+pub struct OwnedTurnServer {
+    pub url: String,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+    pub enabled: bool,
 }
 
-/// What a session is started with. Build with [`SessionConfig::new`] or
-/// [`SessionConfig::from_decision`], then adjust the fields.
+/// An owned copy of a [`PolicyConfig`] (which borrows), for a session
+/// started later or in another task. [`OwnedPolicy::with`] lends it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[allow(missing_docs)]
+pub struct OwnedPolicy {
+    pub mode: IceMode,
+    /// `(url, enabled)`.
+    pub stun_servers: Vec<(String, bool)>,
+    pub turn_servers: Vec<OwnedTurnServer>,
+    pub local_network_priority: bool,
+    pub host_candidate_timeout: CoreDuration,
+    pub stun_gather_cap: CoreDuration,
+    pub detection_enabled: bool,
+    pub local_subnets: Vec<Cidr>,
+}
+
+impl Default for OwnedPolicy {
+    /// [`PolicyConfig::new`] in mode auto.
+    fn default() -> Self {
+        OwnedPolicy::from_config(&PolicyConfig::new(IceMode::Auto))
+    }
+}
+
+impl OwnedPolicy {
+    /// Copy `p`.
+    pub fn from_config(p: &PolicyConfig<'_>) -> OwnedPolicy {
+        OwnedPolicy {
+            mode: p.mode,
+            stun_servers: p
+                .stun_servers
+                .iter()
+                .map(|s| (s.url.into(), s.enabled))
+                .collect(),
+            turn_servers: p
+                .turn_servers
+                .iter()
+                .map(|t| OwnedTurnServer {
+                    url: t.url.into(),
+                    username: t.username.map(Into::into),
+                    credential: t.credential.map(Into::into),
+                    enabled: t.enabled,
+                })
+                .collect(),
+            local_network_priority: p.local_network_priority,
+            host_candidate_timeout: p.host_candidate_timeout,
+            stun_gather_cap: p.stun_gather_cap,
+            detection_enabled: p.network_detection.enabled,
+            local_subnets: p.network_detection.local_subnets.to_vec(),
+        }
+    }
+
+    /// Call `f` with the policy as the core borrows it.
+    pub fn with<R>(&self, f: impl FnOnce(&PolicyConfig<'_>) -> R) -> R {
+        let stun: Vec<StunServer<'_>> = self
+            .stun_servers
+            .iter()
+            .map(|(url, enabled)| StunServer {
+                url,
+                enabled: *enabled,
+            })
+            .collect();
+        let turn: Vec<TurnServer<'_>> = self
+            .turn_servers
+            .iter()
+            .map(|t| TurnServer {
+                url: &t.url,
+                username: t.username.as_deref(),
+                credential: t.credential.as_deref(),
+                enabled: t.enabled,
+            })
+            .collect();
+        let mut p = PolicyConfig::new(self.mode);
+        p.stun_servers = &stun;
+        p.turn_servers = &turn;
+        p.local_network_priority = self.local_network_priority;
+        p.host_candidate_timeout = self.host_candidate_timeout;
+        p.stun_gather_cap = self.stun_gather_cap;
+        p.network_detection = NetworkDetection {
+            enabled: self.detection_enabled,
+            local_subnets: &self.local_subnets,
+        };
+        f(&p)
+    }
+}
+
+/// What a session is started with. Build with [`SessionConfig::for_peer`]
+/// (the policy decides) or [`SessionConfig::new`], then adjust the fields.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SessionConfig {
     /// Controlling (the offerer) or controlled.
     pub role: Role,
-    /// The agent's timing, usually [`AgentConfig::for_decision`].
+    /// The policy the core session decides with (at every ladder stage).
+    pub policy: OwnedPolicy,
+    /// What is known of the peer at the start (at least its address).
+    pub peer: PeerKnowledge,
+    /// The agent's timing for the first decision; [`SessionConfig::for_peer`]
+    /// sets [`AgentConfig::for_decision`]. A ladder step replaces it with
+    /// its own decision's.
     pub agent: AgentConfig,
+    /// Withhold the host candidates the decision does not offer
+    /// ([`Decision::offers`](scream_ice_core::policy::Decision::offers)).
+    pub offer_filter: bool,
     /// Discover interfaces (with a filter) or bind explicit addresses.
     pub hosts: HostAddresses,
     /// Local ports for host sockets (and so for srflx candidates).
     pub port_range: Option<PortRange>,
     /// Host candidates at most (further addresses are skipped); at most 16.
     pub max_host_candidates: usize,
-    /// STUN servers to gather srflx candidates from (at most 4 are used).
-    pub stun_servers: Vec<StunServerSpec>,
-    /// The config switch `local_network_priority`: rank host candidates on
-    /// the local network above the others.
-    pub local_network_priority: bool,
-    /// The configured `local_subnets` (what "local network" means).
-    pub local_subnets: Vec<Cidr>,
-    /// When set, host candidates this decision does not offer
-    /// ([`Decision::offers`]) are not reported as
-    /// [`SessionEvent::LocalCandidate`] (they still serve as bases of our
-    /// checks).
-    pub offer: Option<Decision>,
     /// Received application datagrams queued at most; more are dropped.
     pub recv_queue: usize,
-    /// The agent's seed; `None` draws it from the system (the normal case).
+    /// The session's seed; `None` draws it from the system (the normal case).
     pub seed: Option<[u8; 32]>,
     /// How long resolving a STUN server or candidate host name may take
     /// (also the mDNS query's timeout with the `mdns` feature).
     pub dns_timeout: std::time::Duration,
-    /// Hide private host addresses behind `.local` names (`mdns` feature);
-    /// off by default.
+    /// The name resolver; `None`: the system's (and mDNS for `.local` names
+    /// with the `mdns` feature), bounded by `dns_timeout`.
+    pub resolver: Option<Arc<dyn Resolver>>,
+    /// Hide private host addresses behind `.local` names (`mdns` feature).
     #[cfg(feature = "mdns")]
     pub mdns: crate::mdns::MdnsMode,
-    /// The mDNS responder/querier to use; `None` starts one on every
-    /// interface when first needed (obfuscating, or a peer's `.local`
-    /// candidate) and shuts it down with the session.
+    /// The mDNS responder/querier to use; `None` starts one when first
+    /// needed and shuts it down with the session.
     #[cfg(feature = "mdns")]
     pub mdns_daemon: Option<crate::mdns::MdnsDaemon>,
 }
 
 impl SessionConfig {
-    /// Defaults: [`AgentConfig::default`], interface discovery with the
-    /// default filter, any port, no STUN server, local network priority on.
+    /// No policy to speak of: mode auto with no server, a peer nothing is
+    /// known about, [`AgentConfig::default`], no offer filter, interface
+    /// discovery with the default filter.
     pub fn new(role: Role) -> SessionConfig {
         SessionConfig {
             role,
+            policy: OwnedPolicy::default(),
+            peer: PeerKnowledge::new(),
             agent: AgentConfig::default(),
+            offer_filter: false,
             hosts: HostAddresses::default(),
             port_range: None,
             max_host_candidates: DEFAULT_MAX_HOST_CANDIDATES,
-            stun_servers: Vec::new(),
-            local_network_priority: true,
-            local_subnets: Vec::new(),
-            offer: None,
             recv_queue: 1024,
             seed: None,
             dns_timeout: std::time::Duration::from_secs(2),
+            resolver: None,
             #[cfg(feature = "mdns")]
             mdns: crate::mdns::MdnsMode::Off,
             #[cfg(feature = "mdns")]
@@ -137,29 +204,16 @@ impl SessionConfig {
         }
     }
 
-    /// The session the policy's `decision` (from `policy`) asks for: the
-    /// agent configured by [`AgentConfig::for_decision`], the STUN servers
-    /// it selected, the config's local-network switch and subnets, and its
-    /// offer rule. TURN servers are not supported by this adapter yet.
-    pub fn from_decision(
-        role: Role,
-        policy: &PolicyConfig<'_>,
-        decision: &Decision,
-    ) -> SessionConfig {
+    /// The session the policy asks for with this peer: the core session
+    /// decides (and widens) with `policy`, the agent starts with the first
+    /// decision's timing, the offer filter is on.
+    pub fn for_peer(role: Role, policy: &PolicyConfig<'_>, peer: &PeerKnowledge) -> SessionConfig {
+        let d = decide(policy, peer, FallbackStage::LocalOnly);
         let mut c = SessionConfig::new(role);
-        c.agent = AgentConfig::for_decision(decision);
-        c.stun_servers = decision
-            .stun_servers
-            .iter()
-            .filter_map(|i| policy.stun_servers.get(i))
-            .map(|s| StunServerSpec::Url(s.url.into()))
-            .collect();
-        c.local_network_priority = policy.local_network_priority;
-        c.local_subnets = policy.network_detection.local_subnets.to_vec();
-        c.offer = Some(*decision);
-        if decision.gathers_relay() {
-            warn!("the policy selected TURN servers; this adapter does not allocate relays yet");
-        }
+        c.policy = OwnedPolicy::from_config(policy);
+        c.peer = peer.clone();
+        c.agent = AgentConfig::for_decision(&d);
+        c.offer_filter = true;
         c
     }
 }
@@ -167,35 +221,23 @@ impl SessionConfig {
 /// Our ufrag and password for this ICE generation: signal them to the peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalCredentials {
-    /// 8 random ice-chars.
+    /// 8 ice-chars drawn from the session's seed.
     pub ufrag: String,
-    /// 24 random ice-chars.
+    /// 24 ice-chars drawn from the session's seed.
     pub pwd: String,
 }
 
 impl LocalCredentials {
-    /// Fresh random credentials from the system's random source.
-    pub fn random() -> Result<LocalCredentials, getrandom::Error> {
-        Ok(LocalCredentials {
-            ufrag: random_ice_chars(8)?,
-            pwd: random_ice_chars(24)?,
-        })
+    fn of(s: &CoreSession) -> LocalCredentials {
+        let (u, p) = s.local_credentials();
+        LocalCredentials {
+            ufrag: u.into(),
+            pwd: p.into(),
+        }
     }
 }
 
-fn random_ice_chars(n: usize) -> Result<String, getrandom::Error> {
-    let mut b = vec![0u8; n];
-    getrandom::fill(&mut b)?;
-    Ok(b.iter()
-        .map(|x| char::from(ICE_CHARS[usize::from(x & 63)]))
-        .collect())
-}
-
-/// What the session tells the application: the core agent's events, in its
-/// order (host candidates the policy withholds are not forwarded).
-pub use scream_ice_core::agent::Event as SessionEvent;
-
-/// An application datagram (one the agent did not consume as STUN).
+/// An application datagram (one the session did not consume as STUN).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Datagram {
     /// Who sent it.
@@ -207,28 +249,16 @@ pub struct Datagram {
 }
 
 /// The selected path: the socket of the local address and the peer.
-#[derive(Clone, Debug)]
-struct Path {
-    socket: Arc<UdpSocket>,
-    local: SocketAddr,
-    remote: SocketAddr,
-}
+type Path = Option<(Arc<UdpSocket>, SocketAddr, SocketAddr)>;
+
+type Reply<T> = oneshot::Sender<Result<T, AgentError>>;
 
 enum Command {
-    RemoteCredentials {
-        ufrag: String,
-        pwd: String,
-        reply: oneshot::Sender<Result<(), AgentError>>,
-    },
-    RemoteCandidate {
-        candidate: Candidate,
-        reply: oneshot::Sender<Result<(), AgentError>>,
-    },
+    RemoteCredentials(String, String, Reply<()>),
+    RemoteCandidate(Candidate, Reply<()>),
+    ResolveCandidate(String, String, u16),
     EndOfCandidates,
-    Restart {
-        credentials: LocalCredentials,
-        reply: oneshot::Sender<Result<(), AgentError>>,
-    },
+    Restart(oneshot::Sender<LocalCredentials>),
     Close,
 }
 
@@ -253,35 +283,43 @@ impl SessionEvents {
 }
 
 /// A running ICE session. Dropping it (or [`IceSession::close`]) ends the
-/// driver task and closes the sockets.
+/// task and closes the sockets.
 #[derive(Debug)]
 pub struct IceSession {
     commands: mpsc::Sender<Command>,
-    selected: watch::Receiver<Option<Path>>,
+    selected: watch::Receiver<Path>,
     data: mpsc::Receiver<Datagram>,
     credentials: LocalCredentials,
     local_addresses: Vec<SocketAddr>,
-    dns_timeout: std::time::Duration,
+    resolver: Arc<dyn Resolver>,
     /// The `.local` name of each hidden host address.
     mdns_names: Vec<(IpAddr, String)>,
-    /// The mDNS daemon, started when first needed.
-    #[cfg(feature = "mdns")]
-    mdns_daemon: std::sync::OnceLock<crate::mdns::MdnsDaemon>,
-    /// mDNS resolutions under way (end-of-candidates waits for them).
-    #[cfg(feature = "mdns")]
-    mdns_pending: Arc<watch::Sender<usize>>,
     task: JoinHandle<()>,
 }
 
+/// A started [`Driver`] with what belongs to its lifetime (the mDNS names
+/// registered for it).
+#[derive(Debug)]
+pub struct Started {
+    /// The driving loop.
+    pub driver: Driver,
+    /// The resolver it uses (for candidate names resolved by the caller).
+    pub resolver: Arc<dyn Resolver>,
+    /// The `.local` name of each hidden host address.
+    pub mdns_names: Vec<(IpAddr, String)>,
+    /// Keep alive as long as the driver: unregisters the names on drop.
+    pub registrations: Option<Box<dyn std::any::Any + Send>>,
+}
+
 impl IceSession {
-    /// Bind the host sockets, create the agent, add host candidates and
-    /// STUN servers, start gathering, and spawn the driver task on the
-    /// current tokio runtime. Host candidates come out first as
-    /// [`SessionEvent::LocalCandidate`]; srflx gathering runs beside the
-    /// host checks and never delays them.
-    pub async fn start(config: SessionConfig) -> Result<(IceSession, SessionEvents), StartError> {
+    /// Bind the host sockets, create the core session and its [`Driver`]
+    /// without spawning anything: the caller's task drives it.
+    pub async fn start_driver(config: SessionConfig) -> Result<Started, StartError> {
+        config
+            .policy
+            .with(|p| p.validate())
+            .map_err(StartError::Policy)?;
         let clock = Clock::start();
-        let credentials = LocalCredentials::random().map_err(StartError::Random)?;
         let seed = match config.seed {
             Some(s) => s,
             None => {
@@ -290,156 +328,78 @@ impl IceSession {
                 s
             }
         };
-        let sockets = bind_hosts(&config).await?;
-        let agent = IceAgent::new(
-            config.agent,
-            config.role,
-            &credentials.ufrag,
-            &credentials.pwd,
-            seed,
-        )
-        .map_err(StartError::Agent)?;
-
-        let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let (data_tx, data_rx) = mpsc::channel(config.recv_queue.max(1));
-        let (sel_tx, sel_rx) = watch::channel(None);
-        let mut driver = Driver {
-            agent: Box::new(agent),
-            clock,
-            hosts: Vec::new(),
-            commands: cmd_rx,
-            events: ev_tx,
-            data: data_tx,
-            selected: sel_tx,
-            offer: config.offer,
-            dns: None,
-            next_socket: 0,
-            dropped: 0,
-            #[cfg(feature = "mdns")]
-            _mdns: None,
-        };
-
-        // Host candidates, ranked by the core.
-        let mut bound = Vec::new();
-        for s in sockets {
-            match s.local_addr() {
-                Ok(a) => bound.push((a, s)),
-                Err(e) => warn!("host socket has no local address, skipped: {e}"),
-            }
-        }
-        let ips: Vec<IpAddr> = bound.iter().map(|(a, _)| a.ip()).collect();
-        let prefs = local_preferences(&ips, config.local_network_priority, &config.local_subnets);
-        for ((address, socket), pref) in bound.into_iter().zip(prefs) {
-            match driver.agent.add_host_candidate(address, pref) {
-                Ok(()) => driver.hosts.push(HostSocket {
-                    address,
-                    socket: Arc::new(socket),
-                }),
-                Err(AgentError::Full) => {
-                    warn!("agent full: host address {address} skipped");
-                    break;
-                }
-                Err(e) => warn!("host address {address} skipped: {e}"),
-            }
-            driver.drain_events();
-        }
-        if driver.hosts.is_empty() {
-            return Err(StartError::NoHostCandidates);
-        }
-
-        // mDNS names for the hidden host addresses.
+        let hosts = bind_hosts(&config).await?;
+        let now = clock.now();
+        let mut session = config
+            .policy
+            .with(|p| CoreSession::new(p, config.peer.clone(), config.role, seed, now))
+            .map_err(StartError::Session)?;
+        session.set_agent_config(config.agent);
+        session.set_offer_filter(config.offer_filter);
+        let resolver = config
+            .resolver
+            .clone()
+            .unwrap_or_else(|| default_resolver(&config));
         #[cfg(feature = "mdns")]
-        let mdns_daemon = std::sync::OnceLock::new();
-        #[cfg(feature = "mdns")]
-        if let Some(d) = &config.mdns_daemon {
-            let _ = mdns_daemon.set(d.clone());
-        }
-        #[cfg(feature = "mdns")]
-        let mdns_names = if config.mdns == crate::mdns::MdnsMode::Obfuscate {
-            let mut names: Vec<(IpAddr, String)> = Vec::new();
-            for h in &driver.hosts {
-                let ip = h.address.ip();
-                if crate::mdns::should_obfuscate(ip) && !names.iter().any(|(a, _)| *a == ip) {
-                    names.push((
-                        ip,
-                        crate::mdns::random_mdns_name().map_err(StartError::Random)?,
-                    ));
-                }
-            }
-            if names.is_empty() {
-                names
-            } else {
-                let daemon = match mdns_daemon.get() {
-                    Some(d) => d.clone(),
-                    None => {
-                        let d = crate::mdns::MdnsDaemon::start().map_err(StartError::Mdns)?;
-                        let _ = mdns_daemon.set(d.clone());
-                        d
-                    }
-                };
-                let (registrations, names) = crate::mdns::register(&daemon, names);
-                driver._mdns = Some(registrations);
-                names
-            }
-        } else {
-            Vec::new()
+        let (registrations, mdns_names) = {
+            let addrs: Vec<SocketAddr> = hosts.iter().map(|h| h.address).collect();
+            let (r, names) = crate::mdns::obfuscate(&config, &addrs)?;
+            (
+                r.map(|r| Box::new(r) as Box<dyn std::any::Any + Send>),
+                names,
+            )
         };
         #[cfg(not(feature = "mdns"))]
-        let mdns_names = Vec::new();
+        let (registrations, mdns_names) = (None, Vec::new());
+        let driver = Driver::new(session, clock, hosts, Arc::clone(&resolver));
+        if driver.session().host_addresses().is_empty() {
+            return Err(StartError::NoHostCandidates);
+        }
+        Ok(Started {
+            driver,
+            resolver,
+            mdns_names,
+            registrations,
+        })
+    }
 
-        // STUN servers: literal addresses now, names in the background.
-        let mut names: Vec<(String, u16)> = Vec::new();
-        for spec in &config.stun_servers {
-            match spec {
-                StunServerSpec::Address(a) => driver.add_stun_server(*a),
-                StunServerSpec::Url(url) => {
-                    let parsed =
-                        IceServerUrl::parse(url).map_err(|source| StartError::StunUrl {
-                            url: url.clone(),
-                            source,
-                        })?;
-                    if parsed.scheme() != Scheme::Stun {
-                        return Err(StartError::StunScheme { url: url.clone() });
-                    }
-                    match parsed.host() {
-                        Host::Ipv4(ip) => driver.add_stun_server((ip, parsed.port()).into()),
-                        Host::Ipv6(ip) => driver.add_stun_server((ip, parsed.port()).into()),
-                        Host::Name(n) => names.push((n.to_owned(), parsed.port())),
-                        _ => return Err(StartError::StunScheme { url: url.clone() }),
-                    }
-                }
+    /// [`IceSession::start_driver`], then spawn the driving task on the
+    /// current tokio runtime. Host candidates come out first as
+    /// [`SessionEvent::LocalCandidate`]; srflx gathering runs beside the
+    /// host checks and never delays them.
+    pub async fn start(config: SessionConfig) -> Result<(IceSession, SessionEvents), StartError> {
+        let mut started = IceSession::start_driver(config.clone()).await?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        // The start's events are readable at once (`try_recv`).
+        while let Some(o) = started.driver.try_next() {
+            if let Output::Event(e) = o {
+                let _ = ev_tx.send(e);
             }
         }
-        if names.is_empty() {
-            driver.agent.start_gathering(driver.clock.now());
-        } else {
-            driver.dns = Some(tokio::spawn(resolve_stun_servers(
-                names,
-                config.dns_timeout,
-            )));
-        }
-        driver.drain_events();
-
-        let local_addresses = driver.hosts.iter().map(|h| h.address).collect();
-        let task = tokio::spawn(driver.run());
-        Ok((
-            IceSession {
-                commands: cmd_tx,
-                selected: sel_rx,
-                data: data_rx,
-                credentials,
-                local_addresses,
-                dns_timeout: config.dns_timeout,
-                mdns_names,
-                #[cfg(feature = "mdns")]
-                mdns_daemon,
-                #[cfg(feature = "mdns")]
-                mdns_pending: Arc::new(watch::Sender::new(0)),
-                task,
-            },
-            SessionEvents { rx: ev_rx },
-        ))
+        let (data_tx, data_rx) = mpsc::channel(config.recv_queue.max(1));
+        let (sel_tx, sel_rx) = watch::channel(None);
+        let session = IceSession {
+            commands: cmd_tx,
+            selected: sel_rx,
+            data: data_rx,
+            credentials: LocalCredentials::of(started.driver.session()),
+            local_addresses: started.driver.local_addresses(),
+            resolver: Arc::clone(&started.resolver),
+            mdns_names: started.mdns_names,
+            task: tokio::spawn(run(
+                started.driver,
+                started.registrations,
+                cmd_rx,
+                Sinks {
+                    events: ev_tx,
+                    data: data_tx,
+                    selected: sel_tx,
+                    dropped: 0,
+                },
+            )),
+        };
+        Ok((session, SessionEvents { rx: ev_rx }))
     }
 
     /// Our ufrag and password (of the current ICE generation).
@@ -472,7 +432,16 @@ impl IceSession {
 
     /// The selected pair as (our address, the peer's), if connected.
     pub fn selected_pair(&self) -> Option<(SocketAddr, SocketAddr)> {
-        self.selected.borrow().as_ref().map(|p| (p.local, p.remote))
+        self.selected.borrow().as_ref().map(|p| (p.1, p.2))
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Option<Result<T, AgentError>> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(make(reply)).await.ok()?;
+        rx.await.ok()
     }
 
     /// The peer's ufrag and password, from signaling.
@@ -481,17 +450,9 @@ impl IceSession {
         ufrag: &str,
         pwd: &str,
     ) -> Result<(), RemoteCredentialsError> {
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::RemoteCredentials {
-                ufrag: ufrag.into(),
-                pwd: pwd.into(),
-                reply,
-            })
+        self.ask(|r| Command::RemoteCredentials(ufrag.into(), pwd.into(), r))
             .await
-            .map_err(|_| RemoteCredentialsError::Closed)?;
-        rx.await
-            .map_err(|_| RemoteCredentialsError::Closed)?
+            .ok_or(RemoteCredentialsError::Closed)?
             .map_err(RemoteCredentialsError::Rejected)
     }
 
@@ -500,42 +461,36 @@ impl IceSession {
         &self,
         candidate: Candidate,
     ) -> Result<(), RemoteCandidateError> {
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::RemoteCandidate { candidate, reply })
+        self.ask(|r| Command::RemoteCandidate(candidate, r))
             .await
-            .map_err(|_| RemoteCandidateError::Closed)?;
-        rx.await
-            .map_err(|_| RemoteCandidateError::Closed)?
+            .ok_or(RemoteCandidateError::Closed)?
             .map_err(RemoteCandidateError::Rejected)
     }
 
     /// A remote candidate as an SDP line (`a=candidate:...`,
     /// `candidate:...` or the bare value). A host name is resolved with the
-    /// system resolver within the DNS timeout; if it does not resolve, this
+    /// resolver within the DNS timeout; if it does not resolve, this
     /// candidate is skipped ([`RemoteCandidateError::Unresolved`]) and the
     /// session goes on.
     ///
-    /// With the `mdns` feature a `.local` name is instead resolved over
-    /// mDNS in a spawned task (neither the caller nor the driver waits):
-    /// this returns `Ok(())` once the line parses, and the candidate is
-    /// added when the name resolves; a name that does not resolve within
-    /// the DNS timeout, or a candidate the agent refuses then, is logged and
-    /// skipped.
+    /// With the `mdns` feature a `.local` name is instead resolved in the
+    /// background by the driver (nobody waits): this returns `Ok(())` once
+    /// the line parses, the candidate is added when the name resolves, and
+    /// the peer's end-of-candidates waits for it.
     pub async fn add_remote_candidate_line(&self, line: &str) -> Result<(), RemoteCandidateError> {
         let mut attr = CandidateAttribute::parse(line).map_err(RemoteCandidateError::Parse)?;
-        #[cfg(feature = "mdns")]
-        if attr.connection_address.is_mdns() {
-            return self.add_mdns_candidate(line, &attr);
-        }
         if let ConnectionAddress::Fqdn(name) = attr.connection_address {
+            if cfg!(feature = "mdns") && attr.connection_address.is_mdns() {
+                let c = Command::ResolveCandidate(line.into(), name.into(), attr.port);
+                return self
+                    .commands
+                    .send(c)
+                    .await
+                    .map_err(|_| RemoteCandidateError::Closed);
+            }
             let unresolved = || RemoteCandidateError::Unresolved { name: name.into() };
-            let lookup = tokio::net::lookup_host((name, attr.port));
-            let ip = match tokio::time::timeout(self.dns_timeout, lookup).await {
-                Ok(Ok(mut addrs)) => addrs.next().map(|a| a.ip()).ok_or_else(unresolved)?,
-                _ => return Err(unresolved()),
-            };
-            attr = attr.with_address(ip);
+            let addrs = self.resolver.resolve(name, attr.port).await;
+            attr = attr.with_address(addrs.first().ok_or_else(unresolved)?.ip());
         }
         let candidate = attr
             .to_candidate()
@@ -545,91 +500,9 @@ impl IceSession {
         self.add_remote_candidate(candidate).await
     }
 
-    /// Resolve `attr`'s `.local` name over mDNS in a task, then add it.
-    #[cfg(feature = "mdns")]
-    fn add_mdns_candidate(
-        &self,
-        line: &str,
-        attr: &CandidateAttribute<'_>,
-    ) -> Result<(), RemoteCandidateError> {
-        let name = attr.connection_address.to_string();
-        let daemon = match self.mdns_daemon.get() {
-            Some(d) => d.clone(),
-            None => match crate::mdns::MdnsDaemon::start() {
-                Ok(d) => self.mdns_daemon.get_or_init(|| d).clone(),
-                Err(e) => {
-                    warn!("candidate {name} skipped: no mDNS daemon: {e}");
-                    return Err(RemoteCandidateError::Unresolved { name });
-                }
-            },
-        };
-        let line = line.to_owned();
-        // Weak: a pending resolution does not keep a dropped session alive.
-        let commands = self.commands.downgrade();
-        let timeout = self.dns_timeout;
-        self.mdns_pending.send_modify(|n| *n += 1);
-        let pending = Arc::clone(&self.mdns_pending);
-        tokio::spawn(async move {
-            /// Counts this resolution as done however the task ends.
-            struct Done(Arc<watch::Sender<usize>>);
-            impl Drop for Done {
-                fn drop(&mut self) {
-                    self.0.send_modify(|n| *n = n.saturating_sub(1));
-                }
-            }
-            let _done = Done(pending);
-            let Some(ip) = crate::mdns::resolve(&daemon, &name, timeout).await else {
-                warn!("candidate {name} skipped: did not resolve over mDNS within {timeout:?}");
-                return;
-            };
-            let candidate = CandidateAttribute::parse(&line)
-                .ok()
-                .and_then(|a| a.with_address(ip).to_candidate().ok());
-            let Some(candidate) = candidate else {
-                warn!("candidate {name} skipped: {ip} is not usable");
-                return;
-            };
-            let Some(commands) = commands.upgrade() else {
-                return;
-            };
-            let (reply, rx) = oneshot::channel();
-            if commands
-                .send(Command::RemoteCandidate { candidate, reply })
-                .await
-                .is_err()
-            {
-                return;
-            }
-            match rx.await {
-                Ok(Ok(())) => debug!("candidate {name} resolved over mDNS to {ip}"),
-                Ok(Err(e)) => warn!("candidate {name} ({ip}) rejected: {e}"),
-                Err(_) => {}
-            }
-        });
-        Ok(())
-    }
-
-    /// The peer signalled end-of-candidates. With the `mdns` feature, while
-    /// `.local` candidates are still being resolved the agent is told only
-    /// after they are added or skipped (so it does not fail for want of
-    /// candidates that are on their way); this returns at once.
+    /// The peer signalled end-of-candidates (applied once the candidates
+    /// being resolved in the background are added or skipped).
     pub async fn end_of_remote_candidates(&self) -> Result<(), ClosedError> {
-        #[cfg(feature = "mdns")]
-        if *self.mdns_pending.borrow() > 0 {
-            if self.commands.is_closed() {
-                return Err(ClosedError);
-            }
-            let mut pending = self.mdns_pending.subscribe();
-            let commands = self.commands.downgrade();
-            tokio::spawn(async move {
-                if pending.wait_for(|n| *n == 0).await.is_ok()
-                    && let Some(commands) = commands.upgrade()
-                {
-                    let _ = commands.send(Command::EndOfCandidates).await;
-                }
-            });
-            return Ok(());
-        }
         self.commands
             .send(Command::EndOfCandidates)
             .await
@@ -641,36 +514,27 @@ impl IceSession {
     /// as events, srflx gathering started again. Sending stops until a pair
     /// is selected again.
     pub async fn restart(&mut self) -> Result<LocalCredentials, RestartError> {
-        let credentials = LocalCredentials::random().map_err(RestartError::Random)?;
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Restart {
-                credentials: credentials.clone(),
-                reply,
-            })
+            .send(Command::Restart(reply))
             .await
             .map_err(|_| RestartError::Closed)?;
-        rx.await
-            .map_err(|_| RestartError::Closed)?
-            .map_err(RestartError::Rejected)?;
+        let credentials = rx.await.map_err(|_| RestartError::Closed)?;
         self.credentials = credentials.clone();
         Ok(credentials)
     }
 
     /// Send one application datagram over the selected pair, straight from
-    /// its socket (no hop through the driver task).
+    /// its socket (no hop through the driving task).
     pub async fn send(&self, data: &[u8]) -> Result<usize, SendError> {
         let path = self.selected.borrow().clone();
-        let Some(path) = path else {
+        let Some((socket, _, remote)) = path else {
             return Err(SendError::NotConnected);
         };
-        path.socket
-            .send_to(data, path.remote)
+        socket
+            .send_to(data, remote)
             .await
-            .map_err(|source| SendError::Io {
-                to: path.remote,
-                source,
-            })
+            .map_err(|source| SendError::Io { to: remote, source })
     }
 
     /// The next application datagram; `None` once the session has ended.
@@ -678,8 +542,8 @@ impl IceSession {
         self.data.recv().await
     }
 
-    /// End the session: the driver stops, the sockets close. Waits for the
-    /// driver task to finish.
+    /// End the session: the task stops, the sockets close. Waits for the
+    /// task to finish.
     pub async fn close(self) -> Result<(), CloseError> {
         let _ = self.commands.send(Command::Close).await;
         drop(self.commands);
@@ -687,8 +551,119 @@ impl IceSession {
     }
 }
 
+/// Where the spawned task delivers the driver's outputs.
+struct Sinks {
+    events: mpsc::UnboundedSender<SessionEvent>,
+    data: mpsc::Sender<Datagram>,
+    selected: watch::Sender<Path>,
+    dropped: u64,
+}
+
+impl Sinks {
+    fn deliver(&mut self, driver: &Driver, o: Output) {
+        match o {
+            Output::Event(e) => {
+                match e {
+                    SessionEvent::Selected { .. } => {
+                        self.selected.send_replace(driver.selected_path());
+                    }
+                    SessionEvent::Failed(_) | SessionEvent::Restarted => {
+                        self.selected.send_replace(None);
+                    }
+                    SessionEvent::RelayWanted(_) => {
+                        warn!(
+                            "the policy asks for TURN relays; this adapter does not allocate relays yet"
+                        );
+                    }
+                    _ => {}
+                }
+                let _ = self.events.send(e);
+            }
+            Output::Data(d) => {
+                if self.data.try_send(d).is_err() {
+                    self.dropped += 1;
+                    trace!("application queue full or closed: datagram dropped");
+                }
+            }
+        }
+    }
+
+    /// Deliver what a command queued, before its reply: a caller that got
+    /// the reply finds the command's events already readable.
+    fn flush(&mut self, driver: &mut Driver) {
+        while let Some(o) = driver.try_next() {
+            self.deliver(driver, o);
+        }
+    }
+}
+
+/// The spawned task: the driver and the handle's commands.
+async fn run(
+    mut driver: Driver,
+    _registrations: Option<Box<dyn std::any::Any + Send>>,
+    mut commands: mpsc::Receiver<Command>,
+    mut sinks: Sinks,
+) {
+    loop {
+        tokio::select! {
+            o = driver.next() => sinks.deliver(&driver, o),
+            c = commands.recv() => match c {
+                None | Some(Command::Close) => break,
+                Some(c) => command(&mut driver, c, &mut sinks),
+            },
+        }
+    }
+    sinks.selected.send_replace(None);
+    debug!(
+        "ICE session closed ({} application datagrams dropped)",
+        sinks.dropped
+    );
+}
+
+fn command(driver: &mut Driver, c: Command, sinks: &mut Sinks) {
+    match c {
+        Command::RemoteCredentials(u, p, reply) => {
+            let r = driver.set_remote_credentials(&u, &p);
+            sinks.flush(driver);
+            let _ = reply.send(r);
+        }
+        Command::RemoteCandidate(c, reply) => {
+            let r = driver.add_remote_candidate(c);
+            sinks.flush(driver);
+            let _ = reply.send(r);
+        }
+        Command::ResolveCandidate(line, name, port) => {
+            driver.resolve_remote_candidate(line, &name, port);
+        }
+        Command::EndOfCandidates => driver.end_of_remote_candidates(),
+        Command::Restart(reply) => {
+            driver.restart();
+            sinks.selected.send_replace(None);
+            sinks.flush(driver);
+            let _ = reply.send(LocalCredentials::of(driver.session()));
+        }
+        Command::Close => {}
+    }
+}
+
+/// The system resolver, with mDNS for `.local` names under the `mdns`
+/// feature.
+fn default_resolver(config: &SessionConfig) -> Arc<dyn Resolver> {
+    let system = SystemResolver {
+        timeout: config.dns_timeout,
+    };
+    #[cfg(feature = "mdns")]
+    return Arc::new(crate::mdns::MdnsResolver::new(
+        config.mdns_daemon.clone(),
+        config.dns_timeout,
+        system,
+    ));
+    #[cfg(not(feature = "mdns"))]
+    Arc::new(system)
+}
+
 /// Bind the host sockets the config asks for.
-async fn bind_hosts(config: &SessionConfig) -> Result<Vec<UdpSocket>, StartError> {
+async fn bind_hosts(config: &SessionConfig) -> Result<Vec<HostSocket>, StartError> {
     let max = config.max_host_candidates.clamp(1, 16);
     let mut sockets = Vec::new();
     let start = random_u32();
@@ -711,10 +686,23 @@ async fn bind_hosts(config: &SessionConfig) -> Result<Vec<UdpSocket>, StartError
             }
         }
     }
-    if sockets.is_empty() {
+    let hosts: Vec<HostSocket> = sockets
+        .into_iter()
+        .filter_map(|s| match s.local_addr() {
+            Ok(address) => Some(HostSocket {
+                address,
+                socket: Arc::new(s),
+            }),
+            Err(e) => {
+                warn!("host socket has no local address, skipped: {e}");
+                None
+            }
+        })
+        .collect();
+    if hosts.is_empty() {
         return Err(StartError::NoHostCandidates);
     }
-    Ok(sockets)
+    Ok(hosts)
 }
 
 /// A random 32-bit value for the port-range start (zero if the system has
@@ -727,280 +715,31 @@ fn random_u32() -> u32 {
     }
 }
 
-/// Resolve STUN server names: the first IPv4 and first IPv6 address of
-/// each, names that fail or time out are skipped.
-async fn resolve_stun_servers(
-    names: Vec<(String, u16)>,
-    timeout: std::time::Duration,
-) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for (name, port) in names {
-        match tokio::time::timeout(timeout, tokio::net::lookup_host((name.as_str(), port))).await {
-            Ok(Ok(addrs)) => {
-                let addrs: Vec<SocketAddr> = addrs.collect();
-                for v4 in [true, false] {
-                    if let Some(a) = addrs.iter().find(|a| a.is_ipv4() == v4) {
-                        out.push(*a);
-                    }
-                }
-            }
-            Ok(Err(e)) => warn!("STUN server {name} did not resolve: {e}"),
-            Err(_) => warn!("STUN server {name} did not resolve within {timeout:?}"),
-        }
-    }
-    out
-}
-
-struct HostSocket {
-    address: SocketAddr,
-    socket: Arc<UdpSocket>,
-}
-
-/// What woke the driver.
-enum Input {
-    Datagram(usize, io::Result<(usize, SocketAddr)>),
-    Command(Option<Command>),
-    Timeout,
-    Resolved(Vec<SocketAddr>),
-}
-
-/// The driver task's state: the agent and everything it talks to.
-struct Driver {
-    agent: Box<IceAgent>,
-    clock: Clock,
-    hosts: Vec<HostSocket>,
-    commands: mpsc::Receiver<Command>,
-    events: mpsc::UnboundedSender<SessionEvent>,
-    data: mpsc::Sender<Datagram>,
-    selected: watch::Sender<Option<Path>>,
-    offer: Option<Decision>,
-    dns: Option<JoinHandle<Vec<SocketAddr>>>,
-    /// Round-robin start among the sockets, for fairness.
-    next_socket: usize,
-    /// Application datagrams dropped because the queue was full.
-    dropped: u64,
-    /// Our mDNS names, unregistered when the driver ends.
-    #[cfg(feature = "mdns")]
-    _mdns: Option<crate::mdns::Registrations>,
-}
-
-impl Driver {
-    async fn run(mut self) {
-        let mut buf = vec![0u8; RECV_BUFFER];
-        let sleep = tokio::time::sleep_until(self.clock.epoch());
-        tokio::pin!(sleep);
-        loop {
-            self.drain().await;
-            let deadline = self.agent.poll_timeout().map(|t| self.clock.to_tokio(t));
-            if let Some(d) = deadline {
-                sleep.as_mut().reset(d);
-            }
-            let input = tokio::select! {
-                (i, r) = recv_any(&self.hosts, &mut buf, self.next_socket) => Input::Datagram(i, r),
-                c = self.commands.recv() => Input::Command(c),
-                () = &mut sleep, if deadline.is_some() => Input::Timeout,
-                r = resolved(&mut self.dns) => Input::Resolved(r),
-            };
-            match input {
-                Input::Datagram(i, Ok((len, from))) => {
-                    self.next_socket = i + 1;
-                    let Some(host) = self.hosts.get(i) else {
-                        continue;
-                    };
-                    let local = host.address;
-                    let bytes = buf.get(..len).unwrap_or_default();
-                    let now = self.clock.now();
-                    if !self.agent.handle_receive(now, local, from, bytes) {
-                        self.deliver(Datagram {
-                            from,
-                            local,
-                            data: bytes.to_vec(),
-                        });
-                    }
-                }
-                Input::Datagram(i, Err(e)) => {
-                    self.next_socket = i + 1;
-                    debug!("receive error on host socket {i}: {e}");
-                }
-                Input::Command(None) | Input::Command(Some(Command::Close)) => break,
-                Input::Command(Some(c)) => self.command(c),
-                Input::Timeout => self.agent.handle_timeout(self.clock.now()),
-                Input::Resolved(servers) => {
-                    self.dns = None;
-                    for s in servers {
-                        self.add_stun_server(s);
-                    }
-                    if self.agent.gathering_state() == GatheringState::New {
-                        self.agent.start_gathering(self.clock.now());
-                    }
-                }
-            }
-        }
-        if let Some(dns) = self.dns.take() {
-            dns.abort();
-        }
-        self.selected.send_replace(None);
-        debug!(
-            "ICE session closed ({} application datagrams dropped)",
-            self.dropped
-        );
-        // The sockets close when `self.hosts` drops here.
-    }
-
-    fn deliver(&mut self, d: Datagram) {
-        match self.data.try_send(d) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.dropped += 1;
-                trace!("application queue full: datagram dropped");
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-
-    fn add_stun_server(&mut self, server: SocketAddr) {
-        if let Err(e) = self.agent.add_stun_server(server) {
-            warn!("STUN server {server} not used: {e}");
-        }
-    }
-
-    fn command(&mut self, c: Command) {
-        match c {
-            Command::RemoteCredentials { ufrag, pwd, reply } => {
-                let _ = reply.send(self.agent.set_remote_credentials(&ufrag, &pwd));
-            }
-            Command::RemoteCandidate { candidate, reply } => {
-                let _ = reply.send(self.agent.add_remote_candidate(candidate));
-            }
-            Command::EndOfCandidates => self.agent.end_of_remote_candidates(),
-            Command::Restart { credentials, reply } => {
-                let r = self.agent.restart(&credentials.ufrag, &credentials.pwd);
-                if r.is_ok() {
-                    self.selected.send_replace(None);
-                    self.drain_events();
-                    let hosts: Vec<Candidate> = self
-                        .agent
-                        .local_candidates()
-                        .filter(|c| c.kind == CandidateKind::Host)
-                        .copied()
-                        .collect();
-                    for c in hosts {
-                        self.event(Event::LocalCandidate(c));
-                    }
-                    if self.dns.is_none() {
-                        self.agent.start_gathering(self.clock.now());
-                    }
-                }
-                let _ = reply.send(r);
-            }
-            Command::Close => {}
-        }
-    }
-
-    /// The drain rule: every transmit, then every event.
-    async fn drain(&mut self) {
-        while let Some(t) = self.agent.poll_transmit() {
-            match self.hosts.iter().find(|h| h.address == t.from) {
-                Some(h) => {
-                    if let Err(e) = h.socket.send_to(t.bytes, t.to).await {
-                        debug!("send {} -> {} failed: {e}", t.from, t.to);
-                    }
-                }
-                None => warn!("agent sends from {}, which has no socket", t.from),
-            }
-        }
-        self.drain_events();
-    }
-
-    fn drain_events(&mut self) {
-        while let Some(e) = self.agent.poll_event() {
-            self.event(e);
-        }
-    }
-
-    fn event(&mut self, e: Event) {
-        match e {
-            Event::LocalCandidate(c)
-                if c.kind == CandidateKind::Host
-                    && self.offer.is_some_and(|d| !d.offers(c.address.ip())) =>
-            {
-                debug!("host candidate {} withheld by the policy", c.address);
-                return;
-            }
-            Event::Selected { local, remote } => {
-                let path = self
-                    .hosts
-                    .iter()
-                    .find(|h| h.address == local)
-                    .map(|h| Path {
-                        socket: Arc::clone(&h.socket),
-                        local,
-                        remote,
-                    });
-                if path.is_none() {
-                    warn!("selected pair on {local}, which has no socket");
-                }
-                self.selected.send_replace(path);
-            }
-            Event::Failed(_) => {
-                self.selected.send_replace(None);
-            }
-            _ => {}
-        }
-        let _ = self.events.send(e);
-    }
-}
-
-/// The first datagram on any of `hosts`, polling from `start` round-robin:
-/// (socket index, result of `recv_from`).
-fn recv_any<'a>(
-    hosts: &'a [HostSocket],
-    buf: &'a mut [u8],
-    start: usize,
-) -> impl Future<Output = (usize, io::Result<(usize, SocketAddr)>)> + 'a {
-    std::future::poll_fn(move |cx| {
-        let n = hosts.len();
-        for k in 0..n {
-            let i = (start + k) % n;
-            let mut rb = ReadBuf::new(buf);
-            if let Poll::Ready(r) = hosts[i].socket.poll_recv_from(cx, &mut rb) {
-                return Poll::Ready((i, r.map(|from| (rb.filled().len(), from))));
-            }
-        }
-        Poll::Pending
-    })
-}
-
-/// The STUN servers the background lookup resolved; never completes when
-/// no lookup is running.
-async fn resolved(dns: &mut Option<JoinHandle<Vec<SocketAddr>>>) -> Vec<SocketAddr> {
-    match dns {
-        Some(h) => h.await.unwrap_or_default(),
-        None => std::future::pending().await,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::HostAddresses;
+    use scream_ice_core::policy::{FallbackStage, IceMode, PeerKnowledge, decide};
 
-    #[test]
-    fn credentials_are_ice_chars_of_the_right_length() {
-        for _ in 0..50 {
-            let c = LocalCredentials::random().unwrap();
+    #[tokio::test]
+    async fn credentials_are_ice_chars_of_the_right_length() {
+        let mut c = SessionConfig::new(Role::Controlled);
+        c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
+        let (a, _ea) = IceSession::start(c.clone()).await.unwrap();
+        let (b, _eb) = IceSession::start(c).await.unwrap();
+        for s in [&a, &b] {
+            let c = s.local_credentials();
             assert_eq!(c.ufrag.len(), 8);
             assert_eq!(c.pwd.len(), 24);
             assert!(scream_ice_core::sdpfrag::is_valid_ufrag(&c.ufrag));
             assert!(scream_ice_core::sdpfrag::is_valid_pwd(&c.pwd));
         }
-        let a = LocalCredentials::random().unwrap();
-        let b = LocalCredentials::random().unwrap();
-        assert_ne!(a, b);
+        assert_ne!(a.local_credentials(), b.local_credentials());
     }
 
     #[test]
-    fn from_decision_takes_the_chosen_servers() {
-        use scream_ice_core::policy::{FallbackStage, IceMode, PeerKnowledge, StunServer, decide};
+    fn for_peer_copies_the_policy() {
+        use scream_ice_core::policy::StunServer;
         let servers = [
             StunServer {
                 url: "stun:192.0.2.1:3478",
@@ -1013,26 +752,23 @@ mod tests {
         ];
         let mut policy = PolicyConfig::new(IceMode::StunRequired);
         policy.stun_servers = &servers;
-        let d = decide(
-            &policy,
-            &PeerKnowledge::with_address("203.0.113.5".parse().unwrap()),
-            FallbackStage::LocalOnly,
-        );
-        let c = SessionConfig::from_decision(Role::Controlled, &policy, &d);
+        let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
+        let d = decide(&policy, &peer, FallbackStage::LocalOnly);
+        let c = SessionConfig::for_peer(Role::Controlled, &policy, &peer);
+        assert_eq!(c.policy, OwnedPolicy::from_config(&policy));
         assert_eq!(
-            c.stun_servers,
-            vec![StunServerSpec::Url("stun:192.0.2.1:3478".into())]
+            c.policy.stun_servers,
+            vec![
+                ("stun:192.0.2.1:3478".to_string(), true),
+                ("stun:stun.example.org".to_string(), false)
+            ]
         );
         assert_eq!(c.agent, AgentConfig::for_decision(&d));
-        assert_eq!(c.offer, Some(d));
+        assert!(c.offer_filter);
+        c.policy.with(|p| assert_eq!(p, &policy));
 
-        let local = decide(
-            &PolicyConfig::new(IceMode::Auto),
-            &PeerKnowledge::with_address("192.168.1.9".parse().unwrap()),
-            FallbackStage::LocalOnly,
-        );
-        let c = SessionConfig::from_decision(Role::Controlling, &policy, &local);
-        assert!(c.stun_servers.is_empty() || local.gathers_srflx());
+        let lan = PeerKnowledge::with_address("192.168.1.9".parse().unwrap());
+        let c = SessionConfig::for_peer(Role::Controlling, &PolicyConfig::new(IceMode::Auto), &lan);
         assert!(c.agent.nominate_host_on_first_success);
     }
 
@@ -1040,16 +776,13 @@ mod tests {
     async fn bad_stun_urls_fail_the_start() {
         let mut c = SessionConfig::new(Role::Controlling);
         c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
-        c.stun_servers = vec![StunServerSpec::Url("http://x".into())];
-        assert!(matches!(
-            IceSession::start(c.clone()).await,
-            Err(StartError::StunUrl { .. })
-        ));
-        c.stun_servers = vec![StunServerSpec::Url("turn:127.0.0.1".into())];
-        assert!(matches!(
-            IceSession::start(c).await,
-            Err(StartError::StunScheme { .. })
-        ));
+        for bad in ["http://x", "turn:127.0.0.1"] {
+            c.policy.stun_servers = vec![(bad.into(), true)];
+            assert!(matches!(
+                IceSession::start(c.clone()).await,
+                Err(StartError::Policy(_))
+            ));
+        }
     }
 
     #[tokio::test]
@@ -1105,7 +838,7 @@ mod tests {
         );
         assert!(s.local_candidate_line(&host).contains(" 127.0.0.1 "));
         #[cfg(feature = "mdns")]
-        assert!(s.mdns_daemon.get().is_none());
+        assert!(format!("{:?}", s.resolver).contains("daemon: OnceLock(<uninit>)"));
         s.close().await.unwrap();
     }
 

@@ -41,16 +41,14 @@ impl Clock {
     /// A tokio instant on the core's scale: microseconds since the epoch,
     /// truncated, saturating (an instant before the epoch is the epoch).
     pub fn to_core(&self, t: tokio::time::Instant) -> CoreInstant {
-        let d = t.saturating_duration_since(self.epoch);
-        CoreInstant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        CoreInstant::from_std(self.epoch.into_std(), t.into_std())
     }
 
     /// A core instant as a tokio instant. Instants too far away to represent
     /// (e.g. [`CoreInstant::MAX`]) become about 30 years from now.
     pub fn to_tokio(&self, t: CoreInstant) -> tokio::time::Instant {
-        let d = std::time::Duration::from_micros(t.total_micros());
-        self.epoch
-            .checked_add(d)
+        t.to_std(self.epoch.into_std())
+            .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + FAR_FUTURE)
     }
 

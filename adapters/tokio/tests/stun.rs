@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use common::{
     Node, both_selected, dead_udp_port, decision_for, exchange_credentials, exchange_datagrams,
-    find_program, missing_peer, ms, pump,
+    find_program, knowledge, missing_peer, ms, pump,
 };
 use scream_ice_tokio::scream_ice_core::agent::{GatheringState, Role};
 use scream_ice_tokio::scream_ice_core::candidate::CandidateKind;
 use scream_ice_tokio::scream_ice_core::policy::{NetworkType, StunServer};
 use scream_ice_tokio::scream_ice_core::time::Duration as CoreDuration;
-use scream_ice_tokio::{HostAddresses, SessionConfig, SessionEvent, StunServerSpec};
+use scream_ice_tokio::{HostAddresses, SessionConfig, SessionEvent};
 use tokio::time::Instant;
 
 /// A coturn `turnserver` on 127.0.0.1 in STUN-only mode, killed on drop.
@@ -154,22 +154,20 @@ async fn srflx_gathering_against_coturn_completes_quickly() {
         );
         return;
     };
-    let url = format!("stun:{}", coturn.addr);
-    let servers = [StunServer {
-        url: &url,
-        enabled: true,
-    }];
-    // Nothing known about the peer: the policy gathers srflx from coturn.
-    let (policy, d) = decision_for(&servers, None);
-    assert!(d.gathers_srflx());
-
-    // Once through the policy (a `stun:` URL), once with a resolved address.
-    for spec in [None, Some(StunServerSpec::Address(coturn.addr))] {
-        let mut c = SessionConfig::from_decision(Role::Controlling, &policy, &d);
+    // Once with an IP literal, once with a host name the session asks its
+    // adapter to resolve (`localhost`, from the hosts file).
+    let urls = [
+        format!("stun:{}", coturn.addr),
+        format!("stun:localhost:{}", coturn.addr.port()),
+    ];
+    for (i, url) in urls.iter().enumerate() {
+        let servers = [StunServer { url, enabled: true }];
+        // Nothing known about the peer: the policy gathers srflx from coturn.
+        let (policy, d) = decision_for(&servers, None);
+        assert!(d.gathers_srflx());
+        let mut c = SessionConfig::for_peer(Role::Controlling, &policy, &knowledge(None));
         c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
-        if let Some(s) = spec.clone() {
-            c.stun_servers = vec![s];
-        }
+        let spec = (i == 1).then_some(());
         // A long cap: completion well before it can only mean that the
         // Binding transaction completed (7 unanswered requests take longer
         // than the cap too).
@@ -182,9 +180,9 @@ async fn srflx_gathering_against_coturn_completes_quickly() {
             "coturn ({}): gathering complete {:.2} ms after start, {srflx} srflx \
              (on loopback the mapped address is the base, so none is expected)",
             if spec.is_some() {
-                "address"
+                "host name"
             } else {
-                "stun: URL"
+                "IP literal"
             },
             ms(gathered)
         );
@@ -213,11 +211,11 @@ async fn unreachable_stun_server_never_delays_the_host_connection() {
     let cap: Duration = d.stun_gather_cap.expect("a cap").into();
 
     let config = |role| {
-        let mut c = SessionConfig::from_decision(role, &policy, &d);
+        let mut c = SessionConfig::for_peer(role, &policy, &knowledge(None));
         c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
         // Loopback candidates are only offered to a loopback peer; this
         // peer is "unknown" on purpose, so offer them anyway.
-        c.offer = None;
+        c.offer_filter = false;
         c
     };
     let t0 = Instant::now();

@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! ice_peer --role controlling|controlled --host IP [--host IP ...]
-//!          [--peer IP] [--stun IP:PORT] [--mode auto|local-only|stun-required|full|legacy]
-//!          [--count N]
+//!          [--peer IP] [--stun IP:PORT ...] [--mode auto|local-only|stun-required|full|legacy]
+//!          [--turn IP:PORT] [--local-subnet CIDR ...] [--count N]
 //! ```
 //!
 //! The policy decision comes from the core's `decide` for a peer at
@@ -22,6 +22,10 @@
 //! eoc                         (end of our candidates)
 //! gathered <ms>               (session start to end-of-candidates)
 //! connected <ms> <local> <remote>   (session start to the selected pair)
+//! stage <stage>               (the stage in force at the selection)
+//! decided network=<..> stage=<..> srflx=<bool> relay=<bool>   (the session's decision log)
+//! widened <stage> <ms>        (a step of the fallback ladder)
+//! relay-wanted                (the session asks for TURN relays)
 //! done <data> <echoes>        (all COUNT datagrams and COUNT echoes arrived)
 //! error <text>
 //! ```
@@ -35,8 +39,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use scream_ice_tokio::scream_ice_core::agent::{GatheringState, Role};
+use scream_ice_tokio::scream_ice_core::net::Cidr;
 use scream_ice_tokio::scream_ice_core::policy::{
-    FallbackStage, IceMode, PeerKnowledge, PolicyConfig, StunServer, decide,
+    FallbackStage, IceMode, PeerKnowledge, PolicyConfig, StunServer, TurnServer, decide,
 };
 use scream_ice_tokio::{HostAddresses, IceSession, SessionConfig, SessionEvent};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -45,7 +50,9 @@ struct Args {
     role: Role,
     hosts: Vec<IpAddr>,
     peer: Option<IpAddr>,
-    stun: Option<SocketAddr>,
+    stun: Vec<SocketAddr>,
+    turn: Option<SocketAddr>,
+    local_subnets: Vec<Cidr>,
     mode: IceMode,
     count: usize,
 }
@@ -54,7 +61,9 @@ fn parse_args() -> Result<Args, String> {
     let mut role = None;
     let mut hosts = Vec::new();
     let mut peer = None;
-    let mut stun = None;
+    let mut stun = Vec::new();
+    let mut turn = None;
+    let mut local_subnets = Vec::new();
     let mut mode = IceMode::Auto;
     let mut count = 10;
     let mut it = std::env::args().skip(1);
@@ -71,7 +80,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "--host" => hosts.push(value.parse().map_err(|e| bad(&e))?),
             "--peer" => peer = Some(value.parse().map_err(|e| bad(&e))?),
-            "--stun" => stun = Some(value.parse().map_err(|e| bad(&e))?),
+            "--stun" => stun.push(value.parse().map_err(|e| bad(&e))?),
+            "--turn" => turn = Some(value.parse().map_err(|e| bad(&e))?),
+            "--local-subnet" => local_subnets.push(Cidr::parse(&value).map_err(|e| bad(&e))?),
             "--mode" => mode = IceMode::parse(&value).map_err(|e| bad(&e))?,
             "--count" => count = value.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown flag {flag}")),
@@ -86,6 +97,8 @@ fn parse_args() -> Result<Args, String> {
         hosts,
         peer,
         stun,
+        turn,
+        local_subnets,
         mode,
         count,
     })
@@ -129,16 +142,28 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let url = args.stun.map(|a| format!("stun:{a}"));
-    let servers: Vec<StunServer<'_>> = url
+    let urls: Vec<String> = args.stun.iter().map(|a| format!("stun:{a}")).collect();
+    let servers: Vec<StunServer<'_>> = urls
         .iter()
         .map(|u| StunServer {
             url: u.as_str(),
             enabled: true,
         })
         .collect();
+    let turn_url = args.turn.map(|a| format!("turn:{a}"));
+    let turns: Vec<TurnServer<'_>> = turn_url
+        .iter()
+        .map(|u| TurnServer {
+            url: u.as_str(),
+            username: Some("user"),
+            credential: Some("pass"),
+            enabled: true,
+        })
+        .collect();
     let mut policy = PolicyConfig::new(args.mode);
     policy.stun_servers = &servers;
+    policy.turn_servers = &turns;
+    policy.network_detection.local_subnets = &args.local_subnets;
     policy
         .validate()
         .map_err(|e| format!("policy config: {e}"))?;
@@ -156,7 +181,7 @@ async fn run(args: Args) -> Result<(), String> {
         decision.nominate_host_on_first_success,
         decision.pacing.total_micros() / 1000,
     );
-    let mut config = SessionConfig::from_decision(args.role, &policy, &decision);
+    let mut config = SessionConfig::for_peer(args.role, &policy, &knowledge);
     config.hosts = HostAddresses::Explicit(
         args.hosts
             .iter()
@@ -185,6 +210,7 @@ async fn run(args: Args) -> Result<(), String> {
     println!("pwd {}", creds.pwd);
 
     let mut their_ufrag: Option<String> = None;
+    let mut stage = FallbackStage::LocalOnly;
     let mut eoc_sent = false;
     let mut connected = false;
     let mut data = 0usize;
@@ -238,7 +264,23 @@ async fn run(args: Args) -> Result<(), String> {
                             println!("done 0 0");
                         }
                     }
-                    "quit" => break,
+                    "quit" => {
+                        // The decision log of what was applied so far.
+                        while let Some(e) = events.try_recv() {
+                            match e {
+                                SessionEvent::Decided(d) => println!(
+                                    "decided network={} stage={} srflx={} relay={}",
+                                    d.network,
+                                    d.stage,
+                                    d.gathers_srflx(),
+                                    d.gathers_relay()
+                                ),
+                                SessionEvent::RelayWanted(_) => println!("relay-wanted"),
+                                _ => {}
+                            }
+                        }
+                        break;
+                    }
                     _ => {}
                 }
             }
@@ -255,7 +297,22 @@ async fn run(args: Args) -> Result<(), String> {
                 SessionEvent::Selected { local, remote } if !connected => {
                     connected = true;
                     println!("connected {:.3} {local} {remote}", ms(t0.elapsed()));
+                    println!("stage {stage}");
                 }
+                SessionEvent::Decided(d) => {
+                    stage = d.stage;
+                    println!(
+                        "decided network={} stage={} srflx={} relay={}",
+                        d.network,
+                        d.stage,
+                        d.gathers_srflx(),
+                        d.gathers_relay()
+                    );
+                }
+                SessionEvent::Widened { stage, .. } => {
+                    println!("widened {stage} {:.3}", ms(t0.elapsed()));
+                }
+                SessionEvent::RelayWanted(_) => println!("relay-wanted"),
                 SessionEvent::Failed(r) => return Err(format!("ICE failed: {r}")),
                 _ => {}
             },

@@ -1,0 +1,285 @@
+//! The driving loop: tokio sockets and timers around one
+//! [`core::session::Session`](scream_ice_core::session::Session).
+//!
+//! [`Driver::next`] waits on everything that can move the session at once —
+//! a datagram on any host socket (handed to `handle_receive` with that
+//! socket's address as the local address), the session's `poll_timeout`
+//! deadline, a name lookup finishing — feeds it to the session, and drains
+//! the session as its drain rule says: every transmit (sent from the socket
+//! whose address is the transmit's `from`), every request (a lookup spawned
+//! on the [`Resolver`]), every event. It returns the next thing the
+//! application must see: a session event or an application datagram.
+//! The inputs from signaling (`set_remote_credentials`, ...) are plain
+//! methods that drain the same way. No ICE decision is taken here.
+//!
+//! `next` is cancel-safe (every await in it is), so an application can
+//! `select!` over it and its own inputs in one task: that task is the
+//! session's one actor.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use scream_ice_core::agent::AgentError;
+use scream_ice_core::candidate::{Candidate, CandidateAttribute};
+use scream_ice_core::session::{Request, ServerRef, Session};
+use tokio::net::UdpSocket;
+use tokio::task::JoinSet;
+use tokio::time::Sleep;
+use tracing::{debug, trace, warn};
+
+use crate::host::{HostSocket, recv_any};
+use crate::resolve::Resolver;
+use crate::session::{Datagram, SessionEvent};
+use crate::time::Clock;
+
+/// The core session this adapter drives: 16 local candidates, 16 remote
+/// candidates, 128 candidate pairs.
+pub type CoreSession = Session<16, 16, 128>;
+
+/// Largest UDP payload received.
+const RECV_BUFFER: usize = 65_536;
+
+/// What [`Driver::next`] hands the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// A session event, in the session's order.
+    Event(SessionEvent),
+    /// A datagram that is not STUN: application data.
+    Data(Datagram),
+}
+
+/// What woke [`Driver::next`].
+enum Input {
+    Datagram(usize, io::Result<(usize, SocketAddr)>),
+    Timeout,
+    Lookup(Option<Lookup>),
+}
+
+/// A finished lookup.
+enum Lookup {
+    /// A STUN server's name (the session's request).
+    Server(ServerRef, Vec<SocketAddr>),
+    /// A remote candidate's name; the line it came in.
+    Candidate(String, Vec<SocketAddr>),
+}
+
+/// The session, its sockets, its clock and its lookups. See the module
+/// docs.
+pub struct Driver {
+    session: Box<CoreSession>,
+    clock: Clock,
+    hosts: Vec<HostSocket>,
+    resolver: Arc<dyn Resolver>,
+    lookups: JoinSet<Lookup>,
+    /// Remote candidates whose names are being resolved.
+    candidate_lookups: usize,
+    /// The peer's end-of-candidates, held until those are done.
+    eoc_deferred: bool,
+    out: VecDeque<Output>,
+    buf: Box<[u8]>,
+    /// Round-robin start among the sockets, for fairness.
+    next_socket: usize,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("session", &self.session)
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// Drive `session` over `hosts` (already bound); reports the hosts'
+    /// addresses to the session, which starts gathering.
+    pub(crate) fn new(
+        session: CoreSession,
+        clock: Clock,
+        hosts: Vec<HostSocket>,
+        resolver: Arc<dyn Resolver>,
+    ) -> Driver {
+        let epoch = clock.epoch();
+        let mut d = Driver {
+            session: Box::new(session),
+            clock,
+            hosts,
+            resolver,
+            lookups: JoinSet::new(),
+            candidate_lookups: 0,
+            eoc_deferred: false,
+            out: VecDeque::new(),
+            buf: vec![0; RECV_BUFFER].into_boxed_slice(),
+            next_socket: 0,
+            sleep: Box::pin(tokio::time::sleep_until(epoch)),
+        };
+        let addrs: Vec<SocketAddr> = d.hosts.iter().map(|h| h.address).collect();
+        let now = d.clock.now();
+        d.session.handle_interfaces(now, &addrs);
+        d.drain();
+        d
+    }
+
+    /// The session (read-only: credentials, candidates, decision, stage).
+    pub fn session(&self) -> &CoreSession {
+        &self.session
+    }
+
+    /// The bound addresses of the host sockets.
+    pub fn local_addresses(&self) -> Vec<SocketAddr> {
+        self.hosts.iter().map(|h| h.address).collect()
+    }
+
+    /// The selected pair with the socket of its local address: send
+    /// application data with `socket.send_to(data, remote)`.
+    pub fn selected_path(&self) -> Option<(Arc<UdpSocket>, SocketAddr, SocketAddr)> {
+        let (local, remote) = self.session.selected_pair()?;
+        let h = self.hosts.iter().find(|h| h.address == local)?;
+        Some((Arc::clone(&h.socket), local, remote))
+    }
+
+    /// The peer's ufrag and password.
+    pub fn set_remote_credentials(&mut self, ufrag: &str, pwd: &str) -> Result<(), AgentError> {
+        let r = self.session.handle_remote_credentials(ufrag, pwd);
+        self.drain();
+        r
+    }
+
+    /// A remote candidate with an IP address.
+    pub fn add_remote_candidate(&mut self, c: Candidate) -> Result<(), AgentError> {
+        let r = self.session.handle_remote_candidate(self.clock.now(), c);
+        self.drain();
+        r
+    }
+
+    /// A remote candidate line whose address is the host name `name`:
+    /// resolved in the background with the resolver, added when it
+    /// resolves (skipped if it does not); end-of-candidates waits for it.
+    pub fn resolve_remote_candidate(&mut self, line: String, name: &str, port: u16) {
+        let lookup = self.resolver.resolve(name, port);
+        self.candidate_lookups += 1;
+        self.lookups
+            .spawn(async move { Lookup::Candidate(line, lookup.await) });
+    }
+
+    /// The peer's end-of-candidates (held while candidate names resolve).
+    pub fn end_of_remote_candidates(&mut self) {
+        if self.candidate_lookups > 0 {
+            self.eoc_deferred = true;
+            return;
+        }
+        self.session.handle_end_of_remote_candidates();
+        self.drain();
+    }
+
+    /// ICE restart: new credentials (read them from [`Driver::session`]),
+    /// candidates announced again.
+    pub fn restart(&mut self) {
+        self.session.restart(self.clock.now());
+        self.drain();
+    }
+
+    /// The next output already queued, without waiting (the events of the
+    /// start: host candidates, the first decision, gathering).
+    pub fn try_next(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Wait for the next event or application datagram (cancel-safe).
+    pub async fn next(&mut self) -> Output {
+        loop {
+            if let Some(o) = self.out.pop_front() {
+                return o;
+            }
+            let deadline = self.session.poll_timeout().map(|t| self.clock.to_tokio(t));
+            if let Some(d) = deadline {
+                self.sleep.as_mut().reset(d);
+            }
+            let lookups = !self.lookups.is_empty();
+            let input = tokio::select! {
+                (i, r) = recv_any(&self.hosts, &mut self.buf, self.next_socket) => Input::Datagram(i, r),
+                () = &mut self.sleep, if deadline.is_some() => Input::Timeout,
+                Some(done) = self.lookups.join_next(), if lookups => Input::Lookup(done.ok()),
+            };
+            match input {
+                Input::Datagram(i, r) => {
+                    self.next_socket = i + 1;
+                    self.datagram(i, r);
+                }
+                Input::Timeout => self.session.handle_timeout(self.clock.now()),
+                Input::Lookup(Some(l)) => self.lookup(l),
+                Input::Lookup(None) => {}
+            }
+            self.drain();
+        }
+    }
+
+    fn datagram(&mut self, i: usize, r: io::Result<(usize, SocketAddr)>) {
+        let (Ok((len, from)), Some(host)) = (r, self.hosts.get(i)) else {
+            debug!("receive error on host socket {i}");
+            return;
+        };
+        let local = host.address;
+        let bytes = self.buf.get(..len).unwrap_or_default();
+        if !self
+            .session
+            .handle_receive(self.clock.now(), local, from, bytes)
+        {
+            let data = bytes.to_vec();
+            self.out
+                .push_back(Output::Data(Datagram { from, local, data }));
+        }
+    }
+
+    fn lookup(&mut self, l: Lookup) {
+        let now = self.clock.now();
+        match l {
+            Lookup::Server(server, addrs) => self.session.handle_resolved(now, server, &addrs),
+            Lookup::Candidate(line, addrs) => {
+                self.candidate_lookups -= 1;
+                let c = addrs.first().and_then(|a| {
+                    let attr = CandidateAttribute::parse(&line).ok()?;
+                    attr.with_address(a.ip()).to_candidate().ok()
+                });
+                match c.map(|c| self.session.handle_remote_candidate(now, c)) {
+                    Some(Ok(())) => debug!("candidate {line} resolved"),
+                    Some(Err(e)) => warn!("candidate {line} rejected: {e}"),
+                    None => warn!("candidate {line} skipped: its name did not resolve"),
+                }
+                if self.candidate_lookups == 0 && std::mem::take(&mut self.eoc_deferred) {
+                    self.session.handle_end_of_remote_candidates();
+                }
+            }
+        }
+    }
+
+    /// The drain rule: every transmit, every request, every event.
+    fn drain(&mut self) {
+        while let Some(t) = self.session.poll_transmit() {
+            match self.hosts.iter().find(|h| h.address == t.from) {
+                // UDP: a full send buffer drops the datagram like the
+                // network would; the agent retransmits.
+                Some(h) => {
+                    if let Err(e) = h.socket.try_send_to(t.bytes, t.to) {
+                        debug!("send {} -> {} failed: {e}", t.from, t.to);
+                    }
+                }
+                None => warn!("session sends from {}, which has no socket", t.from),
+            }
+        }
+        while let Some(Request::Resolve { server, name, port }) = self.session.poll_request() {
+            trace!("resolving STUN server {name}");
+            let lookup = self.resolver.resolve(name, port);
+            self.lookups
+                .spawn(async move { Lookup::Server(server, lookup.await) });
+        }
+        while let Some(e) = self.session.poll_event() {
+            self.out.push_back(Output::Event(e));
+        }
+    }
+}
