@@ -51,6 +51,40 @@ pub struct ConnectOptions {
     pub stun: Vec<String>,
     /// Give up if no pair is selected this long after the start.
     pub timeout: Duration,
+    /// Play a sink instead of sending test datagrams (`--sink`).
+    pub audio: Option<AudioOptions>,
+}
+
+/// `connect --sink NAME --wav FILE`: subscribe to a router sink and write
+/// what a speaker would play.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AudioOptions {
+    /// The sink (`POST /api/ice/sessions?sink=NAME`).
+    pub sink: String,
+    /// Where the audio goes (a new file per format, see
+    /// [`crate::receiver`]).
+    pub wav: std::path::PathBuf,
+    /// Receive at most this long after the pair is selected.
+    pub duration: Duration,
+    /// Stop earlier once the stream has stopped this long (and the
+    /// buffer has played out).
+    pub idle_stop: Duration,
+    /// The playout's settings (target latency, drift correction).
+    pub playout: scream_ice_core::playout::Config,
+}
+
+impl AudioOptions {
+    /// 10 s at most, stop after 1 s without audio, default playout.
+    pub fn new(sink: impl Into<String>, wav: impl Into<std::path::PathBuf>) -> AudioOptions {
+        AudioOptions {
+            sink: sink.into(),
+            wav: wav.into(),
+            duration: Duration::from_secs(10),
+            idle_stop: Duration::from_secs(1),
+            playout: scream_ice_core::playout::Config::default(),
+        }
+    }
 }
 
 impl ConnectOptions {
@@ -63,12 +97,13 @@ impl ConnectOptions {
             bind: Vec::new(),
             stun: Vec::new(),
             timeout: Duration::from_secs(10),
+            audio: None,
         }
     }
 }
 
 /// What one run measured.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ConnectReport {
     /// From the session's start to the selected pair.
@@ -83,6 +118,18 @@ pub struct ConnectReport {
     pub rtts: Vec<Duration>,
     /// Sequence numbers (from 0) that never came back.
     pub lost: Vec<u32>,
+    /// With `--sink`: what the speaker played and counted.
+    pub audio: Option<AudioReport>,
+}
+
+/// What the speaker simulator measured while playing a sink.
+#[derive(Clone, Debug)]
+pub struct AudioReport {
+    /// The playout's counters and the files written.
+    pub receive: crate::receiver::Report,
+    /// The longest time between two datagrams after the first (e.g. the
+    /// audio gap of an ICE restart).
+    pub max_gap: Duration,
 }
 
 impl ConnectReport {
@@ -261,9 +308,11 @@ pub async fn run(
     let offer = write_sdpfrag(&creds.ufrag, &creds.pwd, &local, complete).map_err(fail)?;
 
     let collection = format!("{}{}", url.prefix, signal::SESSIONS_PATH);
+    let query = opts.audio.as_ref().map(|a| format!("sink={}", a.sink));
     let reply = http
-        .send(&format!("POST {collection}"), |c, buf| {
-            c.write_post(buf, offer.as_bytes())
+        .send(&format!("POST {collection}"), |c, buf| match &query {
+            Some(q) => c.write_post_query(buf, q, offer.as_bytes()),
+            None => c.write_post(buf, offer.as_bytes()),
         })
         .await?;
     if reply.status != 201 {
@@ -368,8 +417,24 @@ pub async fn run(
     );
     let _ = out.flush();
 
-    let (sent, rtts, lost) = measure(&mut session, opts).await;
+    let audio = match &opts.audio {
+        Some(a) => {
+            let r = play(&mut session, a).await?;
+            for l in r.receive.lines() {
+                let _ = writeln!(out, "{l}");
+            }
+            let _ = writeln!(out, "largest gap between datagrams {}", ms(r.max_gap));
+            Some(r)
+        }
+        None => None,
+    };
+    let (sent, rtts, lost) = if audio.is_some() {
+        (0, Vec::new(), Vec::new())
+    } else {
+        measure(&mut session, opts).await
+    };
     let report = ConnectReport {
+        audio,
         time_to_connected,
         selected,
         sent,
@@ -387,13 +452,15 @@ pub async fn run(
             ms(report.rtts[report.rtts.len() - 1])
         )
     };
-    let _ = writeln!(
-        out,
-        "datagrams: {} sent, {} echoed, loss {:.1} %, {rtt}",
-        report.sent,
-        report.echoed,
-        report.loss_percent()
-    );
+    if report.audio.is_none() {
+        let _ = writeln!(
+            out,
+            "datagrams: {} sent, {} echoed, loss {:.1} %, {rtt}",
+            report.sent,
+            report.echoed,
+            report.loss_percent()
+        );
+    }
     if !report.lost.is_empty() {
         let first: Vec<String> = report.lost.iter().take(20).map(u32::to_string).collect();
         let more = if report.lost.len() > 20 { ", ..." } else { "" };
@@ -518,6 +585,42 @@ async fn measure(
         })
         .collect();
     (next, rtts, lost)
+}
+
+/// Receive the sink's RTP from the selected pair through the playout
+/// ([`crate::receiver::Receiver`], ticked every 2 ms at the local clock)
+/// until `duration` has passed or the stream has been idle for
+/// `idle_stop` and played out.
+async fn play(session: &mut IceSession, a: &AudioOptions) -> Result<AudioReport, ConnectError> {
+    let mut rx = crate::receiver::Receiver::new(a.playout, &a.wav);
+    let end = tokio::time::Instant::now() + a.duration;
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<Instant> = None;
+    let mut max_gap = Duration::ZERO;
+    let wav_error = |e: std::io::Error| fail(format_args!("{}: {e}", a.wav.display()));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                rx.tick(crate::sinks::now()).map_err(wav_error)?;
+                if last.is_some_and(|t| t.elapsed() >= a.idle_stop) && !rx.is_playing() {
+                    break;
+                }
+            }
+            d = session.recv() => {
+                let Some(d) = d else { break };
+                let now = Instant::now();
+                if let Some(t) = last {
+                    max_gap = max_gap.max(now - t);
+                }
+                last = Some(now);
+                rx.handle_datagram(crate::sinks::now(), &d.data);
+            }
+            () = tokio::time::sleep_until(end) => break,
+        }
+    }
+    let receive = rx.finish().map_err(wav_error)?;
+    Ok(AudioReport { receive, max_gap })
 }
 
 /// (sequence number, send time in µs) of a probe.

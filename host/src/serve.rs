@@ -38,6 +38,9 @@ pub enum ServeError {
     /// The STUN responder thread could not start.
     #[error("STUN responder: {0}")]
     Stun(std::io::Error),
+    /// A configured sink could not be started.
+    #[error("{0}")]
+    Sinks(std::io::Error),
     /// Installing the signal handlers failed.
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
@@ -111,7 +114,20 @@ pub async fn run_with_reload(
     let stun_addr = listeners.stun_addr();
     let http_addr = listeners.http_addr();
     let advertised = stun_addr.filter(|_| config.server.advertise_own_stun.value);
+    let sinks = crate::sinks::SinkSet::start(&config.sinks.value, &[]).map_err(ServeError::Sinks)?;
     let state = AppState::new(config, advertised);
+    let sink_lines: Vec<String> = sinks
+        .iter()
+        .map(|s| {
+            format!(
+                "sink {} listening on udp {} (speakers: POST /api/ice/sessions?sink={})",
+                s.name(),
+                s.local_addr(),
+                s.name()
+            )
+        })
+        .collect();
+    let _ = state.set_sinks(sinks);
     // Before the listening lines: from then on a SIGHUP reloads.
     let reloader =
         crate::reload::spawn_on_sighup(state.clone(), loader).map_err(ServeError::Signal)?;
@@ -135,6 +151,9 @@ pub async fn run_with_reload(
                 out,
                 "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}, POST /api/ice/sessions); no endpoint needs a token yet"
             );
+        }
+        for l in &sink_lines {
+            let _ = writeln!(out, "scream-ice {version}: {l}");
         }
         let _ = out.flush();
     }

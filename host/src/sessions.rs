@@ -69,6 +69,7 @@ use scream_ice_tokio::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::state::{AppState, Chosen, ConnAddrs, choose};
+use crate::subscription;
 
 /// The media type of trickle ICE fragments (RFC 8840 section 9.1).
 pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -349,6 +350,7 @@ fn sdpfrag_reply(status: StatusCode, etag: &str, body: String) -> Response {
 pub async fn create(
     State(state): State<AppState>,
     ConnectInfo(conn): ConnectInfo<ConnAddrs>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -373,6 +375,15 @@ pub async fn create(
             StatusCode::BAD_REQUEST,
             "sdpfrag needs a=ice-ufrag and a=ice-pwd",
         );
+    };
+    // `?sink=NAME`: the sink this speaker plays (crate::subscription).
+    let sink = match query.get("sink").map(|n| subscription::lookup(state.sinks(), n)) {
+        None => None,
+        Some(Ok(sink)) => Some(sink),
+        Some(Err((status, reason))) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(status, reason);
+        }
     };
     let chosen = choose(&state, conn, &headers, FallbackStage::LocalOnly);
     if let Err((status, reason)) = admit(&sessions, chosen.client) {
@@ -406,10 +417,11 @@ pub async fn create(
         return error(StatusCode::BAD_REQUEST, e);
     }
     apply_candidates(&id, &mut driver, &frag);
-    let answer = match current_fragment(&driver) {
+    let mut answer = match current_fragment(&driver) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
+    answer.extend(sink.and_then(subscription::rtpmap_line));
 
     let (tx, rx) = mpsc::channel(16);
     if !sessions.insert(id.clone(), tx) {
@@ -436,6 +448,7 @@ pub async fn create(
         remote_ufrag: ufrag.to_string(),
         remote_pwd: pwd.to_string(),
         early: Vec::new(),
+        audio: sink.map(subscription::Subscription::new),
         deadline: tokio::time::Instant::now() + settings.connect_timeout,
         connect_timeout: settings.connect_timeout,
     };
@@ -593,6 +606,9 @@ struct SessionActor {
     remote_pwd: String,
     /// Application datagrams received before a pair was selected.
     early: Vec<Datagram>,
+    /// The sink this speaker plays, routed over the selected pair
+    /// (`None`: no `?sink=`, the data path echoes).
+    audio: Option<subscription::Subscription>,
     deadline: tokio::time::Instant,
     connect_timeout: Duration,
 }
@@ -609,6 +625,7 @@ impl SessionActor {
                     Output::Event(e) => {
                         alive = self.event(e);
                         if matches!(e, SessionEvent::Selected { .. }) {
+                            self.follow_selected();
                             self.flush_early().await;
                         }
                     }
@@ -638,6 +655,10 @@ impl SessionActor {
     /// controlled router does) wait in [`EARLY_DATAGRAMS`] slots and are
     /// answered once the pair is selected, if they came from its peer.
     async fn data(&mut self, d: Datagram) {
+        if self.audio.is_some() {
+            // A speaker playing a sink only listens; nothing to echo.
+            return;
+        }
         match self.driver.selected_path() {
             Some((socket, _, peer)) if peer == d.from => {
                 let _ = socket.send_to(&d.data, peer).await;
@@ -648,6 +669,24 @@ impl SessionActor {
                     self.early.push(d);
                 }
             }
+        }
+    }
+
+    /// Route the sink's audio over the pair just selected (the first one,
+    /// or a new one after an ICE restart or an address change).
+    fn follow_selected(&mut self) {
+        let (Some(audio), Some(path)) = (self.audio.as_mut(), self.driver.selected_path()) else {
+            return;
+        };
+        let (local, remote) = (path.1, path.2);
+        match audio.follow(path) {
+            Ok(true) => tracing::info!(
+                session = %self.id,
+                sink = audio.sink(),
+                "sink audio routed {local} -> {remote}"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(session = %self.id, sink = audio.sink(), "sink audio: {e}"),
         }
     }
 

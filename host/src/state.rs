@@ -58,6 +58,8 @@ struct Inner {
     config: std::sync::RwLock<Arc<Config>>,
     own_stun: Option<SocketAddr>,
     sessions: Sessions,
+    /// The running sinks, set once by `serve` ([`AppState::set_sinks`]).
+    sinks: std::sync::OnceLock<crate::sinks::SinkSet>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
                 config: std::sync::RwLock::new(Arc::new(config)),
                 own_stun,
                 sessions: Sessions::new(settings),
+                sinks: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -98,6 +101,17 @@ impl AppState {
     pub fn replace_config(&self, config: Config) -> Arc<Config> {
         let mut guard = self.inner.config.write().unwrap_or_else(|e| e.into_inner());
         std::mem::replace(&mut *guard, Arc::new(config))
+    }
+
+    /// The sinks speaker sessions may subscribe to (`?sink=NAME`); set
+    /// once, before serving. `Err` gives them back if already set.
+    pub fn set_sinks(&self, sinks: crate::sinks::SinkSet) -> Result<(), crate::sinks::SinkSet> {
+        self.inner.sinks.set(sinks)
+    }
+
+    /// The running sinks, if [`AppState::set_sinks`] was called.
+    pub fn sinks(&self) -> Option<&crate::sinks::SinkSet> {
+        self.inner.sinks.get()
     }
 
     /// The running speaker sessions.
