@@ -95,6 +95,10 @@ pub enum Command {
         /// With --sink: drift correction limit in frames per million (0: off).
         #[arg(long, value_name = "N", default_value_t = 1000)]
         max_correction_ppm: u32,
+        /// With --sink: restart ICE (PATCH new ufrag/pwd) this many ms after
+        /// connecting, mid-stream; the audio gap shows as "largest gap".
+        #[arg(long, value_name = "N", requires = "sink")]
+        restart_after_ms: Option<u64>,
     },
     /// Migrate a legacy ICE config to the new YAML (mode auto).
     ///

@@ -72,6 +72,10 @@ pub struct AudioOptions {
     pub idle_stop: Duration,
     /// The playout's settings (target latency, drift correction).
     pub playout: scream_ice_core::playout::Config,
+    /// Restart ICE (new ufrag/pwd, `PATCH`) this long after the pair is
+    /// selected, mid-stream: what the restart costs the audio shows as
+    /// [`AudioReport::max_gap`].
+    pub restart_after: Option<Duration>,
 }
 
 impl AudioOptions {
@@ -83,6 +87,7 @@ impl AudioOptions {
             duration: Duration::from_secs(10),
             idle_stop: Duration::from_secs(1),
             playout: scream_ice_core::playout::Config::default(),
+            restart_after: None,
         }
     }
 }
@@ -127,9 +132,22 @@ pub struct ConnectReport {
 pub struct AudioReport {
     /// The playout's counters and the files written.
     pub receive: crate::receiver::Report,
-    /// The longest time between two datagrams after the first (e.g. the
-    /// audio gap of an ICE restart).
+    /// The longest time between two datagrams after the first.
     pub max_gap: Duration,
+    /// With a restart: the longest time between two datagrams of which
+    /// the later one arrived within 1 s after the restart began (the
+    /// restart's audio gap), and when the pair was selected again after it.
+    pub restart: Option<RestartReport>,
+}
+
+/// What an ICE restart mid-stream cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartReport {
+    /// The audio gap around it (see [`AudioReport::restart`]).
+    pub gap: Duration,
+    /// From the restart to the new selected pair (`None`: not seen
+    /// before the end).
+    pub reselected_after: Option<Duration>,
 }
 
 impl ConnectReport {
@@ -372,6 +390,7 @@ pub async fn run(
             e = events.recv() => match e {
                 Some(SessionEvent::LocalCandidate(c)) => {
                     let _ = writeln!(out, "local candidate: {}", c.to_attribute());
+                    local.push(c);
                     let body = write_sdpfrag(&creds.ufrag, &creds.pwd, &[c], false).map_err(fail)?;
                     patch(&mut http, &body).await?;
                 }
@@ -419,11 +438,20 @@ pub async fn run(
 
     let audio = match &opts.audio {
         Some(a) => {
-            let r = play(&mut session, a).await?;
+            let r = play(&mut session, &mut events, &mut http, &local, a, out).await?;
             for l in r.receive.lines() {
                 let _ = writeln!(out, "{l}");
             }
             let _ = writeln!(out, "largest gap between datagrams {}", ms(r.max_gap));
+            if let Some(x) = r.restart {
+                let _ = writeln!(
+                    out,
+                    "ICE restart: audio gap {}, pair selected again {}",
+                    ms(x.gap),
+                    x.reselected_after
+                        .map_or("never".to_string(), |d| format!("after {}", ms(d)))
+                );
+            }
             Some(r)
         }
         None => None,
@@ -591,13 +619,25 @@ async fn measure(
 /// ([`crate::receiver::Receiver`], ticked every 2 ms at the local clock)
 /// until `duration` has passed or the stream has been idle for
 /// `idle_stop` and played out.
-async fn play(session: &mut IceSession, a: &AudioOptions) -> Result<AudioReport, ConnectError> {
+async fn play(
+    session: &mut IceSession,
+    events: &mut scream_ice_tokio::SessionEvents,
+    http: &mut Http,
+    local: &[Candidate],
+    a: &AudioOptions,
+    out: &mut (impl Write + Send),
+) -> Result<AudioReport, ConnectError> {
     let mut rx = crate::receiver::Receiver::new(a.playout, &a.wav);
-    let end = tokio::time::Instant::now() + a.duration;
+    let start = tokio::time::Instant::now();
+    let end = start + a.duration;
+    let mut restart_at = a.restart_after.map(|d| start + d);
     let mut tick = tokio::time::interval(Duration::from_millis(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last: Option<Instant> = None;
     let mut max_gap = Duration::ZERO;
+    // When the restart began, and what it cost so far.
+    let mut restarted: Option<(Instant, RestartReport)> = None;
+    let mut events_open = true;
     let wav_error = |e: std::io::Error| fail(format_args!("{}: {e}", a.wav.display()));
     loop {
         tokio::select! {
@@ -612,15 +652,87 @@ async fn play(session: &mut IceSession, a: &AudioOptions) -> Result<AudioReport,
                 let now = Instant::now();
                 if let Some(t) = last {
                     max_gap = max_gap.max(now - t);
+                    if let Some((at, r)) = restarted.as_mut()
+                        && now - *at <= Duration::from_secs(1)
+                    {
+                        r.gap = r.gap.max(now - t);
+                    }
                 }
                 last = Some(now);
                 rx.handle_datagram(crate::sinks::now(), &d.data);
+            }
+            () = tokio::time::sleep_until(restart_at.unwrap_or(end)), if restart_at.is_some() => {
+                restart_at = None;
+                let r = RestartReport { gap: Duration::ZERO, reselected_after: None };
+                restarted = Some((Instant::now(), r));
+                restart_ice(session, http, local, out).await?;
+            }
+            e = events.recv(), if events_open => {
+                events_open = e.is_some();
+                if let (Some(SessionEvent::Selected { .. }), Some((at, r))) = (e, restarted.as_mut())
+                    && r.reselected_after.is_none()
+                {
+                    r.reselected_after = Some(at.elapsed());
+                }
             }
             () = tokio::time::sleep_until(end) => break,
         }
     }
     let receive = rx.finish().map_err(wav_error)?;
-    Ok(AudioReport { receive, max_gap })
+    Ok(AudioReport {
+        receive,
+        max_gap,
+        restart: restarted.map(|(_, r)| r),
+    })
+}
+
+/// ICE restart from the speaker's side (RFC 8445 section 9, RFC 9725
+/// section 4.4.2): new credentials, `PATCH` them with our candidates, apply
+/// the router's new fragment from the 200.
+async fn restart_ice(
+    session: &mut IceSession,
+    http: &mut Http,
+    local: &[Candidate],
+    out: &mut (impl Write + Send),
+) -> Result<(), ConnectError> {
+    let creds = session
+        .restart()
+        .await
+        .map_err(|e| fail(format_args!("ICE restart: {e}")))?;
+    let body = write_sdpfrag(&creds.ufrag, &creds.pwd, local, true).map_err(fail)?;
+    let location = http.client.location().unwrap_or_default().to_string();
+    let r = http
+        .send(&format!("PATCH {location}"), |c, buf| {
+            c.write_patch(buf, body.as_bytes())
+        })
+        .await?;
+    if r.status != 200 {
+        return Err(fail(format_args!(
+            "ICE restart: PATCH {location}: {} {}",
+            r.status,
+            r.text().trim()
+        )));
+    }
+    let _ = http.client.handle_patched(&signal::Response {
+        status: r.status,
+        location: None,
+        etag: r.etag.as_deref(),
+        content_type: None,
+        body: &r.body,
+    });
+    let text = r.text();
+    let frag = SdpFrag::parse(&text).map_err(|e| fail(format_args!("router's restart answer: {e}")))?;
+    let (Some(ufrag), Some(pwd)) = (frag.ice_ufrag(), frag.ice_pwd()) else {
+        return Err(fail("router's restart answer has no ice-ufrag/ice-pwd"));
+    };
+    session
+        .set_remote_credentials(ufrag, pwd)
+        .await
+        .map_err(|e| fail(format_args!("router's new credentials: {e}")))?;
+    let _ = writeln!(out, "ICE restart: new ufrag {}, router's {ufrag}", creds.ufrag);
+    let (mut seen, mut complete) = (Vec::new(), false);
+    apply_remote(session, &frag, &mut seen, &mut complete, out).await;
+    Ok(())
 }
 
 /// (sequence number, send time in µs) of a probe.

@@ -370,6 +370,7 @@ fn main() -> ExitCode {
             idle_stop_ms,
             target_ms,
             max_correction_ppm,
+            restart_after_ms,
         } => {
             let mut o = scream_ice_host::connect::ConnectOptions::new(url);
             o.count = count;
@@ -383,6 +384,7 @@ fn main() -> ExitCode {
                 a.idle_stop = Duration::from_millis(idle_stop_ms);
                 a.playout.target = scream_ice_core::Duration::from_millis(target_ms);
                 a.playout.max_correction_ppm = max_correction_ppm;
+                a.restart_after = restart_after_ms.map(Duration::from_millis);
                 o.audio = Some(a);
             }
             connect(o)
