@@ -366,6 +366,10 @@ pub async fn run(
     );
 
     let answer = reply.text();
+    // With `?sink=`: the stream's format, once the sink has had audio.
+    for l in answer.lines().filter(|l| l.starts_with("a=rtpmap:")) {
+        let _ = writeln!(out, "stream format: {l}");
+    }
     let frag = SdpFrag::parse(&answer).map_err(|e| fail(format_args!("router's answer: {e}")))?;
     let (Some(ufrag), Some(pwd)) = (frag.ice_ufrag(), frag.ice_pwd()) else {
         return Err(fail("router's answer has no ice-ufrag/ice-pwd"));

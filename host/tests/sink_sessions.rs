@@ -187,6 +187,21 @@ fn speaker_session_plays_the_sink_bit_exact() {
     assert_bit_exact(&stdout, &sent, &got);
     // 2 s at 48 kHz, 288 frames per datagram.
     assert!(stdout.contains("received 334 datagrams"), "{stdout}");
+    // Now that the sink has had audio, a new session's answer announces
+    // its format (the stream stopped, so this connect gets none and fails).
+    let out = Command::new(BIN)
+        .args(["connect", &format!("http://{}", serve.http)])
+        .args(["--bind", "127.0.0.1", "--sink", "living", "--seconds", "0.3"])
+        .args(["--wav", serve.dir.join("none.wav").to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let format = ScreamFormat::new(48_000, 16, 2, default_mask(2)).unwrap();
+    let rtpmap = scream_ice_core::scream::Rtpmap(format).to_string();
+    assert_eq!(rtpmap, "a=rtpmap:102 X-SCREAM/48000/2");
+    assert!(stdout.contains(&format!("stream format: {rtpmap}")), "{stdout}");
+    assert!(!out.status.success());
     serve.stop();
 }
 
