@@ -725,7 +725,8 @@ async fn restart_ice(
         body: &r.body,
     });
     let text = r.text();
-    let frag = SdpFrag::parse(&text).map_err(|e| fail(format_args!("router's restart answer: {e}")))?;
+    let frag =
+        SdpFrag::parse(&text).map_err(|e| fail(format_args!("router's restart answer: {e}")))?;
     let (Some(ufrag), Some(pwd)) = (frag.ice_ufrag(), frag.ice_pwd()) else {
         return Err(fail("router's restart answer has no ice-ufrag/ice-pwd"));
     };
@@ -733,7 +734,11 @@ async fn restart_ice(
         .set_remote_credentials(ufrag, pwd)
         .await
         .map_err(|e| fail(format_args!("router's new credentials: {e}")))?;
-    let _ = writeln!(out, "ICE restart: new ufrag {}, router's {ufrag}", creds.ufrag);
+    let _ = writeln!(
+        out,
+        "ICE restart: new ufrag {}, router's {ufrag}",
+        creds.ufrag
+    );
     let (mut seen, mut complete) = (Vec::new(), false);
     apply_remote(session, &frag, &mut seen, &mut complete, out).await;
     Ok(())
@@ -771,6 +776,7 @@ mod tests {
                 "127.0.0.1:2".parse().unwrap(),
             ),
             sent: 4,
+            audio: None,
             echoed: 3,
             rtts: vec![],
             lost: vec![3],

@@ -183,7 +183,11 @@ fn connect(opts: scream_ice_host::connect::ConnectOptions) -> ExitCode {
     };
     let mut out = std::io::stdout();
     match runtime.block_on(scream_ice_host::connect::run(&opts, &mut out)) {
-        Ok(r) if r.audio.as_ref().is_some_and(|a| a.receive.stats.received == 0) => {
+        Ok(r)
+            if r.audio
+                .as_ref()
+                .is_some_and(|a| a.receive.stats.received == 0) =>
+        {
             eprintln!("scream-ice: connect: connected, but no audio came from the sink");
             ExitCode::FAILURE
         }

@@ -515,6 +515,51 @@ mod tests {
     }
 
     #[test]
+    fn session_sockets_are_shared_by_address_and_released_with_their_last_subscriber() {
+        let relay = Relay::new(Vec::new()).unwrap();
+        let mut fwd = relay.forwarder();
+        let (s1, s2) = (socket(), socket());
+        let (ra, rb) = (receiver(), receiver());
+        let (a, route_a) = relay
+            .subscribe_on(s1.clone(), ra.local_addr().unwrap())
+            .unwrap();
+        // Another descriptor of the same socket (what a second session
+        // sharing it would hand over) maps to the same slot.
+        let dup = Arc::new(s1.try_clone().unwrap());
+        let (b, route_b) = relay
+            .subscribe_on(dup.clone(), rb.local_addr().unwrap())
+            .unwrap();
+        assert_eq!((route_a.socket, route_b.socket), (0, 0));
+        assert_eq!((Arc::strong_count(&s1), Arc::strong_count(&dup)), (2, 1));
+        let prefix = [0x80u8, 102, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
+        assert_eq!(fwd.forward(&prefix, &[1; 4]), 2);
+        let mut buf = [0u8; 64];
+        for r in [&ra, &rb] {
+            let (_, from) = r.recv_from(&mut buf).unwrap();
+            assert_eq!(from, s1.local_addr().unwrap());
+        }
+        // a moves to the other socket; s1 stays (b uses it).
+        let moved = relay
+            .set_route_on(a, s2.clone(), ra.local_addr().unwrap())
+            .unwrap();
+        assert_eq!(moved.socket, 1);
+        assert_eq!(fwd.forward(&prefix, &[2; 4]), 2);
+        let (_, from) = ra.recv_from(&mut buf).unwrap();
+        assert_eq!((from, buf[12]), (s2.local_addr().unwrap(), 2));
+        assert_eq!(Arc::strong_count(&s1), 2);
+        // Released with their last subscriber: nothing keeps the ports.
+        relay.unsubscribe(b).unwrap();
+        assert_eq!(Arc::strong_count(&s1), 1);
+        relay.unsubscribe(a).unwrap();
+        assert_eq!(Arc::strong_count(&s2), 1);
+        // The freed slot is reused.
+        let (_, r) = relay
+            .subscribe_on(s2.clone(), rb.local_addr().unwrap())
+            .unwrap();
+        assert_eq!(r.socket, 0);
+    }
+
+    #[test]
     fn route_change_takes_effect_at_the_next_datagram() {
         let relay = Relay::new(vec![socket()]).unwrap();
         let mut fwd = relay.forwarder();

@@ -114,7 +114,8 @@ pub async fn run_with_reload(
     let stun_addr = listeners.stun_addr();
     let http_addr = listeners.http_addr();
     let advertised = stun_addr.filter(|_| config.server.advertise_own_stun.value);
-    let sinks = crate::sinks::SinkSet::start(&config.sinks.value, &[]).map_err(ServeError::Sinks)?;
+    let sinks =
+        crate::sinks::SinkSet::start(&config.sinks.value, &[]).map_err(ServeError::Sinks)?;
     let state = AppState::new(config, advertised);
     let sink_lines: Vec<String> = sinks
         .iter()

@@ -377,7 +377,10 @@ pub async fn create(
         );
     };
     // `?sink=NAME`: the sink this speaker plays (crate::subscription).
-    let sink = match query.get("sink").map(|n| subscription::lookup(state.sinks(), n)) {
+    let sink = match query
+        .get("sink")
+        .map(|n| subscription::lookup(state.sinks(), n))
+    {
         None => None,
         Some(Ok(sink)) => Some(sink),
         Some(Err((status, reason))) => {

@@ -29,7 +29,10 @@ use crate::relay::{Relay, RouteError, SubscriberId};
 use crate::sinks::SinkSet;
 
 /// Why `?sink=NAME` names no sink: the status and the one-line reason.
-pub fn lookup<'s>(sinks: Option<&'s SinkSet>, name: &str) -> Result<&'s crate::sinks::Sink, (u16, String)> {
+pub fn lookup<'s>(
+    sinks: Option<&'s SinkSet>,
+    name: &str,
+) -> Result<&'s crate::sinks::Sink, (u16, String)> {
     if name.is_empty() {
         return Err((400, "the sink parameter is empty (use ?sink=NAME)".into()));
     }
@@ -85,7 +88,10 @@ impl Subscription {
         {
             return Ok(false);
         }
-        let fd = socket.as_fd().try_clone_to_owned().map_err(FollowError::Dup)?;
+        let fd = socket
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(FollowError::Dup)?;
         let shared = Arc::new(std::net::UdpSocket::from(fd));
         let id = match self.current {
             None => self.relay.subscribe_on(shared, remote)?.0,

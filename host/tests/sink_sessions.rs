@@ -43,7 +43,8 @@ struct Serve {
 
 impl Serve {
     fn start(tag: &str) -> Serve {
-        let dir = std::env::temp_dir().join(format!("scream-ice-sinks-{}-{tag}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("scream-ice-sinks-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .unwrap()
@@ -123,7 +124,8 @@ fn write_wav(path: &Path, format: &ScreamFormat, seconds: f64) {
     for (i, s) in pcm.chunks_exact(2).enumerate() {
         let v = i16::from_le_bytes([s[0], s[1]]);
         let ch = (i % usize::from(format.channels())) as i16;
-        w.write_sample(v ^ (ch << 2) ^ ((i / 2) as i16 & 0xff)).unwrap();
+        w.write_sample(v ^ (ch << 2) ^ ((i / 2) as i16 & 0xff))
+            .unwrap();
     }
     w.finalize().unwrap();
 }
@@ -172,7 +174,10 @@ fn play(serve: &Serve, seconds: f64, extra: &[&str]) -> (String, Vec<i32>, Vec<i
 }
 
 fn assert_bit_exact(stdout: &str, sent: &[i32], got: &[i32]) {
-    assert!(stdout.contains(", lost 0, late 0, duplicates 0"), "{stdout}");
+    assert!(
+        stdout.contains(", lost 0, late 0, duplicates 0"),
+        "{stdout}"
+    );
     assert!(stdout.contains("concealed 0 (loss)"), "{stdout}");
     assert_eq!(sent.len(), got.len(), "{stdout}");
     let first_diff = sent.iter().zip(got).position(|(a, b)| a != b);
@@ -191,7 +196,14 @@ fn speaker_session_plays_the_sink_bit_exact() {
     // its format (the stream stopped, so this connect gets none and fails).
     let out = Command::new(BIN)
         .args(["connect", &format!("http://{}", serve.http)])
-        .args(["--bind", "127.0.0.1", "--sink", "living", "--seconds", "0.3"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--sink",
+            "living",
+            "--seconds",
+            "0.3",
+        ])
         .args(["--wav", serve.dir.join("none.wav").to_str().unwrap()])
         .stdin(Stdio::null())
         .output()
@@ -200,7 +212,10 @@ fn speaker_session_plays_the_sink_bit_exact() {
     let format = ScreamFormat::new(48_000, 16, 2, default_mask(2)).unwrap();
     let rtpmap = scream_ice_core::scream::Rtpmap(format).to_string();
     assert_eq!(rtpmap, "a=rtpmap:102 X-SCREAM/48000/2");
-    assert!(stdout.contains(&format!("stream format: {rtpmap}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("stream format: {rtpmap}")),
+        "{stdout}"
+    );
     assert!(!out.status.success());
     serve.stop();
 }
@@ -239,7 +254,14 @@ fn unknown_or_empty_sink_is_refused_in_one_line() {
     ] {
         let out = Command::new(BIN)
             .args(["connect", &format!("http://{}", serve.http)])
-            .args(["--bind", "127.0.0.1", "--sink", sink, "--wav", "/nonexistent/x.wav"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--sink",
+                sink,
+                "--wav",
+                "/nonexistent/x.wav",
+            ])
             .stdin(Stdio::null())
             .output()
             .unwrap();
