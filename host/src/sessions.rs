@@ -41,10 +41,11 @@
 //!   (restarted on an ICE restart). A failed session is not kept for a
 //!   restart: the speaker `POST`s again.
 //!
-//! The application data path is, for now, an echo: every datagram the
-//! speaker sends over the selected pair is sent back to it, which is what
-//! `scream-ice connect` measures. The Scream audio relay plugs in here
-//! later, in the session actor's data arm (`SessionActor::run`).
+//! The application data path: a session created with `?sink=NAME` plays
+//! that sink (the relay sends its RTP over the selected pair, routed anew
+//! on every selected pair; [`crate::subscription`]); any other session
+//! echoes every datagram the speaker sends over the selected pair, which
+//! is what `scream-ice connect` measures.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
