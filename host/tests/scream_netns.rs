@@ -361,3 +361,114 @@ fn reordering_is_absorbed_and_nothing_is_lost() {
     assert_eq!(count(&report, "concealed"), 0, "{report}");
     assert_eq!(count(&report, "received"), did.forwarded, "{report}");
 }
+
+/// The whole path over ICE, speaker on the LAN: `scream send` of the
+/// three formats back to back (two format changes) into a sink of
+/// `serve` in `router`; `connect --sink --wav` in `spk` opens a speaker
+/// session over the LAN bridge (`POST /api/ice/sessions?sink=lan`) and
+/// plays it: every output WAV equals its input sample for sample.
+/// `serve` is stopped with SIGTERM and waited for.
+#[test]
+fn ice_session_on_the_lan_plays_three_formats_bit_exact() {
+    use std::io::{BufRead, BufReader};
+    let Some(lab) = lab() else { return };
+    let files = inputs(&lab);
+    let config = lab.dir().join("serve.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  http_listen: {}:8188\n  stun_listen: off\n\
+             sinks:\n  - name: lan\n    listen: 127.0.0.1:4010\n",
+            netns::ROUTER_LAN
+        ),
+    )
+    .unwrap();
+    let mut serve = in_ns(
+        &lab.ns("router"),
+        &["serve", "--config", config.to_str().unwrap()],
+    )
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("sink lan listening on udp 127.0.0.1:4010")),
+        "serve did not start the sink"
+    );
+    std::thread::spawn(move || for _ in lines {});
+    let out = lab.dir().join("ice.wav");
+    let spk = SPK.to_string();
+    let connect = in_ns(
+        &lab.ns("spk"),
+        &[
+            "connect",
+            &format!("http://{}:8188", netns::ROUTER_LAN),
+            "--bind",
+            &spk,
+            "--sink",
+            "lan",
+            "--wav",
+            out.to_str().unwrap(),
+            "--seconds",
+            "30",
+            "--idle-stop-ms",
+            "600",
+            "--target-ms",
+            "80",
+            "--max-correction-ppm",
+            "0",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut args = vec!["scream".to_string(), "send".to_string()];
+    args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
+    args.extend(["--to".to_string(), "127.0.0.1:4010".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(in_ns(&lab.ns("router"), &args).status().unwrap().success());
+    let c = connect.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&c.stdout).into_owned();
+    let st = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(serve.wait().unwrap().success());
+    println!("{report}");
+    assert!(c.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("selected pair {spk}:")),
+        "{report}"
+    );
+    assert_eq!(count(&report, "lost"), 0, "{report}");
+    assert_eq!(count(&report, "concealed"), 0, "{report}");
+    let outs = [
+        out.clone(),
+        out.with_file_name("ice-1.wav"),
+        out.with_file_name("ice-2.wav"),
+    ];
+    for (input, output) in files.iter().zip(&outs) {
+        let (a, b) = (
+            hound::WavReader::open(input).unwrap().spec(),
+            hound::WavReader::open(output).unwrap().spec(),
+        );
+        assert_eq!(a, b, "{} vs {}", input.display(), output.display());
+        let (x, y) = (samples(input), samples(output));
+        assert_eq!(x.len(), y.len(), "{}: sample count", output.display());
+        let first_diff = x.iter().zip(&y).position(|(p, q)| p != q);
+        assert_eq!(
+            first_diff,
+            None,
+            "{}: first differing sample",
+            output.display()
+        );
+    }
+    assert!(!out.with_file_name("ice-3.wav").exists());
+}
