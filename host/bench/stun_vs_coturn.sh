@@ -18,7 +18,15 @@ TMP=$(mktemp -d)
 trap 'kill $OURS $COTURN 2>/dev/null || true; rm -rf "$TMP"' EXIT
 OURS=""; COTURN=""
 
-RUST_LOG=warn $BIN serve --stun-listen 127.0.0.1:34781 --http-listen 127.0.0.1:0 >"$TMP/ours.out" 2>&1 &
+# The responder's rate limits (limits.stun) are raised far above the load:
+# this measures the answering path, as coturn runs without limits.
+cat >"$TMP/ours.yaml" <<YAML
+limits:
+  stun:
+    per_source: {per_second: 4000000000, burst: 4000000000}
+    global: {per_second: 4000000000, burst: 4000000000}
+YAML
+RUST_LOG=warn $BIN serve --config "$TMP/ours.yaml" --stun-listen 127.0.0.1:34781 --http-listen 127.0.0.1:0 >"$TMP/ours.out" 2>&1 &
 OURS=$!
 sleep 0.5
 echo "== scream-ice $($BIN --version | cut -d' ' -f2) (pid $OURS)"

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use scream_ice_core::stun::{MessageBuilder, MessageType, TransactionId};
+use scream_ice_core::stun::{Attribute, MessageBuilder, MessageType, TransactionId};
 
 fn usage() -> ! {
     eprintln!(
@@ -77,16 +77,18 @@ fn main() {
                 s.set_read_timeout(Some(Duration::from_millis(100)))
                     .unwrap();
                 let mut counter = 0u64;
-                let mut req = [0u8; 28];
-                let mut send = |s: &UdpSocket, req: &mut [u8; 28]| {
+                let mut req = [0u8; 48];
+                let mut send = |s: &UdpSocket, req: &mut [u8; 48]| {
                     counter += 1;
                     let mut tid = [0u8; 12];
                     tid[..4].copy_from_slice(&(k as u32).to_be_bytes());
                     tid[4..].copy_from_slice(&counter.to_be_bytes());
-                    let n =
-                        MessageBuilder::new(req, MessageType::BINDING_REQUEST, TransactionId(tid))
-                            .finish()
-                            .expect("encode");
+                    let mut b =
+                        MessageBuilder::new(req, MessageType::BINDING_REQUEST, TransactionId(tid));
+                    // With SOFTWARE, so both servers answer with theirs
+                    // (scream-ice only answers it in kind).
+                    b.add(&Attribute::Software("stun_load"));
+                    let n = b.finish().expect("encode");
                     let _ = s.send(&req[..n]);
                 };
                 for _ in 0..window {

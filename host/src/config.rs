@@ -309,6 +309,8 @@ pub struct Config {
     pub ice: IceConfig,
     /// `server`.
     pub server: ServerConfig,
+    /// `limits` (rate limits and caps; see [`crate::limits`]).
+    pub limits: crate::limits::Limits,
     /// `sinks`: where Scream audio is ingested (see [`crate::sinks`]).
     pub sinks: Sourced<Vec<crate::sinks::SinkConfig>>,
 }
@@ -334,6 +336,8 @@ struct FileRoot {
     webrtc: Option<Spanned<FileWebrtc>>,
     #[serde(default)]
     server: Option<Spanned<FileServer>>,
+    #[serde(default)]
+    limits: Option<crate::limits::Limits>,
     #[serde(default)]
     sinks: Option<Spanned<Vec<Spanned<FileSink>>>>,
 }
@@ -461,6 +465,7 @@ impl Config {
                 trusted_proxies: Sourced::default_value(Vec::new()),
                 data_dir: Sourced::default_value(default_data_dir()),
             },
+            limits: crate::limits::Limits::default(),
             sinks: Sourced::default_value(Vec::new()),
         }
     }
@@ -681,6 +686,9 @@ impl Config {
                 set!(dst.enable_new_features, m.enable_new_features);
                 set!(dst.log_migration_events, m.log_migration_events);
             }
+        }
+        if let Some(limits) = root.limits {
+            self.limits = limits;
         }
         if let Some(list) = root.sinks {
             self.sinks.origin = at(&list.referenced);

@@ -184,7 +184,9 @@ async fn ice_config(
         Ok(s) => s,
         Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
     };
-    let chosen = choose(&state, conn, &headers, stage);
+    let mut chosen = choose(&state, conn, &headers, stage);
+    // Static TURN credentials go only to admitted sessions.
+    crate::admission::withhold_static_turn(&mut chosen);
     let mut response = axum::Json(chosen.rtc_configuration()).into_response();
     common_headers(&chosen, response.headers_mut());
     response
@@ -200,7 +202,9 @@ async fn whep_options(
         Ok(s) => s,
         Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
     };
-    let chosen = choose(&state, conn, &headers, stage);
+    let mut chosen = choose(&state, conn, &headers, stage);
+    // Static TURN credentials go only to admitted sessions.
+    crate::admission::withhold_static_turn(&mut chosen);
     let mut response = StatusCode::NO_CONTENT.into_response();
     let h = response.headers_mut();
     common_headers(&chosen, h);

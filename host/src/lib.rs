@@ -29,12 +29,21 @@
 //! - [`migrate`]: `scream-ice migrate` and `rollback`, writing through
 //!   [`atomic`] (backup, temporary file, fsync, validation, rename).
 //! - [`cli`]: the clap types of the command line.
+//! - Hardening ([`limits`] holds the numbers, `limits:` in the config):
+//!   [`http_guard`] (the HTTP accept loop: timeouts, connection caps, body
+//!   limits, `Host` and CORS checks), [`admission`] (who may start a
+//!   speaker session, how many, how often), [`candidate_filter`] (which
+//!   remote candidates the router may check).
 
+pub mod admission;
 pub mod atomic;
+pub mod candidate_filter;
 pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod http;
+pub mod http_guard;
+pub mod limits;
 pub mod migrate;
 pub mod probe;
 pub mod receiver;

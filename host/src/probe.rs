@@ -121,6 +121,9 @@ pub async fn probe(target: &str, timeout: Duration) -> Result<ProbeResult, Probe
     let mut request = [0u8; 64];
     let len = {
         let mut b = MessageBuilder::new(&mut request, MessageType::BINDING_REQUEST, tid);
+        // Our SOFTWARE asks for the server's (ours answers with SOFTWARE only
+        // to a request that carries one: see `stun::server::answer`).
+        b.add(&scream_ice_core::stun::Attribute::Software(crate::SOFTWARE));
         b.add_fingerprint();
         b.finish().map_err(|e| ProbeError::Io {
             context: "encode".into(),

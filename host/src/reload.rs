@@ -76,6 +76,13 @@ pub fn reload(state: &AppState, loader: &Loader) -> Reloaded {
                     old.server.advertise_own_stun.value.to_string(),
                     new.server.advertise_own_stun.value.to_string(),
                 ),
+                // Rate limits, caps and timeouts are read at start
+                // (crate::limits).
+                (
+                    "limits",
+                    format!("{:?}", old.limits),
+                    format!("{:?}", new.limits),
+                ),
             ] {
                 if was != now {
                     tracing::warn!("SIGHUP: {key} changed; it takes effect at the next restart");

@@ -16,7 +16,7 @@ use std::net::UdpSocket;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::{AppState, ConnAddrs, router};
+use crate::http::{AppState, router};
 
 /// Why `serve` failed; each prints as one line.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +114,7 @@ pub async fn run_with_reload(
     let stun_addr = listeners.stun_addr();
     let http_addr = listeners.http_addr();
     let advertised = stun_addr.filter(|_| config.server.advertise_own_stun.value);
+    let state_limits = config.limits.clone();
     let sinks =
         crate::sinks::SinkSet::start(&config.sinks.value, &[]).map_err(ServeError::Sinks)?;
     let state = AppState::new(config, advertised);
@@ -150,7 +151,8 @@ pub async fn run_with_reload(
         if let Some(a) = http_addr {
             let _ = writeln!(
                 out,
-                "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}, POST /api/ice/sessions); no endpoint needs a token yet"
+                "scream-ice {version}: HTTP listening on http://{a} (GET /api/ice-config, OPTIONS /api/whep/{{sink}}, POST /api/ice/sessions); {}",
+                crate::admission::token_note(&state_limits.sessions)
             );
         }
         for l in &sink_lines {
@@ -161,18 +163,29 @@ pub async fn run_with_reload(
 
     let responder = match listeners.stun {
         Some(socket) => Some(
-            crate::stun_responder::Responder::spawn(socket, crate::SOFTWARE)
-                .map_err(ServeError::Stun)?,
+            crate::stun_responder::Responder::spawn_limited(
+                socket,
+                crate::SOFTWARE,
+                state_limits.stun,
+            )
+            .map_err(ServeError::Stun)?,
         ),
         None => None,
     };
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(state).into_make_service_with_connect_info::<ConnAddrs>();
-    let server = axum::serve(listeners.http, app).with_graceful_shutdown(async move {
-        let _ = rx.await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
+    // The accept loop with the HTTP limits (timeouts, connection caps, body
+    // limits, Host and CORS checks): crate::http_guard.
+    let server = crate::http_guard::serve(
+        listeners.http,
+        router(state),
+        state_limits.http.clone(),
+        async move {
+            let _ = rx.await;
+        },
+        Duration::from_millis(500),
+    );
+    let mut server = std::pin::pin!(server);
     let signal = tokio::select! {
         s = shutdown_signal() => s?,
         r = &mut server => {
@@ -185,7 +198,8 @@ pub async fn run_with_reload(
         r.stop();
     }
     let _ = tx.send(());
-    match tokio::time::timeout(Duration::from_millis(500), server).await {
+    // http_guard drains for at most 500 ms itself; this is a backstop.
+    match tokio::time::timeout(Duration::from_millis(600), server).await {
         Ok(r) => r.map_err(ServeError::Http)?,
         Err(_) => tracing::info!("open HTTP connections dropped after 500 ms"),
     }

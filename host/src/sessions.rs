@@ -69,8 +69,11 @@ use scream_ice_tokio::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::candidate_filter::{Context, check_address, check_fragment_names};
 use crate::state::{AppState, Chosen, ConnAddrs, choose};
 use crate::subscription;
+use scream_ice_core::net::Cidr;
+use scream_ice_core::policy::NetworkType;
 
 /// The media type of trickle ICE fragments (RFC 8840 section 9.1).
 pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -265,26 +268,64 @@ pub fn write_sdpfrag(
 }
 
 /// Whether a new session may be admitted for `client` now: the one place
-/// where admission is decided (the session cap today; per-client limits
-/// plug in here). `Err`: the status and the one-line reason to answer.
-pub fn admit(sessions: &Sessions, client: IpAddr) -> Result<(), (StatusCode, String)> {
-    let max = sessions.settings().max_sessions;
-    if sessions.len() >= max {
-        tracing::info!(%client, "ICE session refused: {max} sessions running");
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("too many ICE sessions (at most {max})"),
-        ));
-    }
-    Ok(())
+/// where admission is decided ([`crate::admission`]: speaker token, POST
+/// rate, per-client and router caps, taken atomically). `Ok`: the ticket
+/// that holds the session's place until it is dropped. `Err`: why not
+/// (its response is the reply: 401, 429 or 503).
+pub fn admit(
+    state: &AppState,
+    client: IpAddr,
+    headers: &HeaderMap,
+) -> Result<crate::admission::Ticket, crate::admission::Refusal> {
+    state
+        .admission()
+        .admit(client, headers)
+        .inspect_err(|refusal| {
+            tracing::info!(%client, "ICE session refused: {refusal:?}");
+        })
 }
 
 /// Whether the router accepts this remote candidate from HTTP, i.e. will
 /// send connectivity checks to its address: the one place where that is
-/// decided (every candidate passes today; a filter on addresses the client
-/// could own plugs in here).
-pub fn accept_remote_candidate(_session: &str, _candidate: &CandidateAttribute<'_>) -> bool {
-    true
+/// decided ([`crate::candidate_filter`]: addresses the client could own;
+/// host names were refused with 400 before).
+pub fn accept_remote_candidate(
+    session: &str,
+    candidate: &CandidateAttribute<'_>,
+    filter: &Context,
+) -> bool {
+    match candidate.connection_address.ip() {
+        Some(ip) => match check_address(SocketAddr::new(ip, candidate.port), filter) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(session, "remote candidate refused: {e}");
+                false
+            }
+        },
+        None => true,
+    }
+}
+
+/// What the candidate filter needs for this client: the policy's
+/// decision, the router's interfaces and listening ports, `local_subnets`.
+fn filter_context(state: &AppState, chosen: &Chosen) -> Context {
+    let ifs = scream_ice_tokio::host::list_interfaces().unwrap_or_default();
+    let config = state.config();
+    let server = &config.server;
+    Context {
+        client: chosen.client,
+        local: chosen.decision.network == NetworkType::Local,
+        interfaces: ifs
+            .iter()
+            .filter_map(|i| Cidr::new_masked(i.address, i.prefix_len).ok())
+            .collect(),
+        router_ips: ifs.iter().map(|i| i.address).collect(),
+        mdns: state.admission().limits().mdns_names,
+        local_subnets: config.ice.local_subnets.value.clone(),
+        own: std::iter::once(server.http_listen.value)
+            .chain(server.stun_listen.value)
+            .collect(),
+    }
 }
 
 /// Feed a fragment's candidates (and end-of-candidates) to the session;
@@ -292,10 +333,10 @@ pub fn accept_remote_candidate(_session: &str, _candidate: &CandidateAttribute<'
 /// with a host name are resolved in the background by the driver (at most
 /// [`MAX_NAMES_PER_FRAGMENT`] per fragment), and end-of-candidates waits
 /// for them.
-fn apply_candidates(id: &str, driver: &mut Driver, frag: &SdpFrag<'_>) {
+fn apply_candidates(id: &str, driver: &mut Driver, frag: &SdpFrag<'_>, filter: &Context) {
     let mut names = 0;
     for c in frag.candidates() {
-        if !accept_remote_candidate(id, &c) {
+        if !accept_remote_candidate(id, &c, filter) {
             tracing::info!(session = id, "remote candidate refused: {c}");
             continue;
         }
@@ -357,6 +398,13 @@ pub async fn create(
 ) -> Response {
     let sessions = state.sessions().clone();
     let settings = sessions.settings().clone();
+    // Admission first: before the body is read, a socket bound or a task
+    // spawned. The ticket holds the place until the session actor ends.
+    let client = crate::state::client_ip(&state.config(), conn.remote, &headers);
+    let ticket = match admit(&state, client, &headers) {
+        Ok(t) => t,
+        Err(refusal) => return refusal.into_response(),
+    };
     if !is_sdpfrag(&headers) {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -377,6 +425,10 @@ pub async fn create(
             "sdpfrag needs a=ice-ufrag and a=ice-pwd",
         );
     };
+    let limits = state.admission().limits().clone();
+    if let Err(e) = check_fragment_names(&frag, limits.mdns_names) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
     // `?sink=NAME`: the sink this speaker plays (crate::subscription).
     let sink = match query
         .get("sink")
@@ -390,10 +442,9 @@ pub async fn create(
         }
     };
     let chosen = choose(&state, conn, &headers, FallbackStage::LocalOnly);
-    if let Err((status, reason)) = admit(&sessions, chosen.client) {
-        return error(status, reason);
-    }
-    let config = session_config(&state, conn, &headers, &chosen, &settings);
+    let mut config = session_config(&state, conn, &headers, &chosen, &settings);
+    config.agent.unanswered_check_budget = limits.unanswered_checks_per_session;
+    let filter = filter_context(&state, &chosen);
     let Started {
         mut driver,
         registrations,
@@ -420,7 +471,7 @@ pub async fn create(
     if let Err(e) = driver.set_remote_credentials(ufrag, pwd) {
         return error(StatusCode::BAD_REQUEST, e);
     }
-    apply_candidates(&id, &mut driver, &frag);
+    apply_candidates(&id, &mut driver, &frag, &filter);
     let mut answer = match current_fragment(&driver) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
@@ -455,6 +506,10 @@ pub async fn create(
         audio: sink.map(subscription::Subscription::new),
         deadline: tokio::time::Instant::now() + settings.connect_timeout,
         connect_timeout: settings.connect_timeout,
+        media_timeout: Duration::from_millis(u64::from(limits.media_timeout_ms.get())),
+        media_deadline: None,
+        filter,
+        _ticket: ticket,
     };
     tokio::spawn(actor.run());
 
@@ -615,6 +670,16 @@ struct SessionActor {
     audio: Option<subscription::Subscription>,
     deadline: tokio::time::Instant,
     connect_timeout: Duration,
+    /// A connected session ends when no datagram came from its peer for
+    /// this long ([`crate::limits::SessionLimits::media_timeout_ms`]).
+    media_timeout: Duration,
+    /// Armed at the first selected pair, pushed by each media datagram.
+    media_deadline: Option<tokio::time::Instant>,
+    /// Which remote candidates this client may name.
+    filter: Context,
+    /// The session's place under the admission caps, given back when the
+    /// actor ends.
+    _ticket: crate::admission::Ticket,
 }
 
 impl SessionActor {
@@ -622,9 +687,23 @@ impl SessionActor {
         let mut alive = true;
         while alive {
             let connected = self.driver.session().selected_pair().is_some();
+            let media_deadline = match (connected, self.media_deadline) {
+                (true, Some(d)) => d,
+                (true, None) => {
+                    let d = tokio::time::Instant::now() + self.media_timeout;
+                    self.media_deadline = Some(d);
+                    d
+                }
+                (false, _) => {
+                    // Not connected (or restarting): re-armed at the next
+                    // selection; this branch's timer is disabled.
+                    self.media_deadline = None;
+                    tokio::time::Instant::now() + self.media_timeout
+                }
+            };
             tokio::select! {
                 o = self.driver.next() => match o {
-                    // The data path: echo for now; Scream audio relay later.
+                    // The data path: echo, unless the session plays a sink.
                     Output::Data(d) => self.data(d).await,
                     Output::Event(e) => {
                         alive = self.event(e);
@@ -647,6 +726,16 @@ impl SessionActor {
                     );
                     alive = false;
                 }
+                // A session playing a sink only listens, and a sink may be
+                // silent for hours: consent (RFC 7675) ends it instead.
+                () = tokio::time::sleep_until(media_deadline), if connected && self.audio.is_none() => {
+                    tracing::info!(
+                        session = %self.id,
+                        "ICE session removed: no media for {:?}",
+                        self.media_timeout
+                    );
+                    alive = false;
+                }
             }
         }
         self.sessions.remove(&self.id);
@@ -665,6 +754,7 @@ impl SessionActor {
         }
         match self.driver.selected_path() {
             Some((socket, _, peer)) if peer == d.from => {
+                self.media_deadline = Some(tokio::time::Instant::now() + self.media_timeout);
                 let _ = socket.send_to(&d.data, peer).await;
             }
             Some(_) => {}
@@ -782,10 +872,13 @@ impl SessionActor {
             Ok(f) => f,
             Err(e) => return (error(StatusCode::BAD_REQUEST, e), true),
         };
+        if let Err(e) = check_fragment_names(&frag, self.filter.mdns) {
+            return (error(StatusCode::BAD_REQUEST, e), true);
+        }
         let ufrag_changed = frag.ice_ufrag().is_some_and(|u| u != self.remote_ufrag);
         let pwd_changed = frag.ice_pwd().is_some_and(|p| p != self.remote_pwd);
         if !ufrag_changed && !pwd_changed {
-            apply_candidates(&self.id, &mut self.driver, &frag);
+            apply_candidates(&self.id, &mut self.driver, &frag, &self.filter);
             return (StatusCode::NO_CONTENT.into_response(), true);
         }
         let (Some(ufrag), Some(pwd), true, true) =
@@ -830,7 +923,7 @@ impl SessionActor {
         self.remote_ufrag = ufrag.to_string();
         self.remote_pwd = pwd.to_string();
         self.etag = etag;
-        apply_candidates(&self.id, &mut self.driver, frag);
+        apply_candidates(&self.id, &mut self.driver, frag, &self.filter);
         tracing::info!(session = %self.id, "ICE restart");
         (self.current(StatusCode::OK), true)
     }

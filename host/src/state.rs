@@ -58,6 +58,7 @@ struct Inner {
     config: std::sync::RwLock<Arc<Config>>,
     own_stun: Option<SocketAddr>,
     sessions: Sessions,
+    admission: crate::admission::Admission,
     /// The running sinks, set once by `serve` ([`AppState::set_sinks`]).
     sinks: std::sync::OnceLock<crate::sinks::SinkSet>,
 }
@@ -76,11 +77,14 @@ impl AppState {
         own_stun: Option<SocketAddr>,
         settings: SessionSettings,
     ) -> AppState {
+        let admission =
+            crate::admission::Admission::new(config.limits.sessions.clone(), settings.max_sessions);
         AppState {
             inner: Arc::new(Inner {
                 config: std::sync::RwLock::new(Arc::new(config)),
                 own_stun,
                 sessions: Sessions::new(settings),
+                admission,
                 sinks: std::sync::OnceLock::new(),
             }),
         }
@@ -117,6 +121,11 @@ impl AppState {
     /// The running speaker sessions.
     pub fn sessions(&self) -> &Sessions {
         &self.inner.sessions
+    }
+
+    /// Who may start a speaker session ([`crate::admission`]).
+    pub fn admission(&self) -> &crate::admission::Admission {
+        &self.inner.admission
     }
 
     /// Our STUN responder's URL for this request, if it is advertised

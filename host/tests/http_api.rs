@@ -118,18 +118,15 @@ async fn remote_client_gets_configured_stun_and_turn() {
     let r = ice_config(&s, "81.2.69.160:40000", &[("host", "192.0.2.10:8188")]).await;
     let json: RtcConfigurationJson = serde_json::from_str(&r.body).unwrap();
     assert_eq!(json.ice_transport_policy, "all");
-    assert_eq!(json.ice_servers.len(), 2, "{}", r.body);
+    // The configured TURN server has static credentials: withheld from this
+    // unauthenticated endpoint (admission::withhold_static_turn).
+    assert_eq!(json.ice_servers.len(), 1, "{}", r.body);
     assert_eq!(
         json.ice_servers[0].urls,
         ["stun:stun1.example.org", "stun:192.0.2.10:3478"]
     );
     assert_eq!(json.ice_servers[0].username, None);
-    assert_eq!(
-        json.ice_servers[1].urls,
-        ["turn:turn.example.org?transport=udp"]
-    );
-    assert_eq!(json.ice_servers[1].username.as_deref(), Some("speaker"));
-    assert_eq!(json.ice_servers[1].credential.as_deref(), Some("se\"cret"));
+    assert!(!r.body.contains("se\\\"cret"), "{}", r.body);
     // An unknown peer (auto): STUN but no TURN.
     let r = ice_config(&s, "0.0.0.0:40000", &[("host", "192.0.2.10:8188")]).await;
     let json: RtcConfigurationJson = serde_json::from_str(&r.body).unwrap();
@@ -160,7 +157,10 @@ async fn stage_query_widens_and_bad_stage_is_400() {
     )
     .await;
     let json: RtcConfigurationJson = serde_json::from_str(&r.body).unwrap();
-    assert_eq!(json.ice_servers.len(), 2, "{}", r.body);
+    // The full stage adds TURN, whose static credentials this endpoint
+    // withholds (admission::withhold_static_turn): still only STUN here.
+    assert_eq!(json.ice_servers.len(), 1, "{}", r.body);
+    assert_eq!(r.headers["x-scream-ice-stage"], "full");
     let r = call(
         &s,
         Method::GET,
@@ -250,7 +250,7 @@ async fn whep_options_sends_rfc9725_link_headers() {
         [
             r#"<stun:stun1.example.org>; rel="ice-server""#,
             r#"<stun:192.0.2.10:3478>; rel="ice-server""#,
-            r#"<turn:turn.example.org?transport=udp>; rel="ice-server"; username="speaker"; credential="se\"cret"; credential-type="password""#,
+            // No TURN: its static credentials go to admitted sessions only.
         ]
     );
     assert_eq!(r.headers["access-control-expose-headers"], "Link");

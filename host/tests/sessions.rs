@@ -655,7 +655,12 @@ async fn echo_only_for_the_selected_peer() {
 /// Several speakers at once, each with its own session and echo.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_speakers_at_once() {
-    let (addr, state) = server(|_| {}).await;
+    // All eight come from 127.0.0.1: above the default per-client cap (4).
+    let (addr, state) = server_with(
+        "server:\n  stun_listen: off\nlimits:\n  sessions:\n    per_client: 8\n",
+        |_| {},
+    )
+    .await;
     let mut tasks = Vec::new();
     for _ in 0..8 {
         tasks.push(tokio::spawn(async move {

@@ -40,7 +40,7 @@ fn lab() -> Option<Lab> {
     match Lab::new() {
         Ok(l) => Some(l),
         Err(e) if netns::skip_netns() => {
-            println!("skipped: {e}");
+            scream_ice_tests::report_skip(&format!("netns lab: {e}"));
             None
         }
         Err(e) => panic!("{e} (set SCREAM_ICE_SKIP_NETNS=1 to skip the namespace tests)"),
@@ -398,7 +398,7 @@ fn aioice_python_or_skip() -> Option<PathBuf> {
     match aioice_python() {
         Ok(p) => Some(p),
         Err(e) if std::env::var("SCREAM_ICE_SKIP_PEERS").is_ok_and(|v| v == "1") => {
-            println!("skipped: {e}");
+            scream_ice_tests::report_skip(&format!("aioice: {e}"));
             None
         }
         Err(e) => panic!("{e} (set SCREAM_ICE_SKIP_PEERS=1 to skip tests that need aioice)"),

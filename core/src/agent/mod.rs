@@ -166,6 +166,15 @@ pub struct AgentConfig {
     pub type_preferences: TypePreferences,
     /// SOFTWARE attribute for responses, if any.
     pub software: Option<&'static str>,
+    /// Connectivity-check requests (retransmissions included) the agent
+    /// sends, over its whole life, toward remote addresses from which it
+    /// has never received an authenticated STUN message. Once spent, pairs
+    /// toward such addresses fail instead of being checked, so a remote
+    /// candidate naming a third party (RFC 8445 section 19.5.1, the "voice
+    /// hammer") gets at most this many requests from one agent. Not reset
+    /// by an ICE restart. Default `u16::MAX` (no practical limit); the
+    /// router sets its own for sessions requested over HTTP.
+    pub unanswered_check_budget: u16,
 }
 
 impl Default for AgentConfig {
@@ -185,6 +194,7 @@ impl Default for AgentConfig {
             failure_grace: Duration::from_secs(10),
             type_preferences: TypePreferences::RFC8445,
             software: None,
+            unanswered_check_budget: u16::MAX,
         }
     }
 }
@@ -357,6 +367,8 @@ pub struct RemoteCandidate {
     pub kind: CandidateKind,
     /// 64-bit FNV-1a of the foundation string (only compared for equality).
     foundation: u64,
+    /// An authenticated STUN message came from this address (it answers).
+    heard: bool,
 }
 
 impl From<&Candidate> for RemoteCandidate {
@@ -370,6 +382,7 @@ impl From<&Candidate> for RemoteCandidate {
             priority: c.priority,
             kind: c.kind,
             foundation: h,
+            heard: false,
         }
     }
 }
@@ -453,6 +466,9 @@ pub struct Agent<const L: usize, const R: usize, const P: usize> {
     remotes: Vec<RemoteCandidate, R>,
     pairs: Vec<Pair, P>,
     triggered_seq: u16,
+    /// Checks sent so far toward addresses never heard from
+    /// ([`AgentConfig::unanswered_check_budget`]).
+    unanswered_checks: u16,
     remote_ended: bool,
 
     stun_servers: Vec<SocketAddr, MAX_STUN_SERVERS>,
@@ -522,6 +538,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             remotes: Vec::new(),
             pairs: Vec::new(),
             triggered_seq: 0,
+            unanswered_checks: 0,
             remote_ended: false,
             stun_servers: Vec::new(),
             gathers: Vec::new(),
@@ -1092,6 +1109,18 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                 .iter()
                 .position(|p| p.local == l && p.remote == r)
         });
+        if selected.is_some() && self.selected.is_none() {
+            // The selected pair went with its candidate: no consent to keep
+            // (a consent deadline left armed would stay in the past, and
+            // `poll_timeout` would ask for a timeout forever), and the
+            // remaining pairs are checked again.
+            self.next_consent_at = None;
+            self.consent_txs.clear();
+            if !self.failed {
+                self.set_state(ConnectionState::Checking);
+            }
+            self.schedule_check();
+        }
     }
 
     /// Arm the pacing timer if there is work and it is not armed.
@@ -1166,9 +1195,28 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.send_check(i);
     }
 
+    /// Send pair `i`'s outstanding check, unless its remote address has
+    /// never answered and the budget for such checks is spent: then the
+    /// pair fails instead.
     fn send_check(&mut self, i: usize) {
-        if let Some(tx) = self.pairs[i].tx() {
-            self.queue_check(i, tx.id, tx.use_candidate);
+        let Some(tx) = self.pairs[i].tx() else { return };
+        if !self.remote(&self.pairs[i]).heard {
+            if self.unanswered_checks >= self.config.unanswered_check_budget {
+                self.pairs[i].state = PairState::Failed;
+                self.pairs[i].set_tx(None);
+                debug!("pair failed: unanswered-check budget spent");
+                return;
+            }
+            self.unanswered_checks += 1;
+        }
+        self.queue_check(i, tx.id, tx.use_candidate);
+    }
+
+    /// An authenticated STUN message came from `address`: checks toward it
+    /// no longer count against the unanswered-check budget.
+    fn mark_heard(&mut self, address: SocketAddr) {
+        for r in self.remotes.iter_mut().filter(|r| r.address == address) {
+            r.heard = true;
         }
     }
 
@@ -1386,6 +1434,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             self.queue(reply(error(401, false)));
             return;
         }
+        self.mark_heard(remote);
         if !repr.unknown_required.is_empty() {
             let mut unknown = [None; 4];
             for (slot, t) in unknown.iter_mut().zip(repr.unknown_required.iter()) {
@@ -1444,6 +1493,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                     priority,
                     kind: CandidateKind::PeerReflexive,
                     foundation: self.rng.next_u64(),
+                    heard: true,
                 };
                 if self.remotes.push(c).is_err() {
                     return;
@@ -1519,6 +1569,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         if repr.verify_integrity(key).is_err() {
             return;
         }
+        self.mark_heard(remote);
         let Some(tx) = self.pairs[i].tx() else { return };
         let p = self.pairs[i];
         // Non-symmetric transport addresses fail the pair (section 7.2.5.2.1).

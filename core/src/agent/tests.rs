@@ -932,3 +932,115 @@ fn an_answerer_whose_own_pairs_failed_waits_for_the_offerers_checks() {
             .any(|c| c.address == addr("127.0.0.1:5000"))
     );
 }
+
+/// RFC 8445 section 19.5.1: a remote candidate naming a silent third
+/// party gets at most `unanswered_check_budget` requests from one agent,
+/// across an ICE restart too, and then its pairs fail.
+#[test]
+fn a_silent_remote_address_gets_at_most_the_unanswered_check_budget() {
+    let silent = addr("192.0.2.99:9");
+    let mut natural = 0;
+    for budget in [u16::MAX, 0, 5, 20] {
+        let c = AgentConfig {
+            unanswered_check_budget: budget,
+            ..AgentConfig::default()
+        };
+        let mut a = TestAgent::new(
+            c,
+            Role::Controlled,
+            "aaaa",
+            "apasswordof22chars+abcd",
+            [5; 32],
+        )
+        .unwrap();
+        a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+            .unwrap();
+        a.set_remote_credentials("bbbb", "bpasswordof22chars+abcd")
+            .unwrap();
+        let mut remote = *a.local_candidates().next().unwrap();
+        remote.address = silent;
+        a.add_remote_candidate(remote).unwrap();
+        a.start_gathering(Instant::ZERO);
+        let mut sent = 0u32;
+        let mut now = Instant::ZERO;
+        let mut restarted = false;
+        while now < Instant::from_secs(120) {
+            while let Some(t) = a.poll_transmit() {
+                if t.to == silent {
+                    sent += 1;
+                }
+            }
+            while a.poll_event().is_some() {}
+            if !restarted && now >= Instant::from_secs(3) {
+                // A restart starts the checks afresh, but not the budget.
+                restarted = true;
+                a.restart("aaab", "apasswordof22chars+abce").unwrap();
+                a.set_remote_credentials("bbbc", "bpasswordof22chars+abce")
+                    .unwrap();
+                a.add_remote_candidate(remote).unwrap();
+            }
+            let Some(next) = a.poll_timeout() else { break };
+            now = next.max(now + ONE_MS);
+            a.handle_timeout(now);
+        }
+        if budget == u16::MAX {
+            // Without a budget: every transaction's 20 requests (a few
+            // before the restart, 20 after it).
+            natural = sent;
+            assert!(natural > 20, "{natural}");
+        } else {
+            assert_eq!(sent, u32::from(budget).min(natural), "budget {budget}");
+        }
+    }
+}
+
+/// Checks toward an address that has answered (or checked us) are not
+/// counted: with a budget of 0 an agent still connects to a peer that
+/// checks it first.
+#[test]
+fn the_budget_spares_addresses_that_answered() {
+    let c = AgentConfig {
+        ta: Duration::from_millis(5),
+        rto_min: Duration::from_millis(100),
+        unanswered_check_budget: 0,
+        ..AgentConfig::default()
+    };
+    let a = Agent::new(
+        c,
+        Role::Controlled,
+        "aaaa",
+        "apasswordof22chars+abcd",
+        [6; 32],
+    )
+    .unwrap();
+    let mut net = Pair2::lan(lan_agent(Role::Controlling, "bbbb", 7), a);
+    net.connect();
+    assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
+}
+
+/// Found by the `agent_session` fuzz target: removing the local candidate
+/// of the selected pair left the consent deadline armed in the past, so
+/// `poll_timeout` stayed due after every `handle_timeout` (a sans-IO loop
+/// would spin). Now the agent goes back to checking the pairs left.
+#[test]
+fn removing_the_selected_local_candidate_leaves_no_deadline_in_the_past() {
+    let mut a = lan_agent(Role::Controlling, "aaaa", 40);
+    a.add_host_candidate(addr("10.0.0.10:5000"), 100).unwrap();
+    let mut net = Pair2::lan(a, lan_agent(Role::Controlled, "bbbb", 41));
+    net.connect();
+    assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
+    let (local, _) = net.a.selected_pair().unwrap();
+    net.a.remove_local_candidate(local);
+    assert_eq!(net.a.selected_pair(), None);
+    assert_eq!(net.a.connection_state(), ConnectionState::Checking);
+    let mut now = net.now;
+    for _ in 0..100 {
+        now += Duration::from_secs(1);
+        net.a.handle_timeout(now);
+        while net.a.poll_transmit().is_some() {}
+        while net.a.poll_event().is_some() {}
+        if let Some(t) = net.a.poll_timeout() {
+            assert!(t > now, "deadline {t} not after {now}");
+        }
+    }
+}

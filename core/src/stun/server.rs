@@ -28,12 +28,19 @@ pub enum Answer {
 /// Answer a datagram sent to a STUN server from `source`.
 ///
 /// A well-formed Binding request gets a success response with
-/// XOR-MAPPED-ADDRESS, SOFTWARE when given, and FINGERPRINT when the request
-/// carried one. (RFC 3489 clients without the magic cookie are not answered.) A request with unknown
-/// comprehension-required attributes gets 420 with UNKNOWN-ATTRIBUTES; a
-/// request whose attributes are malformed gets 400; a request for another
-/// method gets 400 too (this server only does Binding). Everything else is
-/// ignored. Allocation-free; never panics; `out` of 548 bytes always suffices.
+/// XOR-MAPPED-ADDRESS, FINGERPRINT when the request carried one, and
+/// `software` only when the request carried a SOFTWARE attribute itself.
+/// (RFC 3489 clients without the magic cookie are not answered.) A request
+/// with unknown comprehension-required attributes gets 420 with
+/// UNKNOWN-ATTRIBUTES; a request whose attributes are malformed gets 400; a
+/// request for another method gets 400 too (this server only does Binding).
+/// Error responses never carry SOFTWARE. Everything else is ignored.
+/// Allocation-free; never panics; `out` of 548 bytes always suffices.
+///
+/// An answer is never larger than it needs to be, because a spoofed source
+/// turns a STUN server into a reflector: a bare 20-byte request gets 32
+/// bytes back (44 for IPv6), one with FINGERPRINT 40 (52), and the optional
+/// SOFTWARE is spent only on a client that spent one on us.
 pub fn answer(
     datagram: &[u8],
     source: SocketAddr,
@@ -55,13 +62,14 @@ pub fn answer(
                 out,
                 error_type,
                 tid,
-                software,
+                None,
                 &[Attribute::ErrorCode(ErrorCode::new(400, "Bad Request"))],
                 true,
             );
         }
     };
     let fingerprint = repr.has_fingerprint();
+    let software = software.filter(|_| repr.software.is_some());
     if fingerprint && repr.verify_fingerprint().is_err() {
         // Not for us, or damaged: a STUN server stays silent (RFC 8489 section 7.3).
         return Ok(Answer::Ignore);
@@ -72,7 +80,7 @@ pub fn answer(
             out,
             error_type,
             tid,
-            software,
+            None,
             &[
                 Attribute::ErrorCode(ErrorCode::new(420, "Unknown Attribute")),
                 Attribute::UnknownAttributes(UnknownAttributes::new(unknown)),
@@ -85,7 +93,7 @@ pub fn answer(
             out,
             error_type,
             tid,
-            software,
+            None,
             &[Attribute::ErrorCode(ErrorCode::new(400, "Bad Request"))],
             fingerprint,
         );
@@ -147,21 +155,62 @@ mod tests {
         let mut out = [0u8; 548];
         let source: SocketAddr = "198.51.100.7:40000".parse().unwrap();
         for fp in [false, true] {
-            let n = request(&[], fp, &mut req);
-            let Ok(Answer::Reply(m)) = answer(&req[..n], source, Some("scream-ice"), &mut out)
-            else {
-                panic!("no reply")
-            };
-            let r = parse(&out[..m]);
-            assert_eq!(r.message_type, MessageType::BINDING_SUCCESS);
-            assert_eq!(r.transaction_id, TransactionId([4; 12]));
-            assert_eq!(r.xor_mapped_address, Some(source));
-            assert_eq!(r.software, Some("scream-ice"));
-            assert_eq!(r.has_fingerprint(), fp);
-            if fp {
-                assert_eq!(r.verify_fingerprint(), Ok(()));
+            for theirs in [None, Some("probe")] {
+                let attrs: &[Attribute<'_>] = match theirs {
+                    Some(s) => &[Attribute::Software(s)],
+                    None => &[],
+                };
+                let n = request(attrs, fp, &mut req);
+                let Ok(Answer::Reply(m)) = answer(&req[..n], source, Some("scream-ice"), &mut out)
+                else {
+                    panic!("no reply")
+                };
+                let r = parse(&out[..m]);
+                assert_eq!(r.message_type, MessageType::BINDING_SUCCESS);
+                assert_eq!(r.transaction_id, TransactionId([4; 12]));
+                assert_eq!(r.xor_mapped_address, Some(source));
+                assert_eq!(r.software, theirs.map(|_| "scream-ice"));
+                assert_eq!(r.has_fingerprint(), fp);
+                if fp {
+                    assert_eq!(r.verify_fingerprint(), Ok(()));
+                }
             }
         }
+    }
+
+    /// The reflection bound of the rustdoc: what a spoofed bare request
+    /// makes us send, per family, with and without FINGERPRINT.
+    #[test]
+    fn answers_are_no_larger_than_needed() {
+        let mut req = [0u8; 64];
+        let mut out = [0u8; 548];
+        for (source, bare, with_fp) in [("198.51.100.7:40000", 32, 40), ("[2001:db8::7]:9", 44, 52)]
+        {
+            let source: SocketAddr = source.parse().unwrap();
+            for (fp, expected) in [(false, bare), (true, with_fp)] {
+                let n = request(&[], fp, &mut req);
+                assert_eq!(
+                    answer(&req[..n], source, Some("scream-ice/0.1.0"), &mut out),
+                    Ok(Answer::Reply(expected)),
+                    "{source} fingerprint {fp}"
+                );
+            }
+        }
+        // An error answer carries no SOFTWARE either.
+        let n = request(
+            &[Attribute::Other {
+                typ: AttributeType(0x7001),
+                value: b"?",
+            }],
+            false,
+            &mut req,
+        );
+        let src = "192.0.2.1:1".parse().unwrap();
+        let Ok(Answer::Reply(m)) = answer(&req[..n], src, Some("scream-ice/0.1.0"), &mut out)
+        else {
+            panic!("no reply")
+        };
+        assert_eq!(parse(&out[..m]).software, None);
     }
 
     #[test]

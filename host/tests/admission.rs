@@ -1,0 +1,152 @@
+//! Admission of speaker sessions and where the router may send, on real
+//! loopback sockets behind `http_guard::serve`: a flood of POSTs from one
+//! client gets at most its cap, a silent third party named as a candidate
+//! gets at most the documented check budget, host names are refused with
+//! 400, and a speaker token is enforced. (The descriptor count of a
+//! concurrent burst is in `admission_fds.rs`, alone in its process.)
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scream_ice_host::limits::HttpLimits;
+use support::{config, fragment, loopback_settings, post, server_with, status};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_posts_from_one_client_gets_at_most_its_cap() {
+    let (addr, state) = server_with(
+        config("server:\n  stun_listen: off\n"),
+        loopback_settings(|_| {}),
+        HttpLimits::default(),
+    )
+    .await;
+    let mut counts: HashMap<u16, usize> = HashMap::new();
+    for i in 0..200 {
+        let r = post([127, 0, 0, 5], addr, &fragment(i, &[]), "").await;
+        let s = status(&r);
+        if s == 429 {
+            assert!(r.to_ascii_lowercase().contains("\r\nretry-after: "), "{r}");
+        }
+        *counts.entry(s).or_default() += 1;
+    }
+    // The default per-client cap is 4; everything else is 429 (never 503:
+    // the router as a whole is not full).
+    assert_eq!(counts.get(&201), Some(&4), "{counts:?}");
+    assert_eq!(counts.get(&429), Some(&196), "{counts:?}");
+    assert_eq!(state.sessions().len(), 4);
+    // Another client still gets a session.
+    let r = post([127, 0, 0, 6], addr, &fragment(999, &[]), "").await;
+    assert_eq!(status(&r), 201, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_third_party_gets_at_most_the_check_budget() {
+    // Twelve silent ports on loopback: a "third party" that never answers.
+    let silent: Vec<UdpSocket> = (0..12)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let candidates: Vec<String> = silent
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                "candidate:{i} 1 udp 2130706431 127.0.0.1 {} typ host",
+                s.local_addr().unwrap().port()
+            )
+        })
+        .collect();
+    let (addr, _state) = server_with(
+        config("server:\n  stun_listen: off\n"),
+        loopback_settings(|s| s.connect_timeout = Duration::from_secs(12)),
+        HttpLimits::default(),
+    )
+    .await;
+    let received: Arc<std::sync::Mutex<HashMap<SocketAddr, usize>>> = Arc::default();
+    let readers: Vec<_> = silent
+        .into_iter()
+        .map(|s| {
+            let received = received.clone();
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let mut buf = [0u8; 1500];
+                let end = Instant::now() + Duration::from_secs(14);
+                while Instant::now() < end {
+                    if let Ok((_, from)) = s.recv_from(&mut buf) {
+                        *received.lock().unwrap().entry(from).or_default() += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    // The client takes every session it may (4) and names the silent
+    // ports in each; the fifth POST is refused.
+    for i in 0..5 {
+        let r = post([127, 0, 0, 7], addr, &fragment(i, &candidates), "").await;
+        assert_eq!(status(&r), if i < 4 { 201 } else { 429 }, "{r}");
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
+    let received = received.lock().unwrap();
+    let total: usize = received.values().sum();
+    // Each session has one host socket, so one source per session.
+    assert_eq!(received.len(), 4, "{received:?}");
+    for (from, n) in received.iter() {
+        assert!(
+            *n <= 100,
+            "{from} sent {n} checks to the silent ports (budget 100)"
+        );
+    }
+    assert!(total <= 400, "{total} checks in all (4 sessions x 100)");
+    println!("silent third party: {total} checks from 4 sessions: {received:?}");
+}
+
+#[tokio::test]
+async fn host_names_are_refused_with_400() {
+    let (addr, state) = server_with(
+        config("server:\n  stun_listen: off\n"),
+        loopback_settings(|_| {}),
+        HttpLimits::default(),
+    )
+    .await;
+    for name in ["victim.example.com", "speaker.local"] {
+        let c = format!("candidate:1 1 udp 2130706431 {name} 5000 typ host");
+        let r = post([127, 0, 0, 8], addr, &fragment(1, &[c]), "").await;
+        assert_eq!(status(&r), 400, "{name}: {r}");
+    }
+    assert_eq!(state.sessions().len(), 0);
+}
+
+#[tokio::test]
+async fn a_configured_speaker_token_is_required() {
+    let (addr, _state) = server_with(
+        config(
+            "server:\n  stun_listen: off\nlimits:\n  sessions:\n    speaker_token: s3cret-token\n",
+        ),
+        loopback_settings(|_| {}),
+        HttpLimits::default(),
+    )
+    .await;
+    let r = post([127, 0, 0, 9], addr, &fragment(1, &[]), "").await;
+    assert_eq!(status(&r), 401, "{r}");
+    let r = post(
+        [127, 0, 0, 9],
+        addr,
+        &fragment(2, &[]),
+        "Authorization: Bearer wrong\r\n",
+    )
+    .await;
+    assert_eq!(status(&r), 401, "{r}");
+    let r = post(
+        [127, 0, 0, 9],
+        addr,
+        &fragment(3, &[]),
+        "Authorization: Bearer s3cret-token\r\n",
+    )
+    .await;
+    assert_eq!(status(&r), 201, "{r}");
+}
