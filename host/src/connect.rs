@@ -509,13 +509,23 @@ pub async fn run(
 /// PATCH one trickle fragment (with `If-Match` when the router sent an
 /// `ETag`); anything but 204 is an error.
 async fn patch(http: &mut Http, body: &str) -> Result<(), ConnectError> {
+    patch_expecting(http, body, 204).await.map(|_| ())
+}
+
+/// PATCH `body`; a status other than `expected` is an error. Keeps a new
+/// `ETag` and returns the reply.
+async fn patch_expecting(
+    http: &mut Http,
+    body: &str,
+    expected: u16,
+) -> Result<Reply, ConnectError> {
     let location = http.client.location().unwrap_or_default().to_string();
     let r = http
         .send(&format!("PATCH {location}"), |c, buf| {
             c.write_patch(buf, body.as_bytes())
         })
         .await?;
-    if r.status != 204 {
+    if r.status != expected {
         return Err(fail(format_args!(
             "PATCH {location}: {} {}",
             r.status,
@@ -527,9 +537,9 @@ async fn patch(http: &mut Http, body: &str) -> Result<(), ConnectError> {
         location: None,
         etag: r.etag.as_deref(),
         content_type: None,
-        body: &[],
+        body: &r.body,
     });
-    Ok(())
+    Ok(r)
 }
 
 /// Feed the router's candidates not seen yet, and its end-of-candidates.
@@ -704,26 +714,9 @@ async fn restart_ice(
         .await
         .map_err(|e| fail(format_args!("ICE restart: {e}")))?;
     let body = write_sdpfrag(&creds.ufrag, &creds.pwd, local, true).map_err(fail)?;
-    let location = http.client.location().unwrap_or_default().to_string();
-    let r = http
-        .send(&format!("PATCH {location}"), |c, buf| {
-            c.write_patch(buf, body.as_bytes())
-        })
-        .await?;
-    if r.status != 200 {
-        return Err(fail(format_args!(
-            "ICE restart: PATCH {location}: {} {}",
-            r.status,
-            r.text().trim()
-        )));
-    }
-    let _ = http.client.handle_patched(&signal::Response {
-        status: r.status,
-        location: None,
-        etag: r.etag.as_deref(),
-        content_type: None,
-        body: &r.body,
-    });
+    let r = patch_expecting(http, &body, 200)
+        .await
+        .map_err(|e| fail(format_args!("ICE restart: {e}")))?;
     let text = r.text();
     let frag =
         SdpFrag::parse(&text).map_err(|e| fail(format_args!("router's restart answer: {e}")))?;

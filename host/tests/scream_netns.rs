@@ -146,6 +146,33 @@ fn stream(
     (String::from_utf8_lossy(&rx.stdout).into_owned(), out)
 }
 
+/// The receiver wrote one file per input (`TAG.wav`, `TAG-1.wav`, ...
+/// next to `out`), each with the input's spec and samples, and no more.
+fn assert_outputs_equal_inputs(files: &[PathBuf], out: &Path, tag: &str) {
+    let name = |i: usize| match i {
+        0 => format!("{tag}.wav"),
+        i => format!("{tag}-{i}.wav"),
+    };
+    for (i, input) in files.iter().enumerate() {
+        let output = out.with_file_name(name(i));
+        let (a, b) = (
+            hound::WavReader::open(input).unwrap().spec(),
+            hound::WavReader::open(&output).unwrap().spec(),
+        );
+        assert_eq!(a, b, "{} vs {}", input.display(), output.display());
+        let (x, y) = (samples(input), samples(&output));
+        assert_eq!(x.len(), y.len(), "{}: sample count", output.display());
+        let first_diff = x.iter().zip(&y).position(|(p, q)| p != q);
+        assert_eq!(
+            first_diff,
+            None,
+            "{}: first differing sample",
+            output.display()
+        );
+    }
+    assert!(!out.with_file_name(name(files.len())).exists());
+}
+
 /// `key N` out of the receiver's report.
 fn count(report: &str, key: &str) -> u64 {
     let at = report
@@ -195,31 +222,12 @@ fn bit_exact_across_three_formats_and_two_format_changes() {
     assert_eq!(count(&report, "repeated"), 0, "{report}");
     assert_eq!(count(&report, "overruns"), 0, "{report}");
     assert_eq!(count(&report, "dropped"), 0, "{report}");
-    let outs = [
-        out.clone(),
-        out.with_file_name("exact-1.wav"),
-        out.with_file_name("exact-2.wav"),
-    ];
-    for (input, output) in files.iter().zip(&outs) {
-        let (a, b) = (
-            hound::WavReader::open(input).unwrap().spec(),
-            hound::WavReader::open(output).unwrap().spec(),
-        );
-        assert_eq!(a, b, "{} vs {}", input.display(), output.display());
-        let (x, y) = (samples(input), samples(output));
-        assert_eq!(x.len(), y.len(), "{}: sample count", output.display());
-        let first_diff = x.iter().zip(&y).position(|(p, q)| p != q);
-        assert_eq!(
-            first_diff,
-            None,
-            "{}: first differing sample",
-            output.display()
-        );
+    assert_outputs_equal_inputs(&files, &out, "exact");
+    for input in &files {
         // And the sender's reader sees the same samples.
         let (format, pcm) = read_wav(input).unwrap();
-        assert_eq!(pcm.len(), x.len() * format.sample_bytes());
+        assert_eq!(pcm.len(), samples(input).len() * format.sample_bytes());
     }
-    assert!(!out.with_file_name("exact-3.wav").exists());
 }
 
 /// Scream's default transport: the sink joined to 239.255.77.77:4010 in
@@ -487,27 +495,6 @@ fn lan_ice_session(restart_ms: Option<u64>) -> Option<String> {
     );
     assert_eq!(count(&report, "lost"), 0, "{report}");
     assert_eq!(count(&report, "concealed"), 0, "{report}");
-    let outs = [
-        out.clone(),
-        out.with_file_name("ice-1.wav"),
-        out.with_file_name("ice-2.wav"),
-    ];
-    for (input, output) in files.iter().zip(&outs) {
-        let (a, b) = (
-            hound::WavReader::open(input).unwrap().spec(),
-            hound::WavReader::open(output).unwrap().spec(),
-        );
-        assert_eq!(a, b, "{} vs {}", input.display(), output.display());
-        let (x, y) = (samples(input), samples(output));
-        assert_eq!(x.len(), y.len(), "{}: sample count", output.display());
-        let first_diff = x.iter().zip(&y).position(|(p, q)| p != q);
-        assert_eq!(
-            first_diff,
-            None,
-            "{}: first differing sample",
-            output.display()
-        );
-    }
-    assert!(!out.with_file_name("ice-3.wav").exists());
+    assert_outputs_equal_inputs(&files, &out, "ice");
     Some(report)
 }
