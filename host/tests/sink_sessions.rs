@@ -135,6 +135,16 @@ fn samples(path: &Path) -> Vec<i32> {
     r.samples::<i32>().map(|s| s.unwrap()).collect()
 }
 
+/// `scream-ice connect` to `serve`, playing `sink` into `wav`, from
+/// loopback.
+fn connect(serve: &Serve, sink: &str, wav: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["connect", &format!("http://{}", serve.http)])
+        .args(["--bind", "127.0.0.1", "--sink", sink])
+        .args(["--wav", wav.to_str().unwrap()]);
+    c
+}
+
 /// `connect --sink living` against `serve`, then `scream send` of
 /// `seconds` of audio into the sink; returns connect's stdout and the
 /// sent and received samples.
@@ -143,10 +153,7 @@ fn play(serve: &Serve, seconds: f64, extra: &[&str]) -> (String, Vec<i32>, Vec<i
     let sent = serve.dir.join("sent.wav");
     write_wav(&sent, &format, seconds);
     let got = serve.dir.join("got.wav");
-    let connect = Command::new(BIN)
-        .args(["connect", &format!("http://{}", serve.http)])
-        .args(["--bind", "127.0.0.1", "--sink", "living"])
-        .args(["--wav", got.to_str().unwrap()])
+    let connect = connect(serve, "living", &got)
         .args(["--seconds", "30", "--idle-stop-ms", "600"])
         .args(["--target-ms", "80", "--max-correction-ppm", "0"])
         .args(extra)
@@ -194,17 +201,8 @@ fn speaker_session_plays_the_sink_bit_exact() {
     assert!(stdout.contains("received 334 datagrams"), "{stdout}");
     // Now that the sink has had audio, a new session's answer announces
     // its format (the stream stopped, so this connect gets none and fails).
-    let out = Command::new(BIN)
-        .args(["connect", &format!("http://{}", serve.http)])
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--sink",
-            "living",
-            "--seconds",
-            "0.3",
-        ])
-        .args(["--wav", serve.dir.join("none.wav").to_str().unwrap()])
+    let out = connect(&serve, "living", &serve.dir.join("none.wav"))
+        .args(["--seconds", "0.3"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -252,16 +250,7 @@ fn unknown_or_empty_sink_is_refused_in_one_line() {
         ("nope", "404 no sink named \"nope\" on this router"),
         ("", "400 the sink parameter is empty"),
     ] {
-        let out = Command::new(BIN)
-            .args(["connect", &format!("http://{}", serve.http)])
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--sink",
-                sink,
-                "--wav",
-                "/nonexistent/x.wav",
-            ])
+        let out = connect(&serve, sink, Path::new("/nonexistent/x.wav"))
             .stdin(Stdio::null())
             .output()
             .unwrap();
