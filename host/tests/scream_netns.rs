@@ -1,6 +1,8 @@
-//! Scream audio end to end without ICE, in network namespaces: a Scream
-//! sender and the router's sink relay in the `router` namespace, the
-//! speaker's receive pipeline in `spk`, across the lab's LAN bridge.
+//! Scream audio end to end in network namespaces: a Scream sender and the
+//! router's sink relay (`scream relay`, no ICE; or a sink of `serve`, over
+//! a speaker's ICE session) in the `router` namespace, the speaker's
+//! receive pipeline (`scream receive`; or `connect --sink`) in `spk`,
+//! across the lab's LAN bridge.
 //!
 //! - bit-exact: three WAV files (16-bit/48 kHz stereo, 24-bit/44.1 kHz
 //!   5.1, 32-bit/48 kHz stereo) sent back to back (two format changes
