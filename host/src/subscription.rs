@@ -131,3 +131,62 @@ pub enum FollowError {
     #[error(transparent)]
     Route(#[from] RouteError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::Relay;
+    use std::time::Duration;
+
+    fn receiver() -> std::net::UdpSocket {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s
+    }
+
+    /// What the session actor does on each selected pair: subscribe at the
+    /// first, nothing for the same pair again, move on a new pair (another
+    /// local socket and another speaker address, as after an ICE restart
+    /// that selected a different pair), unsubscribe on drop.
+    #[tokio::test]
+    async fn follows_the_selected_pair_and_unsubscribes_on_drop() {
+        let relay = Relay::new(Vec::new()).unwrap();
+        let mut fwd = relay.forwarder();
+        let sink_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink = crate::sinks::Sink::start_on("t".into(), sink_socket, relay.clone()).unwrap();
+        let mut sub = Subscription::new(&sink);
+        let (a, b) = (
+            Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+            Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+        );
+        let (spk1, spk2) = (receiver(), receiver());
+        let path = |s: &Arc<tokio::net::UdpSocket>, r: &std::net::UdpSocket| {
+            (s.clone(), s.local_addr().unwrap(), r.local_addr().unwrap())
+        };
+        assert!(sub.follow(path(&a, &spk1)).unwrap());
+        assert!(
+            !sub.follow(path(&a, &spk1)).unwrap(),
+            "same pair: no change"
+        );
+        assert_eq!(relay.len(), 1);
+        let prefix = [0x80u8, 102, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
+        fwd.forward(&prefix, &[1; 4]);
+        let mut buf = [0u8; 64];
+        let (_, from) = spk1.recv_from(&mut buf).unwrap();
+        assert_eq!((from, buf[12]), (a.local_addr().unwrap(), 1));
+        assert!(sub.follow(path(&b, &spk2)).unwrap());
+        fwd.forward(&prefix, &[2; 4]);
+        let (_, from) = spk2.recv_from(&mut buf).unwrap();
+        assert_eq!((from, buf[12]), (b.local_addr().unwrap(), 2));
+        drop(sub);
+        assert!(relay.is_empty());
+    }
+
+    #[test]
+    fn unknown_and_empty_sinks_are_refused() {
+        let set = SinkSet::default();
+        assert_eq!(lookup(Some(&set), "x").unwrap_err().0, 404);
+        assert_eq!(lookup(None, "x").unwrap_err().0, 404);
+        assert_eq!(lookup(Some(&set), "").unwrap_err().0, 400);
+    }
+}
