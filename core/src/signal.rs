@@ -61,8 +61,9 @@ pub enum SignalError {
     /// The response is not valid HTTP/1.x (`httparse` rejected it, or a
     /// chunk size or `Content-Length` is malformed).
     Malformed,
-    /// A `Location`/`ETag` too long for the fixed buffers, or a base path
-    /// or location that is not an absolute path.
+    /// A `Location`/`ETag` too long for the fixed buffers, a base path
+    /// or location that is not an absolute path, or a query that cannot go
+    /// into a request line.
     TooLong,
     /// A PATCH, GET or DELETE before a session was created.
     NoSession,
@@ -241,7 +242,26 @@ impl Client {
     /// `POST {prefix}/api/ice/sessions` with `body` (our sdpfrag) into
     /// `buf`; returns the request's length.
     pub fn write_post(&self, buf: &mut [u8], body: &[u8]) -> Result<usize, SignalError> {
-        self.write(buf, "POST", Target::Collection, Some(body))
+        self.write(buf, "POST", Target::Collection(""), Some(body))
+    }
+
+    /// `POST {prefix}/api/ice/sessions?{query}` with `body`, e.g. the
+    /// query `sink=NAME` that subscribes the session to a router sink.
+    /// The query must be non-empty, without spaces, `#` or control
+    /// characters ([`SignalError::TooLong`] otherwise).
+    pub fn write_post_query(
+        &self,
+        buf: &mut [u8],
+        query: &str,
+        body: &[u8],
+    ) -> Result<usize, SignalError> {
+        if query.is_empty()
+            || !is_header_safe(query)
+            || query.bytes().any(|b| b == b' ' || b == b'#')
+        {
+            return Err(SignalError::TooLong);
+        }
+        self.write(buf, "POST", Target::Collection(query), Some(body))
     }
 
     /// `PATCH {location}` with `body` (trickled candidates or
@@ -298,9 +318,14 @@ impl Client {
         let mut out = Out { buf, len: 0 };
         let r = (|| -> fmt::Result {
             match target {
-                Target::Collection => {
+                Target::Collection("") => {
                     write!(out, "{method} {}{SESSIONS_PATH} HTTP/1.1\r\n", self.prefix)?
                 }
+                Target::Collection(q) => write!(
+                    out,
+                    "{method} {}{SESSIONS_PATH}?{q} HTTP/1.1\r\n",
+                    self.prefix
+                )?,
                 Target::Session => {
                     let loc = self.location.as_deref().ok_or(fmt::Error)?;
                     write!(out, "{method} {loc} HTTP/1.1\r\n")?
@@ -337,8 +362,9 @@ impl Client {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Collection,
+enum Target<'q> {
+    /// The sessions collection, with a query string (empty: none).
+    Collection(&'q str),
     Session,
 }
 

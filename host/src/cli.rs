@@ -75,6 +75,30 @@ pub enum Command {
         /// Give up if not connected within this many milliseconds.
         #[arg(long, value_name = "N", default_value_t = 10000)]
         timeout_ms: u64,
+        /// Play this router sink (POST ?sink=NAME) instead of sending test
+        /// datagrams; needs --wav.
+        #[arg(long, value_name = "NAME", requires = "wav")]
+        sink: Option<String>,
+        /// With --sink: write what would play here (format changes add
+        /// NAME-1.wav, ...).
+        #[arg(long, value_name = "FILE", requires = "sink")]
+        wav: Option<std::path::PathBuf>,
+        /// With --sink: receive at most this many seconds.
+        #[arg(long, value_name = "N", default_value_t = 10.0)]
+        seconds: f64,
+        /// With --sink: stop once the stream has ended for this many ms.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        idle_stop_ms: u64,
+        /// With --sink: playout target latency in ms.
+        #[arg(long, value_name = "N", default_value_t = 40)]
+        target_ms: u64,
+        /// With --sink: drift correction limit in frames per million (0: off).
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        max_correction_ppm: u32,
+        /// With --sink: restart ICE (PATCH new ufrag/pwd) this many ms after
+        /// connecting, mid-stream; the audio gap shows as "largest gap".
+        #[arg(long, value_name = "N", requires = "sink")]
+        restart_after_ms: Option<u64>,
     },
     /// Migrate a legacy ICE config to the new YAML (mode auto).
     ///

@@ -51,6 +51,45 @@ pub struct ConnectOptions {
     pub stun: Vec<String>,
     /// Give up if no pair is selected this long after the start.
     pub timeout: Duration,
+    /// Play a sink instead of sending test datagrams (`--sink`).
+    pub audio: Option<AudioOptions>,
+}
+
+/// `connect --sink NAME --wav FILE`: subscribe to a router sink and write
+/// what a speaker would play.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AudioOptions {
+    /// The sink (`POST /api/ice/sessions?sink=NAME`).
+    pub sink: String,
+    /// Where the audio goes (a new file per format, see
+    /// [`crate::receiver`]).
+    pub wav: std::path::PathBuf,
+    /// Receive at most this long after the pair is selected.
+    pub duration: Duration,
+    /// Stop earlier once the stream has stopped this long (and the
+    /// buffer has played out).
+    pub idle_stop: Duration,
+    /// The playout's settings (target latency, drift correction).
+    pub playout: scream_ice_core::playout::Config,
+    /// Restart ICE (new ufrag/pwd, `PATCH`) this long after the pair is
+    /// selected, mid-stream: what the restart costs the audio shows as
+    /// [`AudioReport::max_gap`].
+    pub restart_after: Option<Duration>,
+}
+
+impl AudioOptions {
+    /// 10 s at most, stop after 1 s without audio, default playout.
+    pub fn new(sink: impl Into<String>, wav: impl Into<std::path::PathBuf>) -> AudioOptions {
+        AudioOptions {
+            sink: sink.into(),
+            wav: wav.into(),
+            duration: Duration::from_secs(10),
+            idle_stop: Duration::from_secs(1),
+            playout: scream_ice_core::playout::Config::default(),
+            restart_after: None,
+        }
+    }
 }
 
 impl ConnectOptions {
@@ -63,12 +102,13 @@ impl ConnectOptions {
             bind: Vec::new(),
             stun: Vec::new(),
             timeout: Duration::from_secs(10),
+            audio: None,
         }
     }
 }
 
 /// What one run measured.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ConnectReport {
     /// From the session's start to the selected pair.
@@ -83,6 +123,31 @@ pub struct ConnectReport {
     pub rtts: Vec<Duration>,
     /// Sequence numbers (from 0) that never came back.
     pub lost: Vec<u32>,
+    /// With `--sink`: what the speaker played and counted.
+    pub audio: Option<AudioReport>,
+}
+
+/// What the speaker simulator measured while playing a sink.
+#[derive(Clone, Debug)]
+pub struct AudioReport {
+    /// The playout's counters and the files written.
+    pub receive: crate::receiver::Report,
+    /// The longest time between two datagrams after the first.
+    pub max_gap: Duration,
+    /// With a restart: the longest time between two datagrams of which
+    /// the later one arrived within 1 s after the restart began (the
+    /// restart's audio gap), and when the pair was selected again after it.
+    pub restart: Option<RestartReport>,
+}
+
+/// What an ICE restart mid-stream cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartReport {
+    /// The audio gap around it (see [`AudioReport::restart`]).
+    pub gap: Duration,
+    /// From the restart to the new selected pair (`None`: not seen
+    /// before the end).
+    pub reselected_after: Option<Duration>,
 }
 
 impl ConnectReport {
@@ -261,9 +326,11 @@ pub async fn run(
     let offer = write_sdpfrag(&creds.ufrag, &creds.pwd, &local, complete).map_err(fail)?;
 
     let collection = format!("{}{}", url.prefix, signal::SESSIONS_PATH);
+    let query = opts.audio.as_ref().map(|a| format!("sink={}", a.sink));
     let reply = http
-        .send(&format!("POST {collection}"), |c, buf| {
-            c.write_post(buf, offer.as_bytes())
+        .send(&format!("POST {collection}"), |c, buf| match &query {
+            Some(q) => c.write_post_query(buf, q, offer.as_bytes()),
+            None => c.write_post(buf, offer.as_bytes()),
         })
         .await?;
     if reply.status != 201 {
@@ -299,6 +366,10 @@ pub async fn run(
     );
 
     let answer = reply.text();
+    // With `?sink=`: the stream's format, once the sink has had audio.
+    for l in answer.lines().filter(|l| l.starts_with("a=rtpmap:")) {
+        let _ = writeln!(out, "stream format: {l}");
+    }
     let frag = SdpFrag::parse(&answer).map_err(|e| fail(format_args!("router's answer: {e}")))?;
     let (Some(ufrag), Some(pwd)) = (frag.ice_ufrag(), frag.ice_pwd()) else {
         return Err(fail("router's answer has no ice-ufrag/ice-pwd"));
@@ -323,6 +394,7 @@ pub async fn run(
             e = events.recv() => match e {
                 Some(SessionEvent::LocalCandidate(c)) => {
                     let _ = writeln!(out, "local candidate: {}", c.to_attribute());
+                    local.push(c);
                     let body = write_sdpfrag(&creds.ufrag, &creds.pwd, &[c], false).map_err(fail)?;
                     patch(&mut http, &body).await?;
                 }
@@ -368,8 +440,33 @@ pub async fn run(
     );
     let _ = out.flush();
 
-    let (sent, rtts, lost) = measure(&mut session, opts).await;
+    let audio = match &opts.audio {
+        Some(a) => {
+            let r = play(&mut session, &mut events, &mut http, &local, a, out).await?;
+            for l in r.receive.lines() {
+                let _ = writeln!(out, "{l}");
+            }
+            let _ = writeln!(out, "largest gap between datagrams {}", ms(r.max_gap));
+            if let Some(x) = r.restart {
+                let _ = writeln!(
+                    out,
+                    "ICE restart: audio gap {}, pair selected again {}",
+                    ms(x.gap),
+                    x.reselected_after
+                        .map_or("never".to_string(), |d| format!("after {}", ms(d)))
+                );
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    let (sent, rtts, lost) = if audio.is_some() {
+        (0, Vec::new(), Vec::new())
+    } else {
+        measure(&mut session, opts).await
+    };
     let report = ConnectReport {
+        audio,
         time_to_connected,
         selected,
         sent,
@@ -387,13 +484,15 @@ pub async fn run(
             ms(report.rtts[report.rtts.len() - 1])
         )
     };
-    let _ = writeln!(
-        out,
-        "datagrams: {} sent, {} echoed, loss {:.1} %, {rtt}",
-        report.sent,
-        report.echoed,
-        report.loss_percent()
-    );
+    if report.audio.is_none() {
+        let _ = writeln!(
+            out,
+            "datagrams: {} sent, {} echoed, loss {:.1} %, {rtt}",
+            report.sent,
+            report.echoed,
+            report.loss_percent()
+        );
+    }
     if !report.lost.is_empty() {
         let first: Vec<String> = report.lost.iter().take(20).map(u32::to_string).collect();
         let more = if report.lost.len() > 20 { ", ..." } else { "" };
@@ -410,13 +509,23 @@ pub async fn run(
 /// PATCH one trickle fragment (with `If-Match` when the router sent an
 /// `ETag`); anything but 204 is an error.
 async fn patch(http: &mut Http, body: &str) -> Result<(), ConnectError> {
+    patch_expecting(http, body, 204).await.map(|_| ())
+}
+
+/// PATCH `body`; a status other than `expected` is an error. Keeps a new
+/// `ETag` and returns the reply.
+async fn patch_expecting(
+    http: &mut Http,
+    body: &str,
+    expected: u16,
+) -> Result<Reply, ConnectError> {
     let location = http.client.location().unwrap_or_default().to_string();
     let r = http
         .send(&format!("PATCH {location}"), |c, buf| {
             c.write_patch(buf, body.as_bytes())
         })
         .await?;
-    if r.status != 204 {
+    if r.status != expected {
         return Err(fail(format_args!(
             "PATCH {location}: {} {}",
             r.status,
@@ -428,9 +537,9 @@ async fn patch(http: &mut Http, body: &str) -> Result<(), ConnectError> {
         location: None,
         etag: r.etag.as_deref(),
         content_type: None,
-        body: &[],
+        body: &r.body,
     });
-    Ok(())
+    Ok(r)
 }
 
 /// Feed the router's candidates not seen yet, and its end-of-candidates.
@@ -520,6 +629,114 @@ async fn measure(
     (next, rtts, lost)
 }
 
+/// Receive the sink's RTP from the selected pair through the playout
+/// ([`crate::receiver::Receiver`], ticked every 2 ms at the local clock)
+/// until `duration` has passed or the stream has been idle for
+/// `idle_stop` and played out.
+async fn play(
+    session: &mut IceSession,
+    events: &mut scream_ice_tokio::SessionEvents,
+    http: &mut Http,
+    local: &[Candidate],
+    a: &AudioOptions,
+    out: &mut (impl Write + Send),
+) -> Result<AudioReport, ConnectError> {
+    let mut rx = crate::receiver::Receiver::new(a.playout, &a.wav);
+    let start = tokio::time::Instant::now();
+    let end = start + a.duration;
+    let mut restart_at = a.restart_after.map(|d| start + d);
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<Instant> = None;
+    let mut max_gap = Duration::ZERO;
+    // When the restart began, and what it cost so far.
+    let mut restarted: Option<(Instant, RestartReport)> = None;
+    let mut events_open = true;
+    let wav_error = |e: std::io::Error| fail(format_args!("{}: {e}", a.wav.display()));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                rx.tick(crate::sinks::now()).map_err(wav_error)?;
+                if last.is_some_and(|t| t.elapsed() >= a.idle_stop) && !rx.is_playing() {
+                    break;
+                }
+            }
+            d = session.recv() => {
+                let Some(d) = d else { break };
+                let now = Instant::now();
+                if let Some(t) = last {
+                    max_gap = max_gap.max(now - t);
+                    if let Some((at, r)) = restarted.as_mut()
+                        && now - *at <= Duration::from_secs(1)
+                    {
+                        r.gap = r.gap.max(now - t);
+                    }
+                }
+                last = Some(now);
+                rx.handle_datagram(crate::sinks::now(), &d.data);
+            }
+            () = tokio::time::sleep_until(restart_at.unwrap_or(end)), if restart_at.is_some() => {
+                restart_at = None;
+                let r = RestartReport { gap: Duration::ZERO, reselected_after: None };
+                restarted = Some((Instant::now(), r));
+                restart_ice(session, http, local, out).await?;
+            }
+            e = events.recv(), if events_open => {
+                events_open = e.is_some();
+                if let (Some(SessionEvent::Selected { .. }), Some((at, r))) = (e, restarted.as_mut())
+                    && r.reselected_after.is_none()
+                {
+                    r.reselected_after = Some(at.elapsed());
+                }
+            }
+            () = tokio::time::sleep_until(end) => break,
+        }
+    }
+    let receive = rx.finish().map_err(wav_error)?;
+    Ok(AudioReport {
+        receive,
+        max_gap,
+        restart: restarted.map(|(_, r)| r),
+    })
+}
+
+/// ICE restart from the speaker's side (RFC 8445 section 9, RFC 9725
+/// section 4.4.2): new credentials, `PATCH` them with our candidates, apply
+/// the router's new fragment from the 200.
+async fn restart_ice(
+    session: &mut IceSession,
+    http: &mut Http,
+    local: &[Candidate],
+    out: &mut (impl Write + Send),
+) -> Result<(), ConnectError> {
+    let creds = session
+        .restart()
+        .await
+        .map_err(|e| fail(format_args!("ICE restart: {e}")))?;
+    let body = write_sdpfrag(&creds.ufrag, &creds.pwd, local, true).map_err(fail)?;
+    let r = patch_expecting(http, &body, 200)
+        .await
+        .map_err(|e| fail(format_args!("ICE restart: {e}")))?;
+    let text = r.text();
+    let frag =
+        SdpFrag::parse(&text).map_err(|e| fail(format_args!("router's restart answer: {e}")))?;
+    let (Some(ufrag), Some(pwd)) = (frag.ice_ufrag(), frag.ice_pwd()) else {
+        return Err(fail("router's restart answer has no ice-ufrag/ice-pwd"));
+    };
+    session
+        .set_remote_credentials(ufrag, pwd)
+        .await
+        .map_err(|e| fail(format_args!("router's new credentials: {e}")))?;
+    let _ = writeln!(
+        out,
+        "ICE restart: new ufrag {}, router's {ufrag}",
+        creds.ufrag
+    );
+    let (mut seen, mut complete) = (Vec::new(), false);
+    apply_remote(session, &frag, &mut seen, &mut complete, out).await;
+    Ok(())
+}
+
 /// (sequence number, send time in µs) of a probe.
 fn parse_probe(d: &[u8]) -> Option<(u32, u64)> {
     let rest = d.strip_prefix(PROBE_MAGIC)?;
@@ -552,6 +769,7 @@ mod tests {
                 "127.0.0.1:2".parse().unwrap(),
             ),
             sent: 4,
+            audio: None,
             echoed: 3,
             rtts: vec![],
             lost: vec![3],

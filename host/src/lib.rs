@@ -66,6 +66,7 @@ pub mod sinks;
 pub mod state;
 pub mod store;
 pub mod stun_responder;
+pub mod subscription;
 
 /// The SOFTWARE attribute value (RFC 8489 §14.14) our STUN responder sends.
 pub const SOFTWARE: &str = concat!("scream-ice/", env!("CARGO_PKG_VERSION"));

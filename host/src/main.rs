@@ -183,6 +183,14 @@ fn connect(opts: scream_ice_host::connect::ConnectOptions) -> ExitCode {
     };
     let mut out = std::io::stdout();
     match runtime.block_on(scream_ice_host::connect::run(&opts, &mut out)) {
+        Ok(r)
+            if r.audio
+                .as_ref()
+                .is_some_and(|a| a.receive.stats.received == 0) =>
+        {
+            eprintln!("scream-ice: connect: connected, but no audio came from the sink");
+            ExitCode::FAILURE
+        }
         Ok(r) if r.sent > 0 && r.echoed == 0 => {
             eprintln!(
                 "scream-ice: connect: connected, but none of the {} datagrams came back (100 % loss)",
@@ -412,6 +420,13 @@ fn main() -> ExitCode {
             bind,
             stun,
             timeout_ms,
+            sink,
+            wav,
+            seconds,
+            idle_stop_ms,
+            target_ms,
+            max_correction_ppm,
+            restart_after_ms,
         } => {
             let mut o = scream_ice_host::connect::ConnectOptions::new(url);
             o.count = count;
@@ -419,6 +434,15 @@ fn main() -> ExitCode {
             o.bind = bind;
             o.stun = stun;
             o.timeout = Duration::from_millis(timeout_ms);
+            if let (Some(sink), Some(wav)) = (sink, wav) {
+                let mut a = scream_ice_host::connect::AudioOptions::new(sink, wav);
+                a.duration = Duration::from_secs_f64(seconds.max(0.0));
+                a.idle_stop = Duration::from_millis(idle_stop_ms);
+                a.playout.target = scream_ice_core::Duration::from_millis(target_ms);
+                a.playout.max_correction_ppm = max_correction_ppm;
+                a.restart_after = restart_after_ms.map(Duration::from_millis);
+                o.audio = Some(a);
+            }
             connect(o)
         }
     }

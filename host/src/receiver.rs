@@ -131,6 +131,11 @@ impl Receiver {
         }
     }
 
+    /// Whether the playout is playing (not waiting for audio).
+    pub fn is_playing(&self) -> bool {
+        self.playout.is_playing()
+    }
+
     /// One datagram from the network at `now`.
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         self.playout.handle_packet(now, datagram);

@@ -84,6 +84,9 @@ pub enum RouteError {
     /// No subscriber with that id.
     #[error("no such subscriber")]
     NoSuchSubscriber,
+    /// The socket offered to the relay has no local address.
+    #[error("socket is not bound")]
+    Unbound,
 }
 
 struct Subscriber {
@@ -93,8 +96,17 @@ struct Subscriber {
     stats: SubscriberStats,
 }
 
+struct Socket {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    /// Added by [`Relay::attach`]: dropped once no subscriber uses it.
+    attached: bool,
+}
+
 struct Inner {
-    sockets: Vec<(Arc<UdpSocket>, SocketAddr)>,
+    /// The sending sockets by index; `None`: a slot freed by
+    /// [`Relay::attach`]'s clean-up, reusable.
+    sockets: Vec<Option<Socket>>,
     /// Sorted by socket index, so each socket's subscribers are one run.
     subs: Vec<Subscriber>,
     /// `addrs[i]` is `subs[i]`'s destination, prebuilt for `sendmmsg`.
@@ -126,8 +138,12 @@ impl Relay {
         let sockets = sockets
             .into_iter()
             .map(|s| {
-                let a = s.local_addr()?;
-                Ok((s, a))
+                let local = s.local_addr()?;
+                Ok(Some(Socket {
+                    socket: s,
+                    local,
+                    attached: false,
+                }))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Relay {
@@ -148,20 +164,107 @@ impl Relay {
     }
 
     fn check(inner: &Inner, route: Route) -> Result<(), RouteError> {
-        let (_, local) = inner
+        let local = inner
             .sockets
             .get(route.socket)
-            .ok_or(RouteError::NoSuchSocket(route.socket))?;
+            .and_then(Option::as_ref)
+            .ok_or(RouteError::NoSuchSocket(route.socket))?
+            .local;
         if local.is_ipv4() != route.destination.is_ipv4() {
-            return Err(RouteError::FamilyMismatch(route.destination, *local));
+            return Err(RouteError::FamilyMismatch(route.destination, local));
         }
         Ok(())
     }
 
+    /// The index of a sending socket bound where `socket` is, adding
+    /// `socket` if the relay has none there yet. A socket added this way
+    /// is released when its last subscriber leaves or moves away, so the
+    /// relay never keeps a session's port bound after the session ends.
+    fn attach(inner: &mut Inner, socket: Arc<UdpSocket>) -> Result<usize, RouteError> {
+        let local = socket.local_addr().map_err(|_| RouteError::Unbound)?;
+        if let Some(i) = inner
+            .sockets
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.local == local))
+        {
+            return Ok(i);
+        }
+        let slot = Some(Socket {
+            socket,
+            local,
+            attached: true,
+        });
+        Ok(match inner.sockets.iter().position(Option::is_none) {
+            Some(i) => {
+                inner.sockets[i] = slot;
+                i
+            }
+            None => {
+                inner.sockets.push(slot);
+                inner.sockets.len() - 1
+            }
+        })
+    }
+
+    /// Subscribe `destination` sending from `socket`, which the relay
+    /// takes on (if it has no socket bound there yet) for as long as a
+    /// subscriber uses it: how a speaker session hands the relay the
+    /// socket of its selected local candidate, the one its ICE checks use,
+    /// so the speaker sees the audio come from the address it checked.
+    pub fn subscribe_on(
+        &self,
+        socket: Arc<UdpSocket>,
+        destination: SocketAddr,
+    ) -> Result<(SubscriberId, Route), RouteError> {
+        let mut g = self.lock();
+        let route = Route {
+            socket: Self::attach(&mut g, socket)?,
+            destination,
+        };
+        // Under the same lock, so the socket cannot be released between.
+        let id = Self::subscribe_locked(&mut g, route);
+        if id.is_err() {
+            Self::release_unused(&mut g);
+        }
+        id.map(|id| (id, route))
+    }
+
+    /// Move a subscriber to `destination` sent from `socket` (taken on as
+    /// in [`Relay::subscribe_on`]); the socket it used before is released
+    /// if nobody else uses it.
+    pub fn set_route_on(
+        &self,
+        id: SubscriberId,
+        socket: Arc<UdpSocket>,
+        destination: SocketAddr,
+    ) -> Result<Route, RouteError> {
+        let mut g = self.lock();
+        let route = Route {
+            socket: Self::attach(&mut g, socket)?,
+            destination,
+        };
+        let r = Self::set_route_locked(&mut g, id, route);
+        Self::release_unused(&mut g);
+        r.map(|()| route)
+    }
+
+    /// Release attached sockets no subscriber routes through.
+    fn release_unused(inner: &mut Inner) {
+        for i in 0..inner.sockets.len() {
+            let unused = !inner.subs.iter().any(|s| s.route.socket == i);
+            if unused && inner.sockets[i].as_ref().is_some_and(|s| s.attached) {
+                inner.sockets[i] = None;
+            }
+        }
+    }
+
     /// Add a subscriber; its first datagram carries the RTP marker.
     pub fn subscribe(&self, route: Route) -> Result<SubscriberId, RouteError> {
-        let mut g = self.lock();
-        Self::check(&g, route)?;
+        Self::subscribe_locked(&mut self.lock(), route)
+    }
+
+    fn subscribe_locked(g: &mut Inner, route: Route) -> Result<SubscriberId, RouteError> {
+        Self::check(g, route)?;
         let id = SubscriberId(g.next_id);
         g.next_id += 1;
         let at = g.subs.partition_point(|s| s.route.socket <= route.socket);
@@ -183,7 +286,13 @@ impl Relay {
     /// speaker sees no discontinuity.
     pub fn set_route(&self, id: SubscriberId, route: Route) -> Result<(), RouteError> {
         let mut g = self.lock();
-        Self::check(&g, route)?;
+        Self::set_route_locked(&mut g, id, route)?;
+        Self::release_unused(&mut g);
+        Ok(())
+    }
+
+    fn set_route_locked(g: &mut Inner, id: SubscriberId, route: Route) -> Result<(), RouteError> {
+        Self::check(g, route)?;
         let i = g
             .subs
             .iter()
@@ -203,7 +312,9 @@ impl Relay {
         let mut g = self.lock();
         let i = g.subs.iter().position(|s| s.id == id)?;
         g.addrs.remove(i);
-        Some(g.subs.remove(i).stats)
+        let stats = g.subs.remove(i).stats;
+        Self::release_unused(&mut g);
+        Some(stats)
     }
 
     /// The subscriber count.
@@ -287,7 +398,11 @@ impl Forwarder {
         while start < inner.subs.len() {
             let socket = inner.subs[start].route.socket;
             let run_end = start + inner.subs[start..].partition_point(|s| s.route.socket == socket);
-            let fd = inner.sockets[socket].0.as_raw_fd();
+            let Some(fd) = inner.sockets[socket].as_ref().map(|s| s.socket.as_raw_fd()) else {
+                // Unreachable: a subscriber's socket is never released.
+                start = run_end;
+                continue;
+            };
             let mut i = start;
             while i < run_end {
                 let end = run_end.min(i + BATCH);
@@ -397,6 +512,51 @@ mod tests {
             (s.datagrams, s.messages, s.errors, s.syscalls),
             (2, 10, 0, 4)
         );
+    }
+
+    #[test]
+    fn session_sockets_are_shared_by_address_and_released_with_their_last_subscriber() {
+        let relay = Relay::new(Vec::new()).unwrap();
+        let mut fwd = relay.forwarder();
+        let (s1, s2) = (socket(), socket());
+        let (ra, rb) = (receiver(), receiver());
+        let (a, route_a) = relay
+            .subscribe_on(s1.clone(), ra.local_addr().unwrap())
+            .unwrap();
+        // Another descriptor of the same socket (what a second session
+        // sharing it would hand over) maps to the same slot.
+        let dup = Arc::new(s1.try_clone().unwrap());
+        let (b, route_b) = relay
+            .subscribe_on(dup.clone(), rb.local_addr().unwrap())
+            .unwrap();
+        assert_eq!((route_a.socket, route_b.socket), (0, 0));
+        assert_eq!((Arc::strong_count(&s1), Arc::strong_count(&dup)), (2, 1));
+        let prefix = [0x80u8, 102, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
+        assert_eq!(fwd.forward(&prefix, &[1; 4]), 2);
+        let mut buf = [0u8; 64];
+        for r in [&ra, &rb] {
+            let (_, from) = r.recv_from(&mut buf).unwrap();
+            assert_eq!(from, s1.local_addr().unwrap());
+        }
+        // a moves to the other socket; s1 stays (b uses it).
+        let moved = relay
+            .set_route_on(a, s2.clone(), ra.local_addr().unwrap())
+            .unwrap();
+        assert_eq!(moved.socket, 1);
+        assert_eq!(fwd.forward(&prefix, &[2; 4]), 2);
+        let (_, from) = ra.recv_from(&mut buf).unwrap();
+        assert_eq!((from, buf[12]), (s2.local_addr().unwrap(), 2));
+        assert_eq!(Arc::strong_count(&s1), 2);
+        // Released with their last subscriber: nothing keeps the ports.
+        relay.unsubscribe(b).unwrap();
+        assert_eq!(Arc::strong_count(&s1), 1);
+        relay.unsubscribe(a).unwrap();
+        assert_eq!(Arc::strong_count(&s2), 1);
+        // The freed slot is reused.
+        let (_, r) = relay
+            .subscribe_on(s2.clone(), rb.local_addr().unwrap())
+            .unwrap();
+        assert_eq!(r.socket, 0);
     }
 
     #[test]

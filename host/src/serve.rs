@@ -38,6 +38,9 @@ pub enum ServeError {
     /// The STUN responder thread could not start.
     #[error("STUN responder: {0}")]
     Stun(std::io::Error),
+    /// A configured sink could not be started.
+    #[error("{0}")]
+    Sinks(std::io::Error),
     /// Installing the signal handlers failed.
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
@@ -115,6 +118,8 @@ pub async fn run_with_reload(
     let http_addr = listeners.http_addr();
     let advertised = stun_addr.filter(|_| config.server.advertise_own_stun.value);
     let state_limits = config.limits.clone();
+    let sinks =
+        crate::sinks::SinkSet::start(&config.sinks.value, &[]).map_err(ServeError::Sinks)?;
     let admin_env = std::env::var(crate::auth::ENV_ADMIN_TOKEN).ok();
     let hub = crate::rollout_monitor::open_hub(&config, admin_env.as_deref())
         .await
@@ -127,6 +132,18 @@ pub async fn run_with_reload(
         hub,
     );
     crate::rollout_monitor::spawn(state.clone());
+    let sink_lines: Vec<String> = sinks
+        .iter()
+        .map(|s| {
+            format!(
+                "sink {} listening on udp {} (speakers: POST /api/ice/sessions?sink={})",
+                s.name(),
+                s.local_addr(),
+                s.name()
+            )
+        })
+        .collect();
+    let _ = state.set_sinks(sinks);
     // Before the listening lines: from then on a SIGHUP reloads.
     let reloader =
         crate::reload::spawn_on_sighup(state.clone(), loader).map_err(ServeError::Signal)?;
@@ -152,6 +169,9 @@ pub async fn run_with_reload(
                 crate::admission::token_note(&state_limits.sessions)
             );
             let _ = writeln!(out, "scream-ice {version}: {token_line}");
+        }
+        for l in &sink_lines {
+            let _ = writeln!(out, "scream-ice {version}: {l}");
         }
         let _ = out.flush();
     }

@@ -41,10 +41,11 @@
 //!   (restarted on an ICE restart). A failed session is not kept for a
 //!   restart: the speaker `POST`s again.
 //!
-//! The application data path is, for now, an echo: every datagram the
-//! speaker sends over the selected pair is sent back to it, which is what
-//! `scream-ice connect` measures. The Scream audio relay plugs in here
-//! later, in the session actor's data arm (`SessionActor::run`).
+//! The application data path: a session created with `?sink=NAME` plays
+//! that sink (the relay sends its RTP over the selected pair, routed anew
+//! on every selected pair; [`crate::subscription`]); any other session
+//! echoes every datagram the speaker sends over the selected pair, which
+//! is what `scream-ice connect` measures.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -70,6 +71,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::candidate_filter::{Context, check_address, check_fragment_names};
 use crate::state::{AppState, Chosen, ConnAddrs, choose_for};
+use crate::subscription;
 use scream_ice_core::net::Cidr;
 use scream_ice_core::policy::NetworkType;
 
@@ -390,7 +392,7 @@ fn sdpfrag_reply(status: StatusCode, etag: &str, body: String) -> Response {
 pub async fn create(
     State(state): State<AppState>,
     ConnectInfo(conn): ConnectInfo<ConnAddrs>,
-    axum::extract::Query(who): axum::extract::Query<crate::rollout::ClientIdQuery>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -427,6 +429,21 @@ pub async fn create(
     if let Err(e) = check_fragment_names(&frag, limits.mdns_names) {
         return error(StatusCode::BAD_REQUEST, e);
     }
+    // `?sink=NAME`: the sink this speaker plays (crate::subscription).
+    let sink = match query
+        .get("sink")
+        .map(|n| subscription::lookup(state.sinks(), n))
+    {
+        None => None,
+        Some(Ok(sink)) => Some(sink),
+        Some(Err((status, reason))) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(status, reason);
+        }
+    };
+    let who = crate::rollout::ClientIdQuery {
+        client_id: query.get("client_id").cloned(),
+    };
     let client_id = match who.validated() {
         Ok(id) => id,
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
@@ -462,10 +479,11 @@ pub async fn create(
         return error(StatusCode::BAD_REQUEST, e);
     }
     apply_candidates(&id, &mut driver, &frag, &filter);
-    let answer = match current_fragment(&driver) {
+    let mut answer = match current_fragment(&driver) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
+    answer.extend(sink.and_then(subscription::rtpmap_line));
 
     let (tx, rx) = mpsc::channel(16);
     if !sessions.insert(id.clone(), tx) {
@@ -492,6 +510,7 @@ pub async fn create(
         remote_ufrag: ufrag.to_string(),
         remote_pwd: pwd.to_string(),
         early: Vec::new(),
+        audio: sink.map(subscription::Subscription::new),
         deadline: tokio::time::Instant::now() + settings.connect_timeout,
         connect_timeout: settings.connect_timeout,
         media_timeout: Duration::from_millis(u64::from(limits.media_timeout_ms.get())),
@@ -659,6 +678,9 @@ struct SessionActor {
     remote_pwd: String,
     /// Application datagrams received before a pair was selected.
     early: Vec<Datagram>,
+    /// The sink this speaker plays, routed over the selected pair
+    /// (`None`: no `?sink=`, the data path echoes).
+    audio: Option<subscription::Subscription>,
     deadline: tokio::time::Instant,
     connect_timeout: Duration,
     /// A connected session ends when no datagram came from its peer for
@@ -696,11 +718,12 @@ impl SessionActor {
             };
             tokio::select! {
                 o = self.driver.next() => match o {
-                    // The data path: echo for now; Scream audio relay later.
+                    // The data path: echo, unless the session plays a sink.
                     Output::Data(d) => self.data(d).await,
                     Output::Event(e) => {
                         alive = self.event(e);
                         if matches!(e, SessionEvent::Selected { .. }) {
+                            self.follow_selected();
                             self.flush_early().await;
                         }
                     }
@@ -718,7 +741,9 @@ impl SessionActor {
                     );
                     alive = false;
                 }
-                () = tokio::time::sleep_until(media_deadline), if connected => {
+                // A session playing a sink only listens, and a sink may be
+                // silent for hours: consent (RFC 7675) ends it instead.
+                () = tokio::time::sleep_until(media_deadline), if connected && self.audio.is_none() => {
                     tracing::info!(
                         session = %self.id,
                         "ICE session removed: no media for {:?}",
@@ -738,6 +763,10 @@ impl SessionActor {
     /// controlled router does) wait in [`EARLY_DATAGRAMS`] slots and are
     /// answered once the pair is selected, if they came from its peer.
     async fn data(&mut self, d: Datagram) {
+        if self.audio.is_some() {
+            // A speaker playing a sink only listens; nothing to echo.
+            return;
+        }
         match self.driver.selected_path() {
             Some((socket, _, peer)) if peer == d.from => {
                 self.media_deadline = Some(tokio::time::Instant::now() + self.media_timeout);
@@ -749,6 +778,24 @@ impl SessionActor {
                     self.early.push(d);
                 }
             }
+        }
+    }
+
+    /// Route the sink's audio over the pair just selected (the first one,
+    /// or a new one after an ICE restart or an address change).
+    fn follow_selected(&mut self) {
+        let (Some(audio), Some(path)) = (self.audio.as_mut(), self.driver.selected_path()) else {
+            return;
+        };
+        let (local, remote) = (path.1, path.2);
+        match audio.follow(path) {
+            Ok(true) => tracing::info!(
+                session = %self.id,
+                sink = audio.sink(),
+                "sink audio routed {local} -> {remote}"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(session = %self.id, sink = audio.sink(), "sink audio: {e}"),
         }
     }
 

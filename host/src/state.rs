@@ -60,6 +60,8 @@ struct Inner {
     sessions: Sessions,
     admission: crate::admission::Admission,
     hub: crate::rollout::Hub,
+    /// The running sinks, set once by `serve` ([`AppState::set_sinks`]).
+    sinks: std::sync::OnceLock<crate::sinks::SinkSet>,
 }
 
 impl AppState {
@@ -97,6 +99,7 @@ impl AppState {
                 sessions: Sessions::new(settings),
                 admission,
                 hub,
+                sinks: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -121,6 +124,17 @@ impl AppState {
     pub fn replace_config(&self, config: Config) -> Arc<Config> {
         let mut guard = self.inner.config.write().unwrap_or_else(|e| e.into_inner());
         std::mem::replace(&mut *guard, Arc::new(config))
+    }
+
+    /// The sinks speaker sessions may subscribe to (`?sink=NAME`); set
+    /// once, before serving. `Err` gives them back if already set.
+    pub fn set_sinks(&self, sinks: crate::sinks::SinkSet) -> Result<(), crate::sinks::SinkSet> {
+        self.inner.sinks.set(sinks)
+    }
+
+    /// The running sinks, if [`AppState::set_sinks`] was called.
+    pub fn sinks(&self) -> Option<&crate::sinks::SinkSet> {
+        self.inner.sinks.get()
     }
 
     /// The running speaker sessions.

@@ -1,6 +1,8 @@
-//! Scream audio end to end without ICE, in network namespaces: a Scream
-//! sender and the router's sink relay in the `router` namespace, the
-//! speaker's receive pipeline in `spk`, across the lab's LAN bridge.
+//! Scream audio end to end in network namespaces: a Scream sender and the
+//! router's sink relay (`scream relay`, no ICE; or a sink of `serve`, over
+//! a speaker's ICE session) in the `router` namespace, the speaker's
+//! receive pipeline (`scream receive`; or `connect --sink`) in `spk`,
+//! across the lab's LAN bridge.
 //!
 //! - bit-exact: three WAV files (16-bit/48 kHz stereo, 24-bit/44.1 kHz
 //!   5.1, 32-bit/48 kHz stereo) sent back to back (two format changes
@@ -146,6 +148,33 @@ fn stream(
     (String::from_utf8_lossy(&rx.stdout).into_owned(), out)
 }
 
+/// The receiver wrote one file per input (`TAG.wav`, `TAG-1.wav`, ...
+/// next to `out`), each with the input's spec and samples, and no more.
+fn assert_outputs_equal_inputs(files: &[PathBuf], out: &Path, tag: &str) {
+    let name = |i: usize| match i {
+        0 => format!("{tag}.wav"),
+        i => format!("{tag}-{i}.wav"),
+    };
+    for (i, input) in files.iter().enumerate() {
+        let output = out.with_file_name(name(i));
+        let (a, b) = (
+            hound::WavReader::open(input).unwrap().spec(),
+            hound::WavReader::open(&output).unwrap().spec(),
+        );
+        assert_eq!(a, b, "{} vs {}", input.display(), output.display());
+        let (x, y) = (samples(input), samples(&output));
+        assert_eq!(x.len(), y.len(), "{}: sample count", output.display());
+        let first_diff = x.iter().zip(&y).position(|(p, q)| p != q);
+        assert_eq!(
+            first_diff,
+            None,
+            "{}: first differing sample",
+            output.display()
+        );
+    }
+    assert!(!out.with_file_name(name(files.len())).exists());
+}
+
 /// `key N` out of the receiver's report.
 fn count(report: &str, key: &str) -> u64 {
     let at = report
@@ -195,31 +224,12 @@ fn bit_exact_across_three_formats_and_two_format_changes() {
     assert_eq!(count(&report, "repeated"), 0, "{report}");
     assert_eq!(count(&report, "overruns"), 0, "{report}");
     assert_eq!(count(&report, "dropped"), 0, "{report}");
-    let outs = [
-        out.clone(),
-        out.with_file_name("exact-1.wav"),
-        out.with_file_name("exact-2.wav"),
-    ];
-    for (input, output) in files.iter().zip(&outs) {
-        let (a, b) = (
-            hound::WavReader::open(input).unwrap().spec(),
-            hound::WavReader::open(output).unwrap().spec(),
-        );
-        assert_eq!(a, b, "{} vs {}", input.display(), output.display());
-        let (x, y) = (samples(input), samples(output));
-        assert_eq!(x.len(), y.len(), "{}: sample count", output.display());
-        let first_diff = x.iter().zip(&y).position(|(p, q)| p != q);
-        assert_eq!(
-            first_diff,
-            None,
-            "{}: first differing sample",
-            output.display()
-        );
+    assert_outputs_equal_inputs(&files, &out, "exact");
+    for input in &files {
         // And the sender's reader sees the same samples.
         let (format, pcm) = read_wav(input).unwrap();
-        assert_eq!(pcm.len(), x.len() * format.sample_bytes());
+        assert_eq!(pcm.len(), samples(input).len() * format.sample_bytes());
     }
-    assert!(!out.with_file_name("exact-3.wav").exists());
 }
 
 /// Scream's default transport: the sink joined to 239.255.77.77:4010 in
@@ -360,4 +370,133 @@ fn reordering_is_absorbed_and_nothing_is_lost() {
     assert_eq!(count(&report, "late"), 0, "{report}");
     assert_eq!(count(&report, "concealed"), 0, "{report}");
     assert_eq!(count(&report, "received"), did.forwarded, "{report}");
+}
+
+/// The whole path over ICE, speaker on the LAN: `scream send` of the
+/// three formats back to back (two format changes) into a sink of
+/// `serve` in `router`; `connect --sink --wav` in `spk` opens a speaker
+/// session over the LAN bridge (`POST /api/ice/sessions?sink=lan`) and
+/// plays it: every output WAV equals its input sample for sample.
+/// `serve` is stopped with SIGTERM and waited for.
+#[test]
+fn ice_session_on_the_lan_plays_three_formats_bit_exact() {
+    let _ = lan_ice_session(None);
+}
+
+/// As above, with an ICE restart (`PATCH` with a new ufrag/pwd) 1.7 s
+/// into the session, i.e. ~0.9 s into the stream, mid-format: still bit
+/// exact, and the restart's audio gap (see `connect --restart-after-ms`)
+/// is under 60 ms: audio keeps flowing on the old route while the new
+/// checks run, so the gap is one datagram period (6 ms) plus scheduling
+/// delay on this loaded 2-core machine.
+#[test]
+fn ice_restart_on_the_lan_mid_stream_is_bit_exact_with_a_bounded_gap() {
+    let Some(report) = lan_ice_session(Some(1700)) else {
+        return;
+    };
+    println!("{}", report.lines().last().unwrap_or_default());
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("ICE restart: audio gap "))
+        .unwrap_or_else(|| panic!("no restart line\n{report}"));
+    let gap: f64 = line["ICE restart: audio gap ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(gap > 0.0 && gap < 60.0, "{line}");
+    assert!(line.contains("pair selected again after "), "{line}");
+}
+
+/// Run the LAN session (with a restart after `restart_ms`); returns
+/// connect's report after checking the WAVs.
+fn lan_ice_session(restart_ms: Option<u64>) -> Option<String> {
+    use std::io::{BufRead, BufReader};
+    let lab = lab()?;
+    let files = inputs(&lab);
+    let config = lab.dir().join("serve.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  http_listen: {}:8188\n  stun_listen: off\n\
+             sinks:\n  - name: lan\n    listen: 127.0.0.1:4010\n",
+            netns::ROUTER_LAN
+        ),
+    )
+    .unwrap();
+    let mut serve = in_ns(
+        &lab.ns("router"),
+        &["serve", "--config", config.to_str().unwrap()],
+    )
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("sink lan listening on udp 127.0.0.1:4010")),
+        "serve did not start the sink"
+    );
+    std::thread::spawn(move || for _ in lines {});
+    let out = lab.dir().join("ice.wav");
+    let spk = SPK.to_string();
+    let connect = in_ns(
+        &lab.ns("spk"),
+        &[
+            "connect",
+            &format!("http://{}:8188", netns::ROUTER_LAN),
+            "--bind",
+            &spk,
+            "--sink",
+            "lan",
+            "--wav",
+            out.to_str().unwrap(),
+            "--seconds",
+            "30",
+            "--idle-stop-ms",
+            "600",
+            "--target-ms",
+            "80",
+            "--max-correction-ppm",
+            "0",
+        ],
+    )
+    .args(
+        restart_ms
+            .map(|ms| ["--restart-after-ms".to_string(), ms.to_string()])
+            .into_iter()
+            .flatten(),
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut args = vec!["scream".to_string(), "send".to_string()];
+    args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
+    args.extend(["--to".to_string(), "127.0.0.1:4010".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(in_ns(&lab.ns("router"), &args).status().unwrap().success());
+    let c = connect.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&c.stdout).into_owned();
+    let st = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(serve.wait().unwrap().success());
+    println!("{report}");
+    assert!(c.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("selected pair {spk}:")),
+        "{report}"
+    );
+    assert_eq!(count(&report, "lost"), 0, "{report}");
+    assert_eq!(count(&report, "concealed"), 0, "{report}");
+    assert_outputs_equal_inputs(&files, &out, "ice");
+    Some(report)
 }

@@ -41,6 +41,25 @@ fn post_is_written_byte_for_byte() {
 }
 
 #[test]
+fn post_with_a_query_names_the_sink() {
+    let c = Client::new("127.0.0.1:8188", "").unwrap();
+    let mut buf = [0u8; 512];
+    let n = c.write_post_query(&mut buf, "sink=living", b"").unwrap();
+    assert!(
+        buf[..n].starts_with(
+            b"POST /api/ice/sessions?sink=living HTTP/1.1\r\nHost: 127.0.0.1:8188\r\n"
+        )
+    );
+    for bad in ["", "sink=a b", "sink=a\r\nX: y", "sink=a#b"] {
+        assert_eq!(
+            c.write_post_query(&mut buf, bad, b""),
+            Err(SignalError::TooLong),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
 fn a_201_with_etag_gives_location_and_if_match() {
     let mut c = Client::new("router.local", "/r/").unwrap();
     let mut buf = [0u8; 512];
