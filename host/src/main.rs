@@ -129,16 +129,23 @@ fn serve(
     }
 }
 
-fn probe(target: &str, timeout_ms: u64) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// The single-threaded runtime of the one-shot commands (probe, connect,
+/// rollout); on failure the one-line error is printed and the exit code
+/// returned.
+fn small_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("scream-ice: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
+}
+
+fn probe(target: &str, timeout_ms: u64) -> ExitCode {
+    let runtime = match small_runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let r = runtime.block_on(scream_ice_host::probe::probe(
         target,
@@ -171,15 +178,9 @@ fn probe(target: &str, timeout_ms: u64) -> ExitCode {
 }
 
 fn connect(opts: scream_ice_host::connect::ConnectOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match small_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("scream-ice: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let mut out = std::io::stdout();
     match runtime.block_on(scream_ice_host::connect::run(&opts, &mut out)) {
@@ -209,15 +210,9 @@ fn connect(opts: scream_ice_host::connect::ConnectOptions) -> ExitCode {
 /// Run one async operator command on a small runtime; print its output
 /// or its one-line error.
 fn rollout_command(f: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match small_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("scream-ice: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(f) {
         Ok(out) => {
