@@ -515,10 +515,21 @@ impl SessionOutcome {
     /// The pair `local -> remote` was selected; `local_kind` is our
     /// candidate's type if known. Records success once.
     pub fn connected(&mut self, local_kind: Option<&str>, remote_kind: Option<&str>) {
+        self.connected_at(Instant::now(), local_kind, remote_kind);
+    }
+
+    /// As [`SessionOutcome::connected`], for a pair that became usable at
+    /// `at` (the session may end before its own selection).
+    pub fn connected_at(
+        &mut self,
+        at: Instant,
+        local_kind: Option<&str>,
+        remote_kind: Option<&str>,
+    ) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let ms = self.started.elapsed().as_millis() as i64;
+        let ms = at.saturating_duration_since(self.started).as_millis() as i64;
         self.queue.push(row(
             &self.assignment,
             &self.router_id,

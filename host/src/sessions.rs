@@ -817,13 +817,8 @@ impl SessionActor {
                 return false;
             }
             SessionEvent::Selected { local, remote } => {
-                let kind = self
-                    .driver
-                    .session()
-                    .signalled_candidates()
-                    .find(|c| c.address == local)
-                    .map(|c| c.kind.as_str());
-                self.outcome.connected(kind, None);
+                let (local_kind, remote_kind) = self.pair_kinds(local, remote);
+                self.outcome.connected(local_kind, remote_kind);
                 tracing::info!(
                     session = %self.id,
                     stage = %self.driver.session().stage(),
@@ -855,6 +850,57 @@ impl SessionActor {
         true
     }
 
+    /// The candidate types of the pair `local -> remote`: ours from the
+    /// candidates we signalled (a learned peer-reflexive one is `prflx`),
+    /// the peer's from its candidates (signalled or learned from a check).
+    fn pair_kinds(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> (Option<&'static str>, Option<&'static str>) {
+        let session = self.driver.session();
+        let local_kind = session
+            .signalled_candidates()
+            .find(|c| c.address == local)
+            .or_else(|| {
+                session
+                    .agent()
+                    .local_candidates()
+                    .find(|c| c.address == local)
+            })
+            .map(|c| c.kind.as_str());
+        let remote_kind = session
+            .agent()
+            .remote_candidates()
+            .iter()
+            .find(|c| c.address == remote)
+            .map(|c| c.kind.as_str());
+        (local_kind, remote_kind)
+    }
+
+    /// The client closed the session (DELETE). A controlling client
+    /// selects on its own check and may close before our triggered check
+    /// on the pair it nominated returns; when a pair was usable
+    /// (`Agent::usable_pair`), that session connected, at the moment the
+    /// pair became usable.
+    fn closed(&mut self) {
+        let agent = self.driver.session().agent();
+        if agent.selected_pair().is_some() {
+            return;
+        }
+        let (Some((local, remote)), Some(at)) = (agent.usable_pair(), self.driver.usable_since())
+        else {
+            return;
+        };
+        let (local_kind, remote_kind) = self.pair_kinds(local, remote);
+        self.outcome
+            .connected_at(at.into_std(), local_kind, remote_kind);
+        tracing::info!(
+            session = %self.id,
+            "closed by the client before our selection; pair {local} -> {remote} was usable"
+        );
+    }
+
     fn current(&self, status: StatusCode) -> Response {
         match current_fragment(&self.driver) {
             Ok(body) => sdpfrag_reply(status, &self.etag, body),
@@ -865,7 +911,10 @@ impl SessionActor {
     /// Serve one request; false when the session is over.
     fn request(&mut self, r: Request) -> bool {
         match r {
-            Request::Close => false,
+            Request::Close => {
+                self.closed();
+                false
+            }
             Request::Get { reply } => {
                 let _ = reply.send(self.current(StatusCode::OK));
                 true

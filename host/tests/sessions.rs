@@ -685,3 +685,83 @@ async fn eight_speakers_at_once() {
     assert_eq!(selected.len(), 8);
     wait_until(|| state.sessions().is_empty(), Duration::from_secs(2)).await;
 }
+
+/// A controlling speaker may select on its own check and close the session
+/// before the router's triggered check on the nominated pair returns. The
+/// router counts that session as connected (the peer's check validated the
+/// pair), never as `closed_before_connected`.
+#[tokio::test]
+async fn a_close_right_after_the_peers_nomination_is_a_connection() {
+    use scream_ice_core::stun::{
+        Attribute, IntegrityKey, Message, MessageBuilder, MessageType, Repr, TransactionId,
+    };
+    let (addr, state) = server(|_| {}).await;
+    let speaker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = speaker.local_addr().unwrap().port();
+    let offer = format!(
+        "a=ice-options:trickle\r\n\
+         a=ice-ufrag:spk1\r\n\
+         a=ice-pwd:speakerpassword0123456789\r\n\
+         a=candidate:1 1 udp 2130706431 127.0.0.1 {port} typ host\r\n\
+         a=end-of-candidates\r\n"
+    );
+    let r = post(addr, &offer).await;
+    let (location, _) = created(&r);
+    let text = r.text();
+    let answer = SdpFrag::parse(&text).unwrap();
+    let (ufrag, pwd) = (answer.ice_ufrag().unwrap(), answer.ice_pwd().unwrap());
+    let router = answer
+        .candidates()
+        .find_map(|c| c.to_candidate().ok())
+        .unwrap()
+        .address;
+    // The speaker's nominating check (regular nomination: it had validated
+    // the pair), answered by the router.
+    let mut buf = [0u8; 512];
+    let mut b = MessageBuilder::new(
+        &mut buf,
+        MessageType::BINDING_REQUEST,
+        TransactionId([3; 12]),
+    );
+    let username = format!("{ufrag}:spk1");
+    b.add(&Attribute::Username(&username));
+    b.add(&Attribute::Priority(0x6e00_01ff));
+    b.add(&Attribute::IceControlling(7));
+    b.add(&Attribute::UseCandidate);
+    b.add_message_integrity(&IntegrityKey::short_term(pwd.as_bytes()));
+    b.add_fingerprint();
+    let n = b.finish().unwrap();
+    speaker.send_to(&buf[..n], router).await.unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut rx = [0u8; 1500];
+        loop {
+            let (len, _) = speaker.recv_from(&mut rx).await.unwrap();
+            let m = Message::new_checked(&rx[..len]).unwrap();
+            let r = Repr::parse(&m).unwrap();
+            if r.transaction_id == TransactionId([3; 12]) {
+                break r.message_type;
+            }
+            // The router's own (triggered) check: left unanswered.
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(answered, MessageType::BINDING_SUCCESS);
+    assert_eq!(call(addr, "DELETE", &location, &[], "").await.status, 204);
+    let metrics = &state.hub().metrics;
+    wait_until(
+        || {
+            metrics
+                .encode(None)
+                .contains("scream_ice_connection_successes_total{")
+        },
+        Duration::from_secs(2),
+    )
+    .await;
+    let text = metrics.encode(None);
+    assert!(!text.contains("closed_before_connected"), "{text}");
+    assert!(
+        !text.contains("scream_ice_connection_failures_total{"),
+        "{text}"
+    );
+}

@@ -130,6 +130,13 @@ impl Driver {
         &self.session
     }
 
+    /// When a pair first became usable (the core's
+    /// `Agent::usable_since`), on the tokio clock.
+    pub fn usable_since(&self) -> Option<tokio::time::Instant> {
+        let t = self.session.agent().usable_since()?;
+        Some(self.clock.to_tokio(t))
+    }
+
     /// The bound addresses of the host sockets.
     pub fn local_addresses(&self) -> Vec<SocketAddr> {
         self.hosts.iter().map(|h| h.address).collect()

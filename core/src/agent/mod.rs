@@ -482,6 +482,9 @@ pub struct Agent<const L: usize, const R: usize, const P: usize> {
 
     state: ConnectionState,
     selected: Option<usize>,
+    /// When a pair first became usable ([`Agent::usable_pair`]) since the
+    /// start or the last restart.
+    usable_since: Option<Instant>,
     consent_txs: Deque<TransactionId, CONSENT_TXS>,
     next_consent_at: Option<Instant>,
     last_consent: Instant,
@@ -549,6 +552,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             nominate_at: None,
             state: ConnectionState::Checking,
             selected: None,
+            usable_since: None,
             consent_txs: Deque::new(),
             next_consent_at: None,
             last_consent: Instant::ZERO,
@@ -625,6 +629,33 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
     /// false.
     pub fn has_valid_pair(&self) -> bool {
         self.pairs.iter().any(|p| p.valid)
+    }
+
+    /// The pair data can flow on, as (our base address, the peer's
+    /// address): the selected pair; before a selection, the
+    /// highest-priority pair that is valid (our check on it succeeded) or,
+    /// when we are controlled, that the peer nominated (it sent
+    /// USE-CANDIDATE, which an agent does only on a pair its own check
+    /// validated, and we answered it). `None` when neither end has a
+    /// working pair. An outcome record uses this when a session ends
+    /// between the peer's selection and ours.
+    pub fn usable_pair(&self) -> Option<(SocketAddr, SocketAddr)> {
+        if let Some(selected) = self.selected_pair() {
+            return Some(selected);
+        }
+        let controlled = self.role == Role::Controlled;
+        let p = self
+            .pairs
+            .iter()
+            .filter(|p| p.valid || (controlled && p.nominate))
+            .max_by_key(|p| p.priority)?;
+        Some((self.local(p).base(), self.remote(p).address))
+    }
+
+    /// When a pair first became usable (see [`Agent::usable_pair`]) since
+    /// the agent started or last restarted.
+    pub fn usable_since(&self) -> Option<Instant> {
+        self.usable_since
     }
 
     // ---------------------------------------------------------------- inputs
@@ -851,6 +882,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.next_check_at = None;
         self.nominate_at = None;
         self.selected = None;
+        self.usable_since = None;
         self.consent_txs.clear();
         self.next_consent_at = None;
         self.failed = false;
@@ -1511,6 +1543,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                 return;
             }
             self.pairs[pi].nominate = true;
+            self.usable_since.get_or_insert(self.now);
         }
         match self.pairs[pi].state {
             PairState::Succeeded => {}
@@ -1598,6 +1631,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.pairs[i].state = PairState::Succeeded;
         self.pairs[i].set_tx(None);
         self.pairs[i].valid = true;
+        self.usable_since.get_or_insert(self.now);
         if let Some(mapped) = repr.xor_mapped_address {
             self.learn_local_prflx(local, mapped);
         }

@@ -1044,3 +1044,50 @@ fn removing_the_selected_local_candidate_leaves_no_deadline_in_the_past() {
         }
     }
 }
+
+#[test]
+fn a_pair_the_peer_nominated_is_usable_before_our_own_check_returns() {
+    // Controlled, with the peer's host candidate signalled: the peer's
+    // USE-CANDIDATE check arrives at 7 ms, before our triggered check on
+    // the same pair has an answer. No pair is selected yet, but the pair
+    // is usable from 7 ms: the peer's own check validated it.
+    let mut a = agent(Role::Controlled, "aaaa", 41);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    a.set_remote_credentials("bbbb", "apasswordof22chars+abcd")
+        .unwrap();
+    a.add_remote_candidate(remote_host("192.168.1.20:6000"))
+        .unwrap();
+    assert_eq!(a.usable_pair(), None);
+    assert_eq!(a.usable_since(), None);
+    let mut buf = [0u8; 256];
+    let mut b = MessageBuilder::new(
+        &mut buf,
+        MessageType::BINDING_REQUEST,
+        TransactionId([7; 12]),
+    );
+    b.add(&Attribute::Username("aaaa:bbbb"));
+    b.add(&Attribute::Priority(0x6e00_01ff));
+    b.add(&Attribute::IceControlling(1));
+    b.add(&Attribute::UseCandidate);
+    b.add_message_integrity(&IntegrityKey::short_term(b"apasswordof22chars+abcd"));
+    b.add_fingerprint();
+    let n = b.finish().unwrap();
+    let at = Instant::ZERO + Duration::from_millis(7);
+    assert!(a.handle_receive(
+        at,
+        addr("192.168.1.10:5000"),
+        addr("192.168.1.20:6000"),
+        &buf[..n]
+    ));
+    assert_eq!(a.selected_pair(), None, "our own check has not returned");
+    assert_eq!(
+        a.usable_pair(),
+        Some((addr("192.168.1.10:5000"), addr("192.168.1.20:6000")))
+    );
+    assert_eq!(a.usable_since(), Some(at));
+    // A restart forgets it.
+    a.restart("cccc", "anotherpasswordof22chars").unwrap();
+    assert_eq!(a.usable_pair(), None);
+    assert_eq!(a.usable_since(), None);
+}
