@@ -157,7 +157,7 @@ pub async fn render(state: &AppState) -> Result<String, StoreError> {
     let since = now - DAY_MS;
     let ro = crate::rollout_api::rollout_json(state);
     let threshold_pct = ro.threshold_ppm.map(|p| f64::from(p) / 10_000.0);
-    let (arms, reasons, timeline, report) = match &hub.store {
+    let (arms, reasons, timeline, report) = match hub.store() {
         Some(store) => (
             store.arm_summary(since).await?,
             store.failure_reasons(since).await?,

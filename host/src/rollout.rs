@@ -527,8 +527,13 @@ pub struct Hub {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Per-client limit on outcomes.
     pub limiter: Arc<crate::outcomes::RateLimiter>,
-    /// The store, if one is open.
-    pub store: Option<crate::store::Store>,
+    /// The store once it is open ([`Hub::store`]); empty without one, or
+    /// while a configured store could not be opened yet.
+    store: Arc<std::sync::OnceLock<crate::store::Store>>,
+    /// A store is configured for this hub (it may not be open yet): the
+    /// rollout is held at control and operators' changes are refused
+    /// until it is.
+    store_expected: bool,
     /// This router's name in the store (`router_id`).
     pub router_id: String,
     /// The admin token, if the admin API is enabled.
@@ -557,7 +562,8 @@ impl Hub {
                 f64::from(config.store.rate_per_client),
                 f64::from(config.store.burst_per_client),
             )),
-            store: None,
+            store: Arc::default(),
+            store_expected: false,
             router_id: default_router_id(),
             admin: None,
             last_decision: Arc::new(RwLock::new(None)),
@@ -587,7 +593,8 @@ impl Hub {
                 f64::from(config.store.rate_per_client),
                 f64::from(config.store.burst_per_client),
             )),
-            store: Some(store),
+            store: Arc::new(std::sync::OnceLock::from(store)),
+            store_expected: true,
             router_id,
             admin: None,
             last_decision: Arc::new(RwLock::new(None)),
@@ -597,11 +604,66 @@ impl Hub {
         Ok(hub)
     }
 
+    /// A hub whose configured store could not be opened: outcomes wait in
+    /// a queue of `config.store.queue_capacity` (what overflows is counted
+    /// as dropped), the rollout is held (paused: everybody gets the control
+    /// arm, since the stored state may be a rollback this router cannot
+    /// read), and operators' changes are refused, until
+    /// [`Hub::attach_store`]. The receiver goes to `attach_store`.
+    pub fn awaiting_store(
+        config: &Config,
+        router_id: String,
+    ) -> (Hub, tokio::sync::mpsc::Receiver<crate::store::OutcomeRow>) {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let (queue, rx) =
+            crate::outcomes::OutcomeQueue::new(config.store.queue_capacity, metrics.clone());
+        let hub = Hub {
+            rollout: Rollout::new(config),
+            outcomes: queue,
+            metrics,
+            limiter: Arc::new(crate::outcomes::RateLimiter::new(
+                f64::from(config.store.rate_per_client),
+                f64::from(config.store.burst_per_client),
+            )),
+            store: Arc::default(),
+            store_expected: true,
+            router_id,
+            admin: None,
+            last_decision: Arc::new(RwLock::new(None)),
+            srm_warning: Arc::new(RwLock::new(None)),
+        };
+        let mut held = hub.rollout.status();
+        held.paused = true;
+        hub.rollout.replace(held);
+        (hub, rx)
+    }
+
+    /// The store of an [`Hub::awaiting_store`] hub opened: start its writer
+    /// on the queued outcomes, then follow (or store) the rollout state.
+    /// Does nothing if a store is already attached.
+    pub async fn attach_store(
+        &self,
+        config: &Config,
+        store: crate::store::Store,
+        rx: tokio::sync::mpsc::Receiver<crate::store::OutcomeRow>,
+    ) -> Result<(), crate::store::StoreError> {
+        if self.store.set(store.clone()).is_err() {
+            return Ok(());
+        }
+        crate::outcomes::spawn_writer(store, rx, self.metrics.clone(), config.store.batch);
+        self.sync_from_store(config).await
+    }
+
+    /// The outcome store, once it is open.
+    pub fn store(&self) -> Option<&crate::store::Store> {
+        self.store.get()
+    }
+
     /// Load the stored state of the configured experiment, or store the
     /// initial one; then follow it. The fleet's routers call this every
     /// check interval, so a change made by one is served by all.
     pub async fn sync_from_store(&self, config: &Config) -> Result<(), crate::store::StoreError> {
-        let (Some(store), Some(rc)) = (&self.store, &config.ice.rollout) else {
+        let (Some(store), Some(rc)) = (self.store(), &config.ice.rollout) else {
             return Ok(());
         };
         match store.load_status(&rc.experiment).await? {
@@ -646,8 +708,14 @@ impl Hub {
             .rollout
             .as_ref()
             .ok_or(ChangeError::NotConfigured)?;
+        if self.store_expected && self.store().is_none() {
+            return Err(ChangeError::Store(
+                "the outcome store is not open yet (the rollout is held at control until it is)"
+                    .to_string(),
+            ));
+        }
         for _ in 0..5 {
-            if let Some(store) = &self.store
+            if let Some(store) = self.store()
                 && let Ok(Some(s)) = store.load_status(&rc.experiment).await
             {
                 self.rollout.replace(s);
@@ -658,7 +726,7 @@ impl Hub {
                 return Ok((cur, false));
             }
             next.version = cur.version + 1;
-            match &self.store {
+            match self.store() {
                 None => {
                     self.rollout.replace(next.clone());
                     return Ok((next, true));

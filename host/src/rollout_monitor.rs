@@ -67,7 +67,7 @@ pub async fn round(state: &AppState, leader: &mut Option<Leader>) {
     let hub = state.hub();
     let config = state.config();
     let config = &*config;
-    let (Some(store), Some(rc)) = (&hub.store, &config.ice.rollout) else {
+    let (Some(store), Some(rc)) = (hub.store(), &config.ice.rollout) else {
         return;
     };
     if let Err(e) = hub.sync_from_store(config).await {
@@ -381,25 +381,73 @@ pub async fn deliver(hook: Webhook, body: String, key: String) -> bool {
     false
 }
 
+/// How often `serve` tries again to open a store it could not open at
+/// start.
+pub const STORE_RETRY: Duration = Duration::from_secs(5);
+
 /// The hub of a served daemon: the store opened (SQLite in the data dir
-/// or `store.url`), the admin token loaded or generated. Errors are one
-/// line each.
+/// or `store.url`), the admin token loaded or generated. A store that
+/// cannot be opened does not stop ICE: the hub is
+/// [`Hub::awaiting_store`] (rollout held at control, outcomes queued) and
+/// a task tries again every [`STORE_RETRY`]; the second value is then the
+/// one line `serve` prints about it. Errors are one line each.
 pub async fn open_hub(
     config: &crate::config::Config,
     admin_env: Option<&str>,
-) -> Result<Hub, String> {
+) -> Result<(Hub, Option<String>), String> {
     let data_dir = &config.server.data_dir.value;
-    let store = Store::open(&config.store, data_dir)
-        .await
-        .map_err(|e| format!("store: {e}"))?;
-    let mut hub = Hub::with_store(config, store, crate::rollout::default_router_id())
-        .await
-        .map_err(|e| format!("store: {e}"))?;
+    let router_id = crate::rollout::default_router_id();
+    let (mut hub, note) = match Store::open(&config.store, data_dir).await {
+        Ok(store) => (
+            Hub::with_store(config, store, router_id)
+                .await
+                .map_err(|e| format!("store: {e}"))?,
+            None,
+        ),
+        Err(e) => {
+            let (hub, rx) = Hub::awaiting_store(config, router_id);
+            tokio::spawn(retry_store(hub.clone(), config.clone(), rx));
+            let note = format!(
+                "outcome store unavailable ({e}): serving ICE, the rollout held at control and outcomes queued until it opens (retrying every {} s)",
+                STORE_RETRY.as_secs()
+            );
+            (hub, Some(note))
+        }
+    };
     hub.admin = Some(
         crate::auth::AdminToken::load_or_create(admin_env, data_dir)
             .map_err(|e| format!("admin token: {e}"))?,
     );
-    Ok(hub)
+    Ok((hub, note))
+}
+
+/// Open the store every [`STORE_RETRY`] until it opens, then attach it
+/// to `hub` (its writer drains what queued meanwhile).
+async fn retry_store(
+    hub: Hub,
+    config: crate::config::Config,
+    rx: tokio::sync::mpsc::Receiver<crate::store::OutcomeRow>,
+) {
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(STORE_RETRY).await;
+        match Store::open(&config.store, &config.server.data_dir.value).await {
+            Ok(store) => {
+                match hub.attach_store(&config, store, rx).await {
+                    Ok(()) => tracing::info!(
+                        "outcome store opened after {} s; following the stored rollout state",
+                        started.elapsed().as_secs()
+                    ),
+                    Err(e) => tracing::warn!(
+                        "outcome store opened after {} s, but its rollout state could not be read: {e} (the monitor tries again each round)",
+                        started.elapsed().as_secs()
+                    ),
+                }
+                return;
+            }
+            Err(e) => tracing::debug!("outcome store still unavailable: {e}"),
+        }
+    }
 }
 
 /// The line `serve` prints about the admin token (its file's path, never

@@ -121,10 +121,13 @@ pub async fn run_with_reload(
     let sinks =
         crate::sinks::SinkSet::start(&config.sinks.value, &[]).map_err(ServeError::Sinks)?;
     let admin_env = std::env::var(crate::auth::ENV_ADMIN_TOKEN).ok();
-    let hub = crate::rollout_monitor::open_hub(&config, admin_env.as_deref())
+    let (hub, store_note) = crate::rollout_monitor::open_hub(&config, admin_env.as_deref())
         .await
         .map_err(ServeError::Rollout)?;
     let token_line = crate::rollout_monitor::token_line(&hub);
+    if let Some(note) = &store_note {
+        tracing::warn!("{note}");
+    }
     let state = AppState::with_hub(
         config,
         advertised,
@@ -172,6 +175,9 @@ pub async fn run_with_reload(
         }
         for l in &sink_lines {
             let _ = writeln!(out, "scream-ice {version}: {l}");
+        }
+        if let Some(note) = &store_note {
+            let _ = writeln!(out, "scream-ice {version}: {note}");
         }
         let _ = out.flush();
     }

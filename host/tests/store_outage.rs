@@ -92,3 +92,63 @@ async fn postgres_outage_buffers_then_writes_and_counts_drops() {
     d.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// PostgreSQL down when `serve` starts: the daemon starts anyway and serves
+/// ICE, holds the rollout at control (the stored state may be a rollback
+/// it cannot read), refuses operators' changes with 503, queues outcomes;
+/// when the database comes up it attaches the store, writes what queued
+/// and follows the stored rollout state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_down_at_start_does_not_stop_ice() {
+    let pg = PrivatePg::start_new();
+    pg.stop();
+    let dir = temp_dir("scream_ice_store_down");
+    let cfg = daemon_config(&dir, "      stage: 50\n", Some(&pg.url()));
+    let d = Daemon::start(&cfg);
+    let mut rng = Rng(5);
+    let ids: Vec<String> = (0..40).map(|_| client_id(&mut rng)).collect();
+    let treated: Vec<&String> = ids.iter().filter(|id| is_treatment(id, 50)).collect();
+    assert!(!treated.is_empty());
+    for id in &ids {
+        assert_eq!(d.arm(id).await, "control", "held at control: {id}");
+    }
+    let (status, body) = d
+        .request("POST", "/api/rollout", r#"{"action":"pause"}"#, true)
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not open yet"), "{body}");
+    let (body, _) = outcome_batch(&mut rng, 300, 50, 0, 0);
+    assert_eq!(
+        d.request("POST", "/api/ice/outcomes", &body, false).await.0,
+        202
+    );
+
+    pg.start();
+    let t = Instant::now();
+    loop {
+        let m = d.metrics().await;
+        let written = metric(&m, "scream_ice_outcomes_written_total").unwrap_or(0.0) as u64;
+        if written == 300 {
+            break;
+        }
+        // The daemon tries every 5 s; the suite shares 2 cores.
+        assert!(t.elapsed() < Duration::from_secs(60), "not written: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let store = Store::connect(&pg.url()).await.unwrap();
+    assert_eq!(store.attempt_count().await.unwrap(), 300);
+    assert_eq!(
+        metric(&d.metrics().await, "scream_ice_outcomes_dropped_total").unwrap_or(0.0),
+        0.0
+    );
+    // The stored state (the initial one, stage 50) is in force now.
+    for id in &treated {
+        assert_eq!(d.arm(id).await, "treatment", "{id}");
+    }
+    let r = d.rollout().await;
+    assert_eq!(r["status"]["stage"], 50, "{r}");
+    assert_eq!(r["state"], "active", "{r}");
+    store.pool().close().await;
+    d.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
