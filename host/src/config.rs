@@ -321,6 +321,32 @@ pub struct Config {
     pub limits: crate::limits::Limits,
     /// `sinks`: where Scream audio is ingested (see [`crate::sinks`]).
     pub sinks: Sourced<Vec<crate::sinks::SinkConfig>>,
+    /// Where the `webrtc.ice.rollout`, `store` and `limits` sections were
+    /// written (their keys are not located one by one).
+    pub sections: SectionOrigins,
+}
+
+/// Where a section without per-key origins came from: the section's own
+/// node, or [`Origin::Default`] when it is absent (keys a section does not
+/// write have their defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionOrigins {
+    /// `webrtc.ice.rollout`.
+    pub rollout: Origin,
+    /// `store`.
+    pub store: Origin,
+    /// `limits`.
+    pub limits: Origin,
+}
+
+impl Default for SectionOrigins {
+    fn default() -> Self {
+        SectionOrigins {
+            rollout: Origin::Default,
+            store: Origin::Default,
+            limits: Origin::Default,
+        }
+    }
 }
 
 /// The default data directory: `$XDG_STATE_HOME/scream-ice` (or the
@@ -346,7 +372,8 @@ struct FileRoot {
     server: Option<Spanned<FileServer>>,
     #[serde(default)]
     store: Option<Spanned<crate::store::FileStore>>,
-    limits: Option<crate::limits::Limits>,
+    #[serde(default)]
+    limits: Option<Spanned<crate::limits::Limits>>,
     #[serde(default)]
     sinks: Option<Spanned<Vec<Spanned<FileSink>>>>,
 }
@@ -480,6 +507,7 @@ impl Config {
             store: crate::store::StoreConfig::default(),
             limits: crate::limits::Limits::default(),
             sinks: Sourced::default_value(Vec::new()),
+            sections: SectionOrigins::default(),
         }
     }
 
@@ -700,14 +728,17 @@ impl Config {
                 set!(dst.log_migration_events, m.log_migration_events);
             }
             if let Some(r) = ice.rollout {
+                self.sections.rollout = at(&r.referenced);
                 dst.rollout = Some(crate::rollout::fold_rollout(r.value, &at, errors));
             }
         }
         if let Some(store) = root.store {
+            self.sections.store = at(&store.referenced);
             self.store = crate::store::fold_store(store.value, &at, errors);
         }
         if let Some(limits) = root.limits {
-            self.limits = limits;
+            self.sections.limits = at(&limits.referenced);
+            self.limits = limits.value;
         }
         if let Some(list) = root.sinks {
             self.sinks.origin = at(&list.referenced);
@@ -1040,6 +1071,137 @@ fn quoted(s: &str) -> String {
     crate::migrate::yaml_quote(s)
 }
 
+/// A section's header comment: where it was written; keys it does not
+/// write have their defaults.
+fn section_comment(origin: &Origin) -> String {
+    match origin {
+        Origin::Default => "default".to_string(),
+        o => format!("{o} (keys not written there are defaults)"),
+    }
+}
+
+fn secret(value: &str, show_secrets: bool) -> String {
+    quoted(if show_secrets { value } else { "<redacted>" })
+}
+
+/// `webrtc.ice.rollout` as [`crate::rollout::fold_rollout`] reads it.
+fn show_rollout(
+    o: &mut String,
+    r: &crate::rollout::RolloutConfig,
+    origin: &Origin,
+    show_secrets: bool,
+) {
+    use std::fmt::Write;
+    let _ = writeln!(o, "    rollout:  # {}", section_comment(origin));
+    let _ = writeln!(o, "      experiment: {}", quoted(&r.experiment));
+    let _ = writeln!(o, "      stage: {}", r.stage);
+    o.push_str("      stages:\n");
+    for st in &r.stages {
+        // Percent as the file writes it (5, 0.5): ppm / 10,000.
+        let _ = writeln!(
+            o,
+            "        - {{percent: {}, max_failure_rate: {}}}",
+            st.percent,
+            f64::from(st.max_failure_rate_ppm) / 10_000.0
+        );
+    }
+    let _ = writeln!(o, "      check_interval_s: {}", r.check_interval_s);
+    let _ = writeln!(o, "      min_attempts: {}", r.min_attempts);
+    if r.webhooks.is_empty() {
+        o.push_str("      webhooks: []\n");
+    } else {
+        o.push_str("      webhooks:\n");
+        for w in &r.webhooks {
+            let _ = writeln!(o, "        - url: {}", quoted(&w.url));
+            if let Some(k) = &w.secret {
+                let _ = writeln!(o, "          secret: {}", secret(k, show_secrets));
+            }
+        }
+    }
+}
+
+/// `store` as [`crate::store::fold_store`] reads it. The URL may hold a
+/// password: shown only with `show_secrets`.
+fn show_store(o: &mut String, c: &crate::store::StoreConfig, origin: &Origin, show_secrets: bool) {
+    use std::fmt::Write;
+    let _ = writeln!(o, "store:  # {}", section_comment(origin));
+    if let Some(u) = &c.url {
+        let shown = if show_secrets {
+            u.clone()
+        } else {
+            redact_url_password(u)
+        };
+        let _ = writeln!(o, "  url: {}", quoted(&shown));
+    }
+    let _ = writeln!(o, "  queue_capacity: {}", c.queue_capacity);
+    let _ = writeln!(o, "  batch: {}", c.batch);
+    let _ = writeln!(o, "  rate_per_client: {}", c.rate_per_client);
+    let _ = writeln!(o, "  burst_per_client: {}", c.burst_per_client);
+}
+
+/// `scheme://user:PASSWORD@rest` with the password replaced by
+/// `<redacted>` (what is shown still parses as a store URL).
+fn redact_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:<redacted>{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+/// `limits` as serde reads it into [`crate::limits::Limits`].
+fn show_limits(o: &mut String, l: &crate::limits::Limits, origin: &Origin, show_secrets: bool) {
+    use std::fmt::Write;
+    let rate =
+        |r: &crate::limits::Rate| format!("{{per_second: {}, burst: {}}}", r.per_second, r.burst);
+    let list = |v: &[String]| {
+        let q: Vec<String> = v.iter().map(|s| quoted(s)).collect();
+        format!("[{}]", q.join(", "))
+    };
+    let _ = writeln!(o, "limits:  # {}", section_comment(origin));
+    o.push_str("  stun:\n");
+    let _ = writeln!(o, "    per_source: {}", rate(&l.stun.per_source));
+    let _ = writeln!(o, "    global: {}", rate(&l.stun.global));
+    let _ = writeln!(o, "    max_sources: {}", l.stun.max_sources);
+    let h = &l.http;
+    o.push_str("  http:\n");
+    let _ = writeln!(o, "    header_timeout_ms: {}", h.header_timeout_ms);
+    let _ = writeln!(o, "    body_timeout_ms: {}", h.body_timeout_ms);
+    let _ = writeln!(o, "    max_connections: {}", h.max_connections);
+    let _ = writeln!(
+        o,
+        "    max_connections_per_client: {}",
+        h.max_connections_per_client
+    );
+    let _ = writeln!(o, "    allowed_hosts: {}", list(&h.allowed_hosts));
+    let _ = writeln!(o, "    cors_origins: {}", list(&h.cors_origins));
+    let s = &l.sessions;
+    o.push_str("  sessions:\n");
+    let _ = writeln!(o, "    per_client: {}", s.per_client);
+    let _ = writeln!(o, "    post_rate: {}", rate(&s.post_rate));
+    let _ = writeln!(o, "    media_timeout_ms: {}", s.media_timeout_ms);
+    if let Some(t) = &s.speaker_token {
+        let _ = writeln!(o, "    speaker_token: {}", secret(t, show_secrets));
+    }
+    let _ = writeln!(
+        o,
+        "    unanswered_checks_per_session: {}",
+        s.unanswered_checks_per_session
+    );
+    let _ = writeln!(o, "    mdns_names: {}", s.mdns_names);
+}
+
 fn cidr_text(c: &Cidr) -> String {
     format!("{}/{}", c.network(), c.prefix_len())
 }
@@ -1196,6 +1358,9 @@ impl Config {
             i.log_migration_events.value.to_string(),
             &i.log_migration_events.origin,
         );
+        if let Some(r) = &i.rollout {
+            show_rollout(&mut o, r, &self.sections.rollout, show_secrets);
+        }
         let s = &self.server;
         o.push_str("server:\n");
         line(
@@ -1243,6 +1408,8 @@ impl Config {
             quoted(&s.data_dir.value.display().to_string()),
             &s.data_dir.origin,
         );
+        show_store(&mut o, &self.store, &self.sections.store, show_secrets);
+        show_limits(&mut o, &self.limits, &self.sections.limits, show_secrets);
         if !self.sinks.value.is_empty() {
             let _ = writeln!(o, "sinks:  # {}", self.sinks.origin);
             for k in &self.sinks.value {
@@ -1669,6 +1836,42 @@ webrtc:
                 "env SCREAMROUTER_ICE_MODE: mode stun-required needs at least one enabled, valid STUN server"
             ]
         );
+    }
+
+    #[test]
+    fn show_prints_rollout_store_and_limits_and_they_round_trip() {
+        let yaml = "webrtc:\n  ice:\n    rollout:\n      experiment: e1\n      stage: 25\n      webhooks:\n        - url: http://127.0.0.1:9/hook\n          secret: hooksecret\nstore:\n  url: postgres://scream:pw@127.0.0.1/db\n  batch: 7\nlimits:\n  sessions:\n    per_client: 2\n    speaker_token: tok\n  http:\n    allowed_hosts: [router.local]\n";
+        let c = ok(yaml);
+        let shown = c.to_yaml_with_origins(false);
+        for want in [
+            "    rollout:  # t.yaml:4:7 (keys not written there are defaults)\n",
+            "        - {percent: 75, max_failure_rate: 1}\n",
+            "        - {percent: 100, max_failure_rate: 0.5}\n",
+            "          secret: \"<redacted>\"\n",
+            "store:  # t.yaml:10:3 (keys not written there are defaults)\n",
+            "  url: \"postgres://scream:<redacted>@127.0.0.1/db\"\n",
+            "limits:  # t.yaml:13:3 (keys not written there are defaults)\n",
+            "    per_source: {per_second: 20, burst: 40}\n",
+            "    speaker_token: \"<redacted>\"\n",
+            "    allowed_hosts: [\"router.local\"]\n",
+        ] {
+            assert!(shown.contains(want), "{want:?} in\n{shown}");
+        }
+        assert!(
+            !shown.contains("pw@") && !shown.contains("tok\"") && !shown.contains("hooksecret")
+        );
+        let back = Config::from_yaml("t.yaml", &c.to_yaml_with_origins(true)).unwrap();
+        assert_eq!(back.limits, c.limits);
+        assert_eq!(back.store, c.store);
+        assert_eq!(back.ice.rollout, c.ice.rollout);
+        // Defaults only: the sections are still shown, as defaults.
+        let d = ok("server:\n  stun_listen: off\n").to_yaml_with_origins(false);
+        assert!(
+            d.contains("limits:  # default\n") && d.contains("store:  # default\n"),
+            "{d}"
+        );
+        let back = Config::from_yaml("t.yaml", &d).unwrap();
+        assert_eq!(back.limits, crate::limits::Limits::default());
     }
 
     #[test]
