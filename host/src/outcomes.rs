@@ -305,6 +305,13 @@ fn parse_one(v: &Value, at: &str) -> Result<Reported, String> {
     Ok(r)
 }
 
+/// Check a `POST /api/ice/outcomes` body as the handler does: the number
+/// of outcomes it holds (1 to [`MAX_OUTCOMES_PER_REQUEST`]), or the one-line
+/// error the handler answers with (the field named). For the fuzz target.
+pub fn validate_body(body: &[u8]) -> Result<usize, String> {
+    parse_body(body).map(|v| v.len())
+}
+
 /// Parse a request body: one object or an array of 1 to
 /// [`MAX_OUTCOMES_PER_REQUEST`] objects.
 fn parse_body(body: &[u8]) -> Result<Vec<Reported>, String> {
