@@ -312,6 +312,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "covering indexes",
                 include_str!("../migrations/sqlite/0002_covering_indexes.sql"),
             ),
+            migration(
+                3,
+                "hourly rollups",
+                include_str!("../migrations/sqlite/0003_hourly_rollups.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             migration(
@@ -323,6 +328,11 @@ fn migrator(backend: Backend) -> Migrator {
                 2,
                 "covering indexes",
                 include_str!("../migrations/postgres/0002_covering_indexes.sql"),
+            ),
+            migration(
+                3,
+                "hourly rollups",
+                include_str!("../migrations/postgres/0003_hourly_rollups.sql"),
             ),
         ],
     })
@@ -336,6 +346,32 @@ pub struct Store {
     url: String,
 }
 
+/// `connection_attempts` over `timestamp > $1` as rows of (config_type,
+/// network_type, n, ok, timed, tsum): whole hours from `attempts_hourly`
+/// (`hour >= $2`), the partial first hour from the raw rows.
+macro_rules! attempts_window {
+    () => {
+        "SELECT config_type, network_type, attempts AS n, successes AS ok, timed, time_sum_ms AS tsum \
+         FROM attempts_hourly WHERE hour >= $2 \
+         UNION ALL \
+         SELECT config_type, network_type, 1, CASE WHEN success = true THEN 1 ELSE 0 END, \
+           CASE WHEN connection_time_ms IS NULL THEN 0 ELSE 1 END, connection_time_ms \
+         FROM connection_attempts WHERE timestamp > $1 AND timestamp < $2"
+    };
+}
+
+/// `connection_metrics` over `timestamp > $1` as rows of (network_type, n,
+/// stun), as [`attempts_window!`] does.
+macro_rules! metrics_window {
+    () => {
+        "SELECT network_type, connections AS n, stun_used AS stun \
+         FROM metrics_hourly WHERE hour >= $2 \
+         UNION ALL \
+         SELECT network_type, 1, CASE WHEN stun_used = true THEN 1 ELSE 0 END \
+         FROM connection_metrics WHERE timestamp > $1 AND timestamp < $2"
+    };
+}
+
 const ATTEMPT_COLUMNS: &str = "timestamp, client_id, router_id, experiment, stage, arm, \
      config_type, mode, success, connection_time_ms, failure_reason, local_candidate_type, \
      remote_candidate_type, network_type, source";
@@ -343,6 +379,49 @@ const ATTEMPT_PARAMS: usize = 15;
 const METRIC_COLUMNS: &str = "timestamp, client_id, router_id, arm, network_type, stun_used, \
      local_candidate_type, remote_candidate_type";
 const METRIC_PARAMS: usize = 8;
+
+/// One hour in Unix ms: the rollups' granularity.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// The start of the hour holding `timestamp_ms` (as the migration computes
+/// it: `timestamp - timestamp % 3600000`, for the non-negative timestamps
+/// the router writes).
+fn hour_of(timestamp_ms: i64) -> i64 {
+    timestamp_ms - timestamp_ms % HOUR_MS
+}
+
+/// The first hour whose every timestamp is inside `timestamp > since_ms`:
+/// the rollups cover `[first_full_hour, ..)`, the raw rows the rest.
+fn first_full_hour(since_ms: i64) -> i64 {
+    hour_of(since_ms) + HOUR_MS
+}
+
+/// Per-batch sums of `attempts_hourly`, keyed by (hour, arm, config_type,
+/// network_type): attempts, successes, timed, time_sum_ms.
+type AttemptGroups<'a> = std::collections::BTreeMap<(i64, &'a str, &'a str, &'a str), [i64; 4]>;
+/// Per-batch sums of `metrics_hourly`, keyed by (hour, arm, network_type):
+/// connections, stun_used.
+type MetricGroups<'a> = std::collections::BTreeMap<(i64, &'a str, &'a str), [i64; 2]>;
+
+fn rollup_groups(rows: &[OutcomeRow]) -> (AttemptGroups<'_>, MetricGroups<'_>) {
+    let (mut a, mut m) = (AttemptGroups::new(), MetricGroups::new());
+    for r in rows {
+        let hour = hour_of(r.timestamp_ms);
+        let g = a
+            .entry((hour, &r.arm, &r.config_type, &r.network_type))
+            .or_default();
+        g[0] += 1;
+        g[1] += i64::from(r.success);
+        if let Some(ms) = r.connection_time_ms {
+            g[2] += 1;
+            g[3] += ms;
+        }
+        let g = m.entry((hour, &r.arm, &r.network_type)).or_default();
+        g[0] += 1;
+        g[1] += i64::from(r.stun_used);
+    }
+    (a, m)
+}
 
 /// `INSERT INTO table (cols) VALUES ($1, ..), (..)` for `rows` rows; on
 /// SQLite with anonymous `?` placeholders instead, because SQLite looks a
@@ -492,12 +571,72 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        // The rollups, in the same transaction: all or nothing with the rows.
+        // Keys are unique within each statement (grouped here), as
+        // PostgreSQL's ON CONFLICT requires.
+        let (attempts, metrics) = rollup_groups(rows);
+        let groups: Vec<_> = attempts.into_iter().collect();
+        for chunk in groups.chunks(MAX_BATCH) {
+            let mut sql = insert_sql(
+                self.backend,
+                "attempts_hourly",
+                "hour, arm, config_type, network_type, attempts, successes, timed, time_sum_ms",
+                8,
+                chunk.len(),
+            );
+            sql.push_str(
+                " ON CONFLICT (hour, arm, config_type, network_type) DO UPDATE SET \
+                 attempts = attempts_hourly.attempts + excluded.attempts, \
+                 successes = attempts_hourly.successes + excluded.successes, \
+                 timed = attempts_hourly.timed + excluded.timed, \
+                 time_sum_ms = attempts_hourly.time_sum_ms + excluded.time_sum_ms",
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ((hour, arm, config, network), [n, ok, timed, sum]) in chunk {
+                q = q
+                    .bind(*hour)
+                    .bind(arm.to_string())
+                    .bind(config.to_string())
+                    .bind(network.to_string())
+                    .bind(*n)
+                    .bind(*ok)
+                    .bind(*timed)
+                    .bind(*sum);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let groups: Vec<_> = metrics.into_iter().collect();
+        for chunk in groups.chunks(MAX_BATCH) {
+            let mut sql = insert_sql(
+                self.backend,
+                "metrics_hourly",
+                "hour, arm, network_type, connections, stun_used",
+                5,
+                chunk.len(),
+            );
+            sql.push_str(
+                " ON CONFLICT (hour, arm, network_type) DO UPDATE SET \
+                 connections = metrics_hourly.connections + excluded.connections, \
+                 stun_used = metrics_hourly.stun_used + excluded.stun_used",
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ((hour, arm, network), [n, stun]) in chunk {
+                q = q
+                    .bind(*hour)
+                    .bind(arm.to_string())
+                    .bind(network.to_string())
+                    .bind(*n)
+                    .bind(*stun);
+            }
+            q.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
-    /// Run `sql`, whose only parameter `$1` is the window's start (Unix
-    /// ms), and map each row.
+    /// Run `sql` over the window `timestamp > since_ms`: `$1` is the
+    /// window's start (Unix ms), `$2` the first hour the rollups cover
+    /// whole ([`first_full_hour`]); map each row.
     async fn since<T>(
         &self,
         sql: &'static str,
@@ -506,6 +645,7 @@ impl Store {
     ) -> Result<Vec<T>, StoreError> {
         let rows = sqlx::query(sql)
             .bind(since_ms)
+            .bind(first_full_hour(since_ms))
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(map).collect::<Result<_, _>>()?)
@@ -516,16 +656,17 @@ impl Store {
     /// `config_type`.
     pub async fn success_by_config(&self, since_ms: i64) -> Result<Vec<ConfigRow>, StoreError> {
         self.since(
-            "SELECT config_type, \
-               COUNT(*) AS total_attempts, \
-               SUM(CASE WHEN success = true THEN 1 ELSE 0 END) AS successful, \
-               CAST(AVG(connection_time_ms) AS DOUBLE PRECISION) AS avg_time_ms, \
-               CAST(SUM(CASE WHEN success = true THEN 1 ELSE 0 END) * 100.0 / COUNT(*) \
-                    AS DOUBLE PRECISION) AS success_rate \
-             FROM connection_attempts \
-             WHERE timestamp > $1 \
+            concat!(
+                "SELECT config_type, \
+               CAST(SUM(n) AS BIGINT) AS total_attempts, \
+               CAST(SUM(ok) AS BIGINT) AS successful, \
+               CAST(SUM(tsum) AS DOUBLE PRECISION) / NULLIF(CAST(SUM(timed) AS DOUBLE PRECISION), 0) \
+                    AS avg_time_ms, \
+               CAST(SUM(ok) * 100.0 / SUM(n) AS DOUBLE PRECISION) AS success_rate \
+             FROM (", attempts_window!(), ") w \
              GROUP BY config_type \
-             ORDER BY config_type",
+             ORDER BY config_type"
+            ),
             since_ms,
             |r| {
                 Ok(ConfigRow {
@@ -544,15 +685,17 @@ impl Store {
     /// `timestamp > since_ms`, ordered by `network_type`.
     pub async fn stun_by_network(&self, since_ms: i64) -> Result<Vec<NetworkRow>, StoreError> {
         self.since(
-            "SELECT network_type, \
-               COUNT(*) AS connections, \
-               SUM(CASE WHEN stun_used = true THEN 1 ELSE 0 END) AS stun_required, \
-               CAST(SUM(CASE WHEN stun_used = true THEN 1 ELSE 0 END) * 100.0 / COUNT(*) \
-                    AS DOUBLE PRECISION) AS stun_percentage \
-             FROM connection_metrics \
-             WHERE timestamp > $1 \
+            concat!(
+                "SELECT network_type, \
+               CAST(SUM(n) AS BIGINT) AS connections, \
+               CAST(SUM(stun) AS BIGINT) AS stun_required, \
+               CAST(SUM(stun) * 100.0 / SUM(n) AS DOUBLE PRECISION) AS stun_percentage \
+             FROM (",
+                metrics_window!(),
+                ") w \
              GROUP BY network_type \
-             ORDER BY network_type",
+             ORDER BY network_type"
+            ),
             since_ms,
             |r| {
                 Ok(NetworkRow {
@@ -570,13 +713,15 @@ impl Store {
     /// since `since_ms`, for the report's KPIs.
     pub async fn kpi_rows(&self, since_ms: i64) -> Result<Vec<KpiRow>, StoreError> {
         self.since(
-            "SELECT network_type, \
-               COUNT(*), \
-               SUM(CASE WHEN success = true THEN 1 ELSE 0 END), \
-               CAST(AVG(connection_time_ms) AS DOUBLE PRECISION), \
-               COUNT(connection_time_ms) \
-             FROM connection_attempts WHERE timestamp > $1 \
-             GROUP BY network_type ORDER BY network_type",
+            concat!(
+                "SELECT network_type, \
+               CAST(SUM(n) AS BIGINT), \
+               CAST(SUM(ok) AS BIGINT), \
+               CAST(SUM(tsum) AS DOUBLE PRECISION) / NULLIF(CAST(SUM(timed) AS DOUBLE PRECISION), 0), \
+               CAST(SUM(timed) AS BIGINT) \
+             FROM (", attempts_window!(), ") w \
+             GROUP BY network_type ORDER BY network_type"
+            ),
             since_ms,
             |r| {
                 Ok(KpiRow {
@@ -1008,5 +1153,163 @@ mod tests {
             "INSERT INTO t (a, b) VALUES (?,?),(?,?)"
         );
         const { assert!(MAX_BATCH * (ATTEMPT_PARAMS + 1) < 32_766) };
+    }
+
+    fn row(timestamp_ms: i64, arm: &str, success: bool, ms: Option<i64>, stun: bool) -> OutcomeRow {
+        OutcomeRow {
+            timestamp_ms,
+            client_id: "c".into(),
+            router_id: "r".into(),
+            experiment: "e".into(),
+            stage: 10,
+            arm: arm.into(),
+            config_type: if arm == "treatment" {
+                "smart"
+            } else {
+                "legacy"
+            }
+            .into(),
+            mode: "auto".into(),
+            success,
+            connection_time_ms: ms,
+            failure_reason: None,
+            local_candidate_type: None,
+            remote_candidate_type: None,
+            stun_used: stun,
+            network_type: "local".into(),
+            source: "speaker".into(),
+        }
+    }
+
+    async fn rollups(pool: &AnyPool) -> Vec<(i64, String, i64, i64, i64, i64)> {
+        sqlx::query(
+            "SELECT hour, arm, attempts, successes, timed, time_sum_ms FROM attempts_hourly \
+             ORDER BY hour, arm",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect()
+    }
+
+    /// A store written before the rollups existed: migration 3 fills them
+    /// from the rows already there, with the same sums the writer keeps.
+    #[tokio::test]
+    async fn the_rollup_migration_backfills_existing_rows_like_the_writer() {
+        let data = [
+            row(7_200_000, "control", true, Some(40), false),
+            row(7_200_001, "control", false, None, true),
+            row(10_799_999, "treatment", true, Some(10), false),
+            row(10_800_000, "treatment", true, Some(30), true),
+            row(10_800_500, "treatment", true, Some(50), false),
+        ];
+        let dir = std::env::temp_dir().join(format!("scream_ice_backfill_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Old schema (migrations 1 and 2), rows in both tables.
+        let old = dir.join("old");
+        create_private_dir(&old).unwrap();
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", old.join(SQLITE_FILE).display());
+        {
+            let pool = AnyPoolOptions::new().connect(&url).await.unwrap();
+            let mut m = migrator(Backend::Sqlite);
+            m.migrations = m
+                .migrations
+                .iter()
+                .take(2)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into();
+            m.run(&pool).await.unwrap();
+            let store = Store {
+                pool: pool.clone(),
+                backend: Backend::Sqlite,
+                url: url.clone(),
+            };
+            // Rows as the old writer wrote them: the two tables only (the
+            // rollup tables do not exist yet).
+            for r in &data {
+                sqlx::query(AssertSqlSafe(insert_sql(
+                    Backend::Sqlite,
+                    "connection_attempts",
+                    ATTEMPT_COLUMNS,
+                    ATTEMPT_PARAMS,
+                    1,
+                )))
+                .bind(r.timestamp_ms)
+                .bind(r.client_id.clone())
+                .bind(r.router_id.clone())
+                .bind(r.experiment.clone())
+                .bind(r.stage)
+                .bind(r.arm.clone())
+                .bind(r.config_type.clone())
+                .bind(r.mode.clone())
+                .bind(r.success)
+                .bind(r.connection_time_ms)
+                .bind(r.failure_reason.clone())
+                .bind(r.local_candidate_type.clone())
+                .bind(r.remote_candidate_type.clone())
+                .bind(r.network_type.clone())
+                .bind(r.source.clone())
+                .execute(store.pool())
+                .await
+                .unwrap();
+                sqlx::query(AssertSqlSafe(insert_sql(
+                    Backend::Sqlite,
+                    "connection_metrics",
+                    METRIC_COLUMNS,
+                    METRIC_PARAMS,
+                    1,
+                )))
+                .bind(r.timestamp_ms)
+                .bind(r.client_id.clone())
+                .bind(r.router_id.clone())
+                .bind(r.arm.clone())
+                .bind(r.network_type.clone())
+                .bind(r.stun_used)
+                .bind(r.local_candidate_type.clone())
+                .bind(r.remote_candidate_type.clone())
+                .execute(store.pool())
+                .await
+                .unwrap();
+            }
+            pool.close().await;
+        }
+        let migrated = Store::connect(&url).await.unwrap();
+        // A new store written by the writer.
+        let fresh = Store::open(&StoreConfig::default(), &dir.join("new"))
+            .await
+            .unwrap();
+        fresh.insert_batch(&data[..2]).await.unwrap();
+        fresh.insert_batch(&data[2..]).await.unwrap();
+        let want = vec![
+            (7_200_000, "control".to_string(), 2, 1, 1, 40),
+            (7_200_000, "treatment".to_string(), 1, 1, 1, 10),
+            (10_800_000, "treatment".to_string(), 2, 2, 2, 80),
+        ];
+        assert_eq!(rollups(migrated.pool()).await, want);
+        assert_eq!(rollups(fresh.pool()).await, want);
+        for s in [&migrated, &fresh] {
+            let stun = s.stun_by_network(0).await.unwrap();
+            assert_eq!((stun[0].connections, stun[0].stun_required), (5, 2));
+            // A window starting inside the first hour: raw rows for its
+            // rest, rollups after it.
+            let c = s.success_by_config(7_200_000).await.unwrap();
+            let got: Vec<_> = c
+                .iter()
+                .map(|r| {
+                    (
+                        r.config_type.as_str(),
+                        r.total_attempts,
+                        r.successful,
+                        r.avg_time_ms,
+                    )
+                })
+                .collect();
+            assert_eq!(got, [("legacy", 1, 0, None), ("smart", 3, 3, Some(30.0))]);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -30,63 +30,80 @@ async fn monitoring_queries_agree_on_sqlite_and_postgres() {
         }
         assert_eq!(s.attempt_count().await.unwrap(), 20_000);
     }
-    let since = now - DAY_MS;
-    let a = lite.success_by_config(since).await.unwrap();
-    let b = pg.success_by_config(since).await.unwrap();
-    let c = lite.stun_by_network(since).await.unwrap();
-    let d = pg.stun_by_network(since).await.unwrap();
-    // By hand, over the same rows.
-    let recent: Vec<_> = data.iter().filter(|r| r.timestamp_ms > since).collect();
-    for (rows, name) in [(&a, "sqlite"), (&b, "postgres")] {
-        assert_eq!(rows.len(), 2, "{name}");
-        for row in rows.iter() {
-            let g: Vec<_> = recent
-                .iter()
-                .filter(|r| r.config_type == row.config_type)
-                .collect();
-            let ok = g.iter().filter(|r| r.success).count() as i64;
-            let times: Vec<i64> = g.iter().filter_map(|r| r.connection_time_ms).collect();
-            let avg = times.iter().sum::<i64>() as f64 / times.len() as f64;
-            assert_eq!(row.total_attempts, g.len() as i64, "{name}");
-            assert_eq!(row.successful, ok, "{name}");
-            assert!((row.avg_time_ms.unwrap() - avg).abs() < 1e-9, "{name}");
-            assert!((row.success_rate - ok as f64 * 100.0 / g.len() as f64).abs() < 1e-9);
-        }
-    }
-    for (rows, name) in [(&c, "sqlite"), (&d, "postgres")] {
-        assert_eq!(rows.len(), 2, "{name}");
-        for row in rows.iter() {
-            let g: Vec<_> = recent
-                .iter()
-                .filter(|r| r.network_type == row.network_type)
-                .collect();
-            let stun = g.iter().filter(|r| r.stun_used).count() as i64;
+    // Windows on an hour boundary and off it (the rollups serve whole
+    // hours, the raw rows the first partial one), and one inside an hour.
+    for since in [
+        now - DAY_MS,
+        now - DAY_MS - 1_234_567,
+        now - 47 * 3_600_000 - 17,
+        now - 1_000,
+    ] {
+        let a = lite.success_by_config(since).await.unwrap();
+        let b = pg.success_by_config(since).await.unwrap();
+        let c = lite.stun_by_network(since).await.unwrap();
+        let d = pg.stun_by_network(since).await.unwrap();
+        // By hand, over the same rows.
+        let recent: Vec<_> = data.iter().filter(|r| r.timestamp_ms > since).collect();
+        for (rows, name) in [(&a, "sqlite"), (&b, "postgres")] {
             assert_eq!(
-                (row.connections, row.stun_required),
-                (g.len() as i64, stun),
+                rows.len(),
+                if since == now - 1_000 { rows.len() } else { 2 },
                 "{name}"
             );
-            assert!((row.stun_percentage - stun as f64 * 100.0 / g.len() as f64).abs() < 1e-9);
+            for row in rows.iter() {
+                let g: Vec<_> = recent
+                    .iter()
+                    .filter(|r| r.config_type == row.config_type)
+                    .collect();
+                let ok = g.iter().filter(|r| r.success).count() as i64;
+                let times: Vec<i64> = g.iter().filter_map(|r| r.connection_time_ms).collect();
+                let avg = times.iter().sum::<i64>() as f64 / times.len() as f64;
+                assert_eq!(row.total_attempts, g.len() as i64, "{name}");
+                assert_eq!(row.successful, ok, "{name}");
+                assert!((row.avg_time_ms.unwrap() - avg).abs() < 1e-9, "{name}");
+                assert!((row.success_rate - ok as f64 * 100.0 / g.len() as f64).abs() < 1e-9);
+            }
         }
-    }
-    // Identical answers: integers equal, floats to 1e-9 relative.
-    assert_eq!(a.len(), b.len());
-    for (x, y) in a.iter().zip(&b) {
+        for (rows, name) in [(&c, "sqlite"), (&d, "postgres")] {
+            assert_eq!(
+                rows.len(),
+                if since == now - 1_000 { rows.len() } else { 2 },
+                "{name}"
+            );
+            for row in rows.iter() {
+                let g: Vec<_> = recent
+                    .iter()
+                    .filter(|r| r.network_type == row.network_type)
+                    .collect();
+                let stun = g.iter().filter(|r| r.stun_used).count() as i64;
+                assert_eq!(
+                    (row.connections, row.stun_required),
+                    (g.len() as i64, stun),
+                    "{name}"
+                );
+                assert!((row.stun_percentage - stun as f64 * 100.0 / g.len() as f64).abs() < 1e-9);
+            }
+        }
+        // Identical answers: integers equal, floats to 1e-9 relative.
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                (&x.config_type, x.total_attempts, x.successful),
+                (&y.config_type, y.total_attempts, y.successful)
+            );
+            assert!((x.avg_time_ms.unwrap() - y.avg_time_ms.unwrap()).abs() < 1e-9);
+            assert!((x.success_rate - y.success_rate).abs() < 1e-9);
+        }
         assert_eq!(
-            (&x.config_type, x.total_attempts, x.successful),
-            (&y.config_type, y.total_attempts, y.successful)
+            c.iter()
+                .map(|r| (&r.network_type, r.connections, r.stun_required))
+                .collect::<Vec<_>>(),
+            d.iter()
+                .map(|r| (&r.network_type, r.connections, r.stun_required))
+                .collect::<Vec<_>>()
         );
-        assert!((x.avg_time_ms.unwrap() - y.avg_time_ms.unwrap()).abs() < 1e-9);
-        assert!((x.success_rate - y.success_rate).abs() < 1e-9);
     }
-    assert_eq!(
-        c.iter()
-            .map(|r| (&r.network_type, r.connections, r.stun_required))
-            .collect::<Vec<_>>(),
-        d.iter()
-            .map(|r| (&r.network_type, r.connections, r.stun_required))
-            .collect::<Vec<_>>()
-    );
+
     // The per-arm counts the monitor reads.
     for s in [&lite, &pg] {
         let (t, c) = s.arm_counts("exp", 25, 0).await.unwrap();
