@@ -35,6 +35,8 @@
 //!   speaker session, how many, how often), [`candidate_filter`] (which
 //!   remote candidates the router may check).
 
+#![forbid(unsafe_code)]
+
 pub mod admission;
 pub mod atomic;
 pub mod auth;

@@ -1,5 +1,7 @@
 //! `scream-ice`: the ScreamRouter ICE daemon and its operator CLI.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

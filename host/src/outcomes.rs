@@ -296,7 +296,12 @@ fn parse_one(v: &Value, at: &str) -> Result<Reported, String> {
             }
             "network_type" => r.network_type = short_string(v, &field, 32)?,
             "config_type" => r.config_type = short_string(v, &field, 32)?,
-            _ => return Err(format!("{field}: unknown field")),
+            _ => {
+                // The client's own key, escaped and cut: the error stays
+                // one printable line (a key may hold newlines).
+                let key: String = k.chars().take(64).flat_map(char::escape_default).collect();
+                return Err(format!("{at}.{key}: unknown field"));
+            }
         }
     }
     if !saw_success {
@@ -617,6 +622,11 @@ mod tests {
         for (body, want) in cases {
             assert_eq!(parse_body(body.as_bytes()).unwrap_err(), want, "{body}");
         }
+        // Found by the outcomes_json fuzz target: a key with a newline.
+        assert_eq!(
+            parse_body(b"{\"a\\nb\": 1}").unwrap_err(),
+            "outcome.a\\nb: unknown field"
+        );
         let many = format!("[{}]", vec![r#"{"success":true}"#; 1001].join(","));
         assert!(
             parse_body(many.as_bytes())

@@ -895,6 +895,8 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
     /// A datagram arrived at our address `local` from `remote`. Returns
     /// `true` when it was STUN and the agent consumed it; `false` when it is
     /// something else (application data, to be handled by the caller).
+    /// STUN that arrives on an address which is not the base of one of our
+    /// candidates (say, one just removed) is consumed and has no effect.
     pub fn handle_receive(
         &mut self,
         now: Instant,
@@ -911,6 +913,11 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             // trusted to say it is ours, so it is dropped without an answer.
             return true;
         };
+        if !self.locals.iter().any(|l| l.base() == local) {
+            // Not one of our addresses (any more): an answer would name a
+            // source we do not hold, and a check there pairs nothing.
+            return true;
+        }
         match repr.message_type.class {
             Class::Request if repr.message_type.method == Method::BINDING => {
                 self.on_request(local, remote, &repr);

@@ -1091,3 +1091,40 @@ fn a_pair_the_peer_nominated_is_usable_before_our_own_check_returns() {
     assert_eq!(a.usable_pair(), None);
     assert_eq!(a.usable_since(), None);
 }
+
+#[test]
+fn stun_on_an_address_that_is_not_ours_is_consumed_without_an_answer() {
+    // Found by the ice_session fuzz target: after the interface list
+    // emptied, a check still in flight to the old address was answered
+    // from it.
+    let mut a = agent(Role::Controlled, "aaaa", 43);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    a.set_remote_credentials("bbbb", "apasswordof22chars+abcd")
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = request(
+        Some("aaaa:bbbb"),
+        Some("apasswordof22chars+abcd"),
+        Some(0x6e00_01ff),
+        Some(1),
+        None,
+        true,
+        &mut buf,
+    );
+    let from = addr("192.168.1.20:6000");
+    assert!(a.handle_receive(Instant::ZERO, addr("192.168.1.11:5000"), from, &buf[..n]));
+    assert!(
+        a.poll_transmit().is_none(),
+        "answered on a stranger's address"
+    );
+    assert!(a.remote_candidates().is_empty());
+    a.remove_local_candidate(addr("192.168.1.10:5000"));
+    assert!(a.handle_receive(Instant::ZERO, addr("192.168.1.10:5000"), from, &buf[..n]));
+    assert!(a.poll_transmit().is_none(), "answered on a removed address");
+    // Still ours: answered.
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    assert!(a.handle_receive(Instant::ZERO, addr("192.168.1.10:5000"), from, &buf[..n]));
+    assert_eq!(a.poll_transmit().unwrap().from, addr("192.168.1.10:5000"));
+}
