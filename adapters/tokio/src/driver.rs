@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use scream_ice_core::agent::AgentError;
+use scream_ice_core::agent::{AgentError, ConnectionState};
 use scream_ice_core::candidate::{Candidate, CandidateAttribute, ConnectionAddress};
 use scream_ice_core::session::{Request, ServerRef, Session};
 use tokio::net::UdpSocket;
@@ -217,8 +217,12 @@ impl Driver {
     }
 
     /// The selected pair with the socket of its local address: send
-    /// application data with `socket.send_to(data, remote)`.
+    /// application data with `socket.send_to(data, remote)`. `None` while
+    /// no pair is selected and once ICE has failed (e.g. consent lost).
     pub fn selected_path(&self) -> Option<(Arc<UdpSocket>, SocketAddr, SocketAddr)> {
+        if self.session.agent().connection_state() == ConnectionState::Failed {
+            return None;
+        }
         let (local, remote) = self.session.selected_pair()?;
         let h = self.hosts.iter().find(|h| h.address == local)?;
         Some((Arc::clone(&h.socket), local, remote))
