@@ -4,7 +4,7 @@
 //! Where it sits: the other end of [`crate::sessions`]. It decides with the
 //! core policy for the router's address (mode `auto`; STUN only from
 //! `--stun`, and only if the policy wants it), starts a controlling
-//! [`IceSession`], `POST`s its fragment to `URL/api/ice/sessions`, applies
+//! [`Driver`], `POST`s its fragment to `URL/api/ice/sessions`, applies
 //! the answer, `PATCH`es candidates gathered later and end-of-candidates,
 //! polls `GET` on the session while the router's candidates are not
 //! complete, and waits for a selected pair. Then it sends test datagrams
@@ -21,7 +21,7 @@ use scream_ice_core::policy::{
     FallbackStage, IceMode, PeerKnowledge, PolicyConfig, StunServer, decide,
 };
 use scream_ice_core::sdpfrag::SdpFrag;
-use scream_ice_tokio::{HostAddresses, HostFilter, IceSession, SessionConfig, SessionEvent};
+use scream_ice_tokio::{Driver, HostAddresses, HostFilter, Output, SessionConfig, SessionEvent};
 
 use scream_ice_core::signal::{self, Client, HttpUrl, Progress};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -306,17 +306,17 @@ pub async fn run(
     };
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + opts.timeout);
-    let (mut session, mut events) = IceSession::start(config)
+    let mut session = Driver::start(config)
         .await
         .map_err(|e| fail(format_args!("cannot start the ICE session: {e}")))?;
-    let creds = session.local_credentials().clone();
+    let creds = session.local_credentials();
 
     let mut local: Vec<Candidate> = Vec::new();
     let mut complete = false;
-    while let Some(e) = events.try_recv() {
-        match e {
-            SessionEvent::LocalCandidate(c) => local.push(c),
-            SessionEvent::Gathering(g) => complete = g == GatheringState::Complete,
+    while let Some(o) = session.try_next() {
+        match o {
+            Output::Event(SessionEvent::LocalCandidate(c)) => local.push(c),
+            Output::Event(SessionEvent::Gathering(g)) => complete = g == GatheringState::Complete,
             _ => {}
         }
     }
@@ -376,11 +376,17 @@ pub async fn run(
     };
     session
         .set_remote_credentials(ufrag, pwd)
-        .await
         .map_err(|e| fail(format_args!("router's credentials: {e}")))?;
     let mut remote_seen: Vec<String> = Vec::new();
     let mut remote_complete = false;
-    apply_remote(&session, &frag, &mut remote_seen, &mut remote_complete, out).await;
+    apply_remote(
+        &mut session,
+        &frag,
+        &mut remote_seen,
+        &mut remote_complete,
+        out,
+    )
+    .await;
 
     // Trickle until a pair is selected.
     let mut eoc_sent = complete;
@@ -391,35 +397,34 @@ pub async fn run(
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let selected = loop {
         tokio::select! {
-            e = events.recv() => match e {
-                Some(SessionEvent::LocalCandidate(c)) => {
+            o = session.next() => match o {
+                Output::Event(SessionEvent::LocalCandidate(c)) => {
                     let _ = writeln!(out, "local candidate: {}", c.to_attribute());
                     local.push(c);
                     let body = write_sdpfrag(&creds.ufrag, &creds.pwd, &[c], false).map_err(fail)?;
                     patch(&mut http, &body).await?;
                 }
-                Some(SessionEvent::Gathering(GatheringState::Complete)) if !eoc_sent => {
+                Output::Event(SessionEvent::Gathering(GatheringState::Complete)) if !eoc_sent => {
                     let body = write_sdpfrag(&creds.ufrag, &creds.pwd, &[], true).map_err(fail)?;
                     patch(&mut http, &body).await?;
                     eoc_sent = true;
                     let _ = writeln!(out, "end-of-candidates sent");
                 }
-                Some(SessionEvent::Selected { local, remote }) => break (local, remote),
-                Some(SessionEvent::Failed(r)) => {
+                Output::Event(SessionEvent::Selected { local, remote }) => break (local, remote),
+                Output::Event(SessionEvent::Failed(r)) => {
                     return Err(fail(format_args!("ICE failed: {r}")));
                 }
-                Some(SessionEvent::Connection(ConnectionState::Failed)) => {
+                Output::Event(SessionEvent::Connection(ConnectionState::Failed)) => {
                     return Err(fail("ICE failed"));
                 }
-                Some(_) => {}
-                None => return Err(fail("the ICE session ended")),
+                _ => {}
             },
             _ = poll.tick(), if !remote_complete => {
                 let r = http.send(&format!("GET {location}"), |c, buf| c.write_get(buf)).await?;
                 if r.status == 200 {
                     let text = r.text();
                     if let Ok(f) = SdpFrag::parse(&text) {
-                        apply_remote(&session, &f, &mut remote_seen, &mut remote_complete, out).await;
+                        apply_remote(&mut session, &f, &mut remote_seen, &mut remote_complete, out).await;
                     }
                 }
             }
@@ -442,7 +447,7 @@ pub async fn run(
 
     let audio = match &opts.audio {
         Some(a) => {
-            let r = play(&mut session, &mut events, &mut http, &local, a, out).await?;
+            let r = play(&mut session, &mut http, &local, a, out).await?;
             for l in r.receive.lines() {
                 let _ = writeln!(out, "{l}");
             }
@@ -502,7 +507,7 @@ pub async fn run(
         .send(&format!("DELETE {location}"), |c, buf| c.write_delete(buf))
         .await?;
     let _ = writeln!(out, "DELETE {location}: {}", r.status);
-    let _ = session.close().await;
+    drop(session);
     Ok(report)
 }
 
@@ -544,7 +549,7 @@ async fn patch_expecting(
 
 /// Feed the router's candidates not seen yet, and its end-of-candidates.
 async fn apply_remote(
-    session: &IceSession,
+    session: &mut Driver,
     frag: &SdpFrag<'_>,
     seen: &mut Vec<String>,
     complete: &mut bool,
@@ -564,17 +569,14 @@ async fn apply_remote(
     if frag.end_of_candidates() && !*complete {
         *complete = true;
         let _ = writeln!(out, "remote end-of-candidates");
-        let _ = session.end_of_remote_candidates().await;
+        session.end_of_remote_candidates();
     }
 }
 
 /// Send `count` probes `interval` apart and collect the echoes: (sent,
 /// sorted RTTs, lost sequence numbers). Waits for stragglers for max(1 s,
 /// 4 x the largest RTT).
-async fn measure(
-    session: &mut IceSession,
-    opts: &ConnectOptions,
-) -> (u32, Vec<Duration>, Vec<u32>) {
+async fn measure(session: &mut Driver, opts: &ConnectOptions) -> (u32, Vec<Duration>, Vec<u32>) {
     let epoch = Instant::now();
     let count = opts.count;
     let mut echoed = vec![false; usize::try_from(count).unwrap_or(0)];
@@ -595,15 +597,17 @@ async fn measure(
                 p.extend_from_slice(&next.to_be_bytes());
                 let micros = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
                 p.extend_from_slice(&micros.to_be_bytes());
-                let _ = session.send(&p).await;
+                if let Some((socket, _, remote)) = session.selected_path() {
+                    let _ = socket.send_to(&p, remote).await;
+                }
                 next += 1;
                 if next == count {
                     let max: Duration = rtts.iter().max().copied().unwrap_or_default();
                     grace_until = Some(tokio::time::Instant::now() + (max * 4).max(Duration::from_secs(1)));
                 }
             }
-            d = session.recv() => {
-                let Some(d) = d else { break };
+            o = session.next() => {
+                let Output::Data(d) = o else { continue };
                 if let Some((seq, sent)) = parse_probe(&d.data) {
                     let now = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
                     if let Some(slot) = usize::try_from(seq).ok().and_then(|i| echoed.get_mut(i))
@@ -634,8 +638,7 @@ async fn measure(
 /// until `duration` has passed or the stream has been idle for
 /// `idle_stop` and played out.
 async fn play(
-    session: &mut IceSession,
-    events: &mut scream_ice_tokio::SessionEvents,
+    session: &mut Driver,
     http: &mut Http,
     local: &[Candidate],
     a: &AudioOptions,
@@ -651,7 +654,6 @@ async fn play(
     let mut max_gap = Duration::ZERO;
     // When the restart began, and what it cost so far.
     let mut restarted: Option<(Instant, RestartReport)> = None;
-    let mut events_open = true;
     let wav_error = |e: std::io::Error| fail(format_args!("{}: {e}", a.wav.display()));
     loop {
         tokio::select! {
@@ -661,8 +663,19 @@ async fn play(
                     break;
                 }
             }
-            d = session.recv() => {
-                let Some(d) = d else { break };
+            o = session.next() => {
+                let d = match o {
+                    Output::Data(d) => d,
+                    Output::Event(SessionEvent::Selected { .. }) => {
+                        if let Some((at, r)) = restarted.as_mut()
+                            && r.reselected_after.is_none()
+                        {
+                            r.reselected_after = Some(at.elapsed());
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                };
                 let now = Instant::now();
                 if let Some(t) = last {
                     max_gap = max_gap.max(now - t);
@@ -681,14 +694,6 @@ async fn play(
                 restarted = Some((Instant::now(), r));
                 restart_ice(session, http, local, out).await?;
             }
-            e = events.recv(), if events_open => {
-                events_open = e.is_some();
-                if let (Some(SessionEvent::Selected { .. }), Some((at, r))) = (e, restarted.as_mut())
-                    && r.reselected_after.is_none()
-                {
-                    r.reselected_after = Some(at.elapsed());
-                }
-            }
             () = tokio::time::sleep_until(end) => break,
         }
     }
@@ -704,15 +709,13 @@ async fn play(
 /// section 4.4.2): new credentials, `PATCH` them with our candidates, apply
 /// the router's new fragment from the 200.
 async fn restart_ice(
-    session: &mut IceSession,
+    session: &mut Driver,
     http: &mut Http,
     local: &[Candidate],
     out: &mut (impl Write + Send),
 ) -> Result<(), ConnectError> {
-    let creds = session
-        .restart()
-        .await
-        .map_err(|e| fail(format_args!("ICE restart: {e}")))?;
+    session.restart();
+    let creds = session.local_credentials();
     let body = write_sdpfrag(&creds.ufrag, &creds.pwd, local, true).map_err(fail)?;
     let r = patch_expecting(http, &body, 200)
         .await
@@ -725,7 +728,6 @@ async fn restart_ice(
     };
     session
         .set_remote_credentials(ufrag, pwd)
-        .await
         .map_err(|e| fail(format_args!("router's new credentials: {e}")))?;
     let _ = writeln!(
         out,

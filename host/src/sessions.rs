@@ -64,8 +64,7 @@ use scream_ice_core::candidate::{Candidate, CandidateAttribute, ConnectionAddres
 use scream_ice_core::policy::{FallbackStage, PeerKnowledge, decide};
 use scream_ice_core::sdpfrag::{SdpFrag, SdpFragWriter};
 use scream_ice_tokio::{
-    Datagram, Driver, HostAddresses, HostFilter, IceSession, Output, SessionConfig, SessionEvent,
-    Started,
+    Datagram, Driver, HostAddresses, HostFilter, Output, SessionConfig, SessionEvent,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -452,11 +451,7 @@ pub async fn create(
     let mut config = session_config(&state, conn, &headers, &chosen, &settings);
     config.agent.unanswered_check_budget = limits.unanswered_checks_per_session;
     let filter = filter_context(&state, &chosen);
-    let Started {
-        mut driver,
-        registrations,
-        ..
-    } = match IceSession::start_driver(config).await {
+    let mut driver = match Driver::start(config).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(client = %chosen.client, "cannot start ICE session: {e}");
@@ -503,7 +498,6 @@ pub async fn create(
     let actor = SessionActor {
         id: id.clone(),
         driver,
-        _registrations: registrations,
         requests: rx,
         sessions,
         etag: etag.clone(),
@@ -666,8 +660,6 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
 struct SessionActor {
     id: String,
     driver: Driver,
-    /// The mDNS names registered for the session, if any.
-    _registrations: Option<Box<dyn std::any::Any + Send>>,
     requests: mpsc::Receiver<Request>,
     sessions: Sessions,
     /// The HTTP resource's entity tag.

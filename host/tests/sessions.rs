@@ -586,19 +586,28 @@ async fn junk_never_panics() {
 async fn echo_only_for_the_selected_peer() {
     use scream_ice_host::sessions::write_sdpfrag;
     use scream_ice_tokio::scream_ice_core::agent::Role;
-    use scream_ice_tokio::{HostAddresses, IceSession, SessionConfig, SessionEvent};
+    use scream_ice_tokio::{Datagram, Driver, HostAddresses, Output, SessionConfig, SessionEvent};
+
+    /// Drive the speaker until its next application datagram.
+    async fn next_data(d: &mut Driver) -> Datagram {
+        loop {
+            if let Output::Data(x) = d.next().await {
+                return x;
+            }
+        }
+    }
 
     let (addr, _state) = server(|_| {}).await;
     let mut c = SessionConfig::new(Role::Controlling);
     c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
-    let (mut speaker, mut events) = IceSession::start(c).await.unwrap();
+    let mut speaker = Driver::start(c).await.unwrap();
     let mut local = Vec::new();
-    while let Some(e) = events.try_recv() {
-        if let SessionEvent::LocalCandidate(c) = e {
+    while let Some(o) = speaker.try_next() {
+        if let Output::Event(SessionEvent::LocalCandidate(c)) = o {
             local.push(c);
         }
     }
-    let creds = speaker.local_credentials().clone();
+    let creds = speaker.local_credentials();
     let offer = write_sdpfrag(&creds.ufrag, &creds.pwd, &local, true).unwrap();
     let r = post(addr, &offer).await;
     let (location, _) = created(&r);
@@ -606,7 +615,6 @@ async fn echo_only_for_the_selected_peer() {
     let f = SdpFrag::parse(&answer).unwrap();
     speaker
         .set_remote_credentials(f.ice_ufrag().unwrap(), f.ice_pwd().unwrap())
-        .await
         .unwrap();
     let mut router_addr = None;
     for c in f.candidates() {
@@ -616,11 +624,11 @@ async fn echo_only_for_the_selected_peer() {
             .await
             .unwrap();
     }
-    speaker.end_of_remote_candidates().await.unwrap();
+    speaker.end_of_remote_candidates();
     let router_addr = router_addr.unwrap();
     let selected = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            if let Some(SessionEvent::Selected { remote, .. }) = events.recv().await {
+            if let Output::Event(SessionEvent::Selected { remote, .. }) = speaker.next().await {
                 break remote;
             }
         }
@@ -635,21 +643,21 @@ async fn echo_only_for_the_selected_peer() {
     let got = tokio::time::timeout(Duration::from_millis(300), stranger.recv_from(&mut buf)).await;
     assert!(got.is_err(), "the stranger got an answer");
 
-    speaker.send(b"ping").await.unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(2), speaker.recv())
+    let (socket, _, remote) = speaker.selected_path().unwrap();
+    socket.send_to(b"ping", remote).await.unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(2), next_data(&mut speaker))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(d.data, b"ping");
     assert_eq!(d.from, router_addr);
     // The stranger's datagram was not relayed to the speaker either.
     assert!(
-        tokio::time::timeout(Duration::from_millis(200), speaker.recv())
+        tokio::time::timeout(Duration::from_millis(200), next_data(&mut speaker))
             .await
             .is_err()
     );
     assert_eq!(call(addr, "DELETE", &location, &[], "").await.status, 204);
-    speaker.close().await.unwrap();
+    drop(speaker);
 }
 
 /// Several speakers at once, each with its own session and echo.

@@ -18,21 +18,22 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use scream_ice_core::agent::AgentError;
-use scream_ice_core::candidate::{Candidate, CandidateAttribute};
+use scream_ice_core::agent::{AgentError, ConnectionState};
+use scream_ice_core::candidate::{Candidate, CandidateAttribute, ConnectionAddress};
 use scream_ice_core::session::{Request, ServerRef, Session};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio::time::Sleep;
 use tracing::{debug, trace, warn};
 
+use crate::error::RemoteCandidateError;
 use crate::host::{HostSocket, recv_any};
 use crate::resolve::Resolver;
-use crate::session::{Datagram, SessionEvent};
+use crate::session::{Datagram, LocalCredentials, SessionEvent};
 use crate::time::Clock;
 
 /// The core session this adapter drives: 16 local candidates, 16 remote
@@ -84,6 +85,11 @@ pub struct Driver {
     /// Round-robin start among the sockets, for fairness.
     next_socket: usize,
     sleep: Pin<Box<Sleep>>,
+    /// The `.local` name of each hidden host address.
+    pub(crate) mdns_names: Vec<(IpAddr, String)>,
+    /// The mDNS registrations of those names: unregistered when the driver
+    /// is dropped.
+    pub(crate) registrations: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -117,12 +123,75 @@ impl Driver {
             buf: vec![0; RECV_BUFFER].into_boxed_slice(),
             next_socket: 0,
             sleep: Box::pin(tokio::time::sleep_until(epoch)),
+            mdns_names: Vec::new(),
+            registrations: None,
         };
         let addrs: Vec<SocketAddr> = d.hosts.iter().map(|h| h.address).collect();
         let now = d.clock.now();
         d.session.handle_interfaces(now, &addrs);
         d.drain();
         d
+    }
+
+    /// Our ufrag and password of the current ICE generation: signal them.
+    pub fn local_credentials(&self) -> LocalCredentials {
+        let (u, p) = self.session.local_credentials();
+        LocalCredentials {
+            ufrag: u.into(),
+            pwd: p.into(),
+        }
+    }
+
+    /// The `.local` name of each host address hidden by
+    /// `MdnsMode::Obfuscate` (`mdns` feature; empty otherwise).
+    pub fn mdns_names(&self) -> &[(IpAddr, String)] {
+        &self.mdns_names
+    }
+
+    /// The SDP candidate line (`candidate:...`, without `a=`) to signal for
+    /// a [`SessionEvent::LocalCandidate`]: a hidden host address is
+    /// replaced by its `.local` name and a hidden base in a reflexive
+    /// candidate's `raddr` by `0.0.0.0 0` ([`crate::mdns::candidate_line`]).
+    /// Without obfuscation, `candidate.to_attribute().to_string()`.
+    pub fn local_candidate_line(&self, candidate: &Candidate) -> String {
+        crate::mdns::candidate_line(
+            candidate,
+            crate::mdns::hidden_name(&self.mdns_names, candidate),
+        )
+    }
+
+    /// A remote candidate as an SDP line (`a=candidate:...`,
+    /// `candidate:...` or the bare value). A host name is resolved with the
+    /// resolver within the DNS timeout (the driver does not run meanwhile);
+    /// if it does not resolve, this candidate is skipped
+    /// ([`RemoteCandidateError::Unresolved`]) and the session goes on.
+    ///
+    /// With the `mdns` feature a `.local` name is instead resolved in the
+    /// background ([`Driver::resolve_remote_candidate`]): this returns
+    /// `Ok(())` once the line parses, the candidate is added when the name
+    /// resolves, and the peer's end-of-candidates waits for it.
+    pub async fn add_remote_candidate_line(
+        &mut self,
+        line: &str,
+    ) -> Result<(), RemoteCandidateError> {
+        let mut attr = CandidateAttribute::parse(line).map_err(RemoteCandidateError::Parse)?;
+        if let ConnectionAddress::Fqdn(name) = attr.connection_address {
+            if cfg!(feature = "mdns") && attr.connection_address.is_mdns() {
+                let name = String::from(name);
+                self.resolve_remote_candidate(line.into(), &name, attr.port);
+                return Ok(());
+            }
+            let unresolved = || RemoteCandidateError::Unresolved { name: name.into() };
+            let addrs = self.resolver.resolve(name, attr.port).await;
+            attr = attr.with_address(addrs.first().ok_or_else(unresolved)?.ip());
+        }
+        let candidate = attr
+            .to_candidate()
+            .map_err(|_| RemoteCandidateError::Unresolved {
+                name: attr.connection_address.to_string(),
+            })?;
+        self.add_remote_candidate(candidate)
+            .map_err(RemoteCandidateError::Rejected)
     }
 
     /// The session (read-only: credentials, candidates, decision, stage).
@@ -137,14 +206,23 @@ impl Driver {
         Some(self.clock.to_tokio(t))
     }
 
+    /// The name resolver (for candidate names the application resolves).
+    pub fn resolver(&self) -> &Arc<dyn Resolver> {
+        &self.resolver
+    }
+
     /// The bound addresses of the host sockets.
     pub fn local_addresses(&self) -> Vec<SocketAddr> {
         self.hosts.iter().map(|h| h.address).collect()
     }
 
     /// The selected pair with the socket of its local address: send
-    /// application data with `socket.send_to(data, remote)`.
+    /// application data with `socket.send_to(data, remote)`. `None` while
+    /// no pair is selected and once ICE has failed (e.g. consent lost).
     pub fn selected_path(&self) -> Option<(Arc<UdpSocket>, SocketAddr, SocketAddr)> {
+        if self.session.agent().connection_state() == ConnectionState::Failed {
+            return None;
+        }
         let (local, remote) = self.session.selected_pair()?;
         let h = self.hosts.iter().find(|h| h.address == local)?;
         Some((Arc::clone(&h.socket), local, remote))

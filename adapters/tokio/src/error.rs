@@ -43,8 +43,7 @@ pub enum BindError {
     },
 }
 
-/// [`IceSession::start`](crate::IceSession::start) failed; nothing is left
-/// running.
+/// [`Driver::start`](crate::Driver::start) failed; nothing is left running.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
@@ -75,25 +74,10 @@ pub enum StartError {
     Mdns(#[source] mdns_sd::Error),
 }
 
-/// Setting the peer's ufrag and password failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RemoteCredentialsError {
-    /// The session has ended.
-    #[error("the ICE session has ended")]
-    Closed,
-    /// Not 4..=256 / 22..=256 ice-chars (RFC 8839 section 5.4).
-    #[error("remote credentials rejected: {0}")]
-    Rejected(#[source] AgentError),
-}
-
 /// Adding a remote candidate failed; the session goes on without it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoteCandidateError {
-    /// The session has ended.
-    #[error("the ICE session has ended")]
-    Closed,
     /// The `candidate:` line does not parse.
     #[error("bad candidate line: {0}")]
     Parse(#[source] CandidateAttributeError),
@@ -108,40 +92,3 @@ pub enum RemoteCandidateError {
     #[error("remote candidate rejected: {0}")]
     Rejected(#[source] AgentError),
 }
-
-/// The session has ended (its driver task is gone).
-#[derive(Debug, thiserror::Error)]
-#[error("the ICE session has ended")]
-pub struct ClosedError;
-
-/// An ICE restart failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RestartError {
-    /// The session has ended.
-    #[error("the ICE session has ended")]
-    Closed,
-}
-
-/// Sending application data failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendError {
-    /// No pair is selected (not yet connected, failed, restarting, closed).
-    #[error("no selected candidate pair to send on")]
-    NotConnected,
-    /// The socket refused the datagram.
-    #[error("send to {to} failed: {source}")]
-    Io {
-        /// The peer's address.
-        to: SocketAddr,
-        /// What the system said.
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// The driver task ended abnormally while closing.
-#[derive(Debug, thiserror::Error)]
-#[error("the ICE session task panicked or was cancelled")]
-pub struct CloseError;

@@ -14,33 +14,38 @@
 //!   names) and the system resolver.
 //! - [`driver`]: the loop: [`Driver::next`] waits on the sockets, the
 //!   session's deadline and lookups, feeds the session and drains it.
-//! - [`session`]: [`IceSession`], a driver in its own task behind a handle
-//!   (or [`IceSession::start_driver`] for an application that drives it).
+//! - [`session`]: [`SessionConfig`] and [`Driver::start`]: binding the
+//!   host sockets and creating the core session.
 //! - [`mdns`]: `.local` names for candidate lines; with the `mdns`
 //!   feature, hiding private host addresses and an mDNS [`Resolver`].
 //! - [`error`]: one error enum per operation.
 //!
 //! ```no_run
-//! use scream_ice_tokio::{HostAddresses, IceSession, SessionConfig, SessionEvent};
+//! use scream_ice_tokio::{Driver, HostAddresses, Output, SessionConfig, SessionEvent};
 //! use scream_ice_tokio::scream_ice_core::agent::Role;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut config = SessionConfig::new(Role::Controlling);
 //! config.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse()?]);
-//! let (session, mut events) = IceSession::start(config).await?;
-//! let creds = session.local_credentials();
+//! let mut driver = Driver::start(config).await?;
+//! let creds = driver.local_credentials();
 //! println!("ufrag {} pwd {}", creds.ufrag, creds.pwd);
 //! // ... signal, then feed the peer's credentials and candidates:
-//! // session.set_remote_credentials(ufrag, pwd).await?;
-//! // session.add_remote_candidate_line(line).await?;
-//! while let Some(e) = events.recv().await {
-//!     match e {
-//!         SessionEvent::LocalCandidate(c) => println!("a={}", session.local_candidate_line(&c)),
-//!         SessionEvent::Selected { .. } => break,
+//! // driver.set_remote_credentials(ufrag, pwd)?;
+//! // driver.add_remote_candidate_line(line).await?;
+//! // An application select!s over `driver.next()` and its own inputs.
+//! loop {
+//!     match driver.next().await {
+//!         Output::Event(SessionEvent::LocalCandidate(c)) => {
+//!             println!("a={}", driver.local_candidate_line(&c))
+//!         }
+//!         Output::Event(SessionEvent::Selected { .. }) => break,
 //!         _ => {}
 //!     }
 //! }
-//! session.send(b"hello").await?;
+//! if let Some((socket, _local, remote)) = driver.selected_path() {
+//!     socket.send_to(b"hello", remote).await?;
+//! }
 //! # Ok(()) }
 //! ```
 
@@ -55,10 +60,7 @@ pub mod session;
 pub mod time;
 
 pub use driver::{CoreSession, Driver, Output};
-pub use error::{
-    BindError, CloseError, ClosedError, DiscoverError, RemoteCandidateError,
-    RemoteCredentialsError, RestartError, SendError, StartError,
-};
+pub use error::{BindError, DiscoverError, RemoteCandidateError, StartError};
 pub use host::{HostAddresses, HostFilter, InterfaceInfo, PortRange};
 #[cfg(feature = "mdns")]
 pub use mdns::{MdnsDaemon, MdnsMode, MdnsResolver};
@@ -69,6 +71,5 @@ pub use mdns_sd;
 pub use resolve::{Resolver, SystemResolver};
 pub use scream_ice_core;
 pub use session::{
-    Datagram, IceSession, LocalCredentials, OwnedPolicy, OwnedTurnServer, SessionConfig,
-    SessionEvent, SessionEvents, Started,
+    Datagram, LocalCredentials, OwnedPolicy, OwnedTurnServer, SessionConfig, SessionEvent,
 };

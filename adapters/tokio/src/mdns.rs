@@ -3,14 +3,14 @@
 //! This module sits beside the session at the signaling edge: the agent
 //! always works with IP addresses; only the candidate lines that travel to
 //! the peer carry names. With the `mdns` feature and
-//! `MdnsMode::Obfuscate`, [`IceSession::start`](crate::IceSession::start)
+//! `MdnsMode::Obfuscate`, [`Driver::start`](crate::Driver::start)
 //! gives each private, link-local or unique-local host address a random
 //! `<uuid>.local` name, registers it with an mDNS responder (mdns-sd) so the
 //! machine answers A/AAAA queries for it, and
-//! [`IceSession::local_candidate_line`](crate::IceSession::local_candidate_line)
+//! [`Driver::local_candidate_line`](crate::Driver::local_candidate_line)
 //! renders the candidates with the name. The peer's `.local` candidates are
 //! resolved with the mDNS querier in the background
-//! ([`IceSession::add_remote_candidate_line`](crate::IceSession::add_remote_candidate_line));
+//! ([`Driver::add_remote_candidate_line`](crate::Driver::add_remote_candidate_line));
 //! a name that does not resolve skips that candidate, never the session.
 //!
 //! [`candidate_line`], [`random_mdns_name`] and [`should_obfuscate`] exist

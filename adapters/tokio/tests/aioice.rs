@@ -19,9 +19,9 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{find_program, loopback_config, missing_peer, ms};
+use common::{find_program, loopback_config, missing_peer, ms, send_selected};
 use scream_ice_tokio::scream_ice_core::agent::{GatheringState, Role};
-use scream_ice_tokio::{IceSession, SessionEvent};
+use scream_ice_tokio::{Driver, Output, SessionEvent};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::time::Instant;
@@ -126,10 +126,10 @@ async fn interop(our_role: Role) {
     let mut to_py = child.stdin.take().unwrap();
     let mut from_py = BufReader::new(child.stdout.take().unwrap()).lines();
 
-    let (mut session, mut events) = IceSession::start(loopback_config(our_role))
+    let mut session = Driver::start(loopback_config(our_role))
         .await
         .expect("session start");
-    let creds = session.local_credentials().clone();
+    let creds = session.local_credentials();
     to_py
         .write_all(format!("ufrag {}\npwd {}\n", creds.ufrag, creds.pwd).as_bytes())
         .await
@@ -149,15 +149,18 @@ async fn interop(our_role: Role) {
 
     enum In {
         Line(Option<String>),
-        Event(Option<SessionEvent>),
-        Data(Option<scream_ice_tokio::Datagram>),
+        Event(SessionEvent),
+        Data(scream_ice_tokio::Datagram),
         Timeout,
     }
     while done.is_none() {
         let input = tokio::select! {
             l = from_py.next_line() => In::Line(l.expect("read the driver's stdout")),
-            e = events.recv() => In::Event(e),
-            d = session.recv() => In::Data(d),
+            o = session.next() => match o {
+                Output::Event(e) => In::Event(e),
+                Output::Data(d) => In::Data(d),
+                _ => continue,
+            },
             () = tokio::time::sleep_until(deadline) => In::Timeout,
         };
         match input {
@@ -168,14 +171,13 @@ async fn interop(our_role: Role) {
                     "ufrag" => their_ufrag = Some(rest.to_owned()),
                     "pwd" => session
                         .set_remote_credentials(their_ufrag.as_deref().expect("ufrag first"), rest)
-                        .await
                         .expect("aioice credentials accepted"),
                     "cand" => session
                         .add_remote_candidate_line(rest)
                         .await
                         .expect("aioice candidate accepted"),
                     "eoc" => {
-                        session.end_of_remote_candidates().await.unwrap();
+                        session.end_of_remote_candidates();
                         their_eoc_at = Some(Instant::now());
                     }
                     "connected" => py_connected_ms = Some(rest.to_owned()),
@@ -185,8 +187,7 @@ async fn interop(our_role: Role) {
                     _ => {}
                 }
             }
-            In::Event(None) => panic!("session ended"),
-            In::Event(Some(e)) => match e {
+            In::Event(e) => match e {
                 SessionEvent::LocalCandidate(c) => {
                     let line = c.to_attribute().to_string();
                     to_py
@@ -204,8 +205,7 @@ async fn interop(our_role: Role) {
                 SessionEvent::Failed(r) => panic!("ICE with aioice failed: {r}"),
                 _ => {}
             },
-            In::Data(None) => panic!("session ended"),
-            In::Data(Some(d)) => {
+            In::Data(d) => {
                 let s = String::from_utf8(d.data).expect("utf-8 datagram");
                 if let Some(echo) = s.strip_prefix("echo:") {
                     assert!(echo.starts_with("rs-"), "{s}");
@@ -227,12 +227,14 @@ async fn interop(our_role: Role) {
         if !sent_ours && selected_at.is_some() && py_connected_ms.is_some() {
             sent_ours = true;
             for i in 0..COUNT {
-                session.send(format!("rs-{i}").as_bytes()).await.unwrap();
+                send_selected(&session, format!("rs-{i}").as_bytes())
+                    .await
+                    .unwrap();
             }
         }
         if !bye_sent && echoes.len() == COUNT && py_data.len() == COUNT {
             bye_sent = true;
-            session.send(b"bye").await.unwrap();
+            send_selected(&session, b"bye").await.unwrap();
         }
     }
     // From the moment both sides have every candidate to our selection.
@@ -256,7 +258,7 @@ async fn interop(our_role: Role) {
         .expect("aioice driver exits")
         .unwrap();
     assert!(status.success());
-    session.close().await.unwrap();
+    drop(session);
 }
 
 #[tokio::test]

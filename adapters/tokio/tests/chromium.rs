@@ -1,5 +1,5 @@
 //! Interop with a real browser's ICE agent: headless Chromium's
-//! RTCPeerConnection connects to our `IceSession`, bound to 127.0.0.1 and
+//! RTCPeerConnection connects to our `Driver`, bound to 127.0.0.1 and
 //! to this machine's addresses that Chromium offered (see [`our_hosts`]).
 //!
 //! The pieces, all on loopback and ephemeral ports:
@@ -54,7 +54,7 @@ use scream_ice_tokio::scream_ice_core::agent::{GatheringState, Role};
 use scream_ice_tokio::scream_ice_core::candidate::{
     CandidateAttribute, CandidateKind, ConnectionAddress, Transport,
 };
-use scream_ice_tokio::{HostAddresses, IceSession, SessionEvent};
+use scream_ice_tokio::{Driver, HostAddresses, Output, SessionEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -624,10 +624,9 @@ async fn interop(stage: &str) {
     println!("{tag} our host addresses: {hosts:?}");
     let mut config = loopback_config(Role::Controlled);
     config.hosts = HostAddresses::Explicit(hosts);
-    let (session, mut events) = IceSession::start(config).await.expect("session start");
+    let mut session = Driver::start(config).await.expect("session start");
     session
         .set_remote_credentials(&offer.ufrag, &offer.pwd)
-        .await
         .expect("Chromium's credentials accepted");
     let mut usable = 0;
     for line in &offer.candidates {
@@ -641,7 +640,7 @@ async fn interop(stage: &str) {
             Err(e) => println!("{tag} chromium candidate skipped: {line}: {e}"),
         }
     }
-    session.end_of_remote_candidates().await.unwrap();
+    session.end_of_remote_candidates();
     println!(
         "{tag} chromium offered {} candidates, {usable} added to our session",
         offer.candidates.len()
@@ -664,10 +663,12 @@ async fn interop(stage: &str) {
     let mut ours = Vec::new();
     let mut selected_at = None;
     loop {
-        let e = tokio::time::timeout_at(offered + LIMIT, events.recv())
+        let Output::Event(e) = tokio::time::timeout_at(offered + LIMIT, session.next())
             .await
             .expect("our gathering completes")
-            .expect("session alive");
+        else {
+            continue;
+        };
         println!("{tag} {:8.1} ms  ours: {e:?}", ms(offered.elapsed()));
         match e {
             SessionEvent::LocalCandidate(c) => ours.push(c.to_attribute().to_string()),
@@ -680,7 +681,7 @@ async fn interop(stage: &str) {
         }
     }
     assert!(!ours.is_empty(), "we gathered no candidate");
-    let creds = session.local_credentials().clone();
+    let creds = session.local_credentials();
     let answer = answer_sdp(&offer.mid, &creds.ufrag, &creds.pwd, &ours);
     let answered = Instant::now();
     answer_tx
@@ -692,24 +693,27 @@ async fn interop(stage: &str) {
     let mut states = Vec::new();
     enum In {
         Page(Option<FromPage>),
-        Event(Option<SessionEvent>),
+        Event(SessionEvent),
         Timeout,
     }
     while page_connected.is_none() || selected_at.is_none() {
         let input = tokio::select! {
             m = from_page.recv() => In::Page(m),
-            e = events.recv() => In::Event(e),
+            o = session.next() => match o {
+                Output::Event(e) => In::Event(e),
+                _ => continue,
+            },
             () = tokio::time::sleep_until(offered + LIMIT) => In::Timeout,
         };
         match &input {
             In::Page(Some(FromPage::State(s))) => {
                 println!("{tag} {:8.1} ms  page: {s}", ms(offered.elapsed()));
             }
-            In::Event(Some(e)) => println!("{tag} {:8.1} ms  ours: {e:?}", ms(offered.elapsed())),
+            In::Event(e) => println!("{tag} {:8.1} ms  ours: {e:?}", ms(offered.elapsed())),
             _ => {}
         }
         match input {
-            In::Page(None) | In::Event(None) => panic!("page server or session ended"),
+            In::Page(None) => panic!("page server ended"),
             In::Page(Some(FromPage::State(s))) => {
                 let mut w = s.split(' ');
                 let (_seq, state) = (w.next(), w.next().unwrap_or(""));
@@ -726,11 +730,11 @@ async fn interop(stage: &str) {
             }
             In::Page(Some(FromPage::Error(e))) => panic!("page error: {e}"),
             In::Page(Some(_)) => {}
-            In::Event(Some(SessionEvent::Selected { .. })) => {
+            In::Event(SessionEvent::Selected { .. }) => {
                 selected_at.get_or_insert_with(Instant::now);
             }
-            In::Event(Some(SessionEvent::Failed(r))) => panic!("our ICE failed: {r}"),
-            In::Event(Some(_)) => {}
+            In::Event(SessionEvent::Failed(r)) => panic!("our ICE failed: {r}"),
+            In::Event(_) => {}
             In::Timeout => panic!(
                 "not connected within {} s of the offer: Chromium's states {states:?}, \
                  we selected a pair: {}",
@@ -742,6 +746,7 @@ async fn interop(stage: &str) {
     let (page_at, report) = page_connected.unwrap();
     let selected_at = selected_at.unwrap();
     let pair = session
+        .session()
         .selected_pair()
         .expect("our session has a selected pair");
     // `<seq> <state> <ms since createOffer> <ms since the answer was applied>`
@@ -768,7 +773,7 @@ async fn interop(stage: &str) {
         session.local_addresses().contains(&pair.0),
         "the selected pair starts at one of our sockets: {pair:?}"
     );
-    session.close().await.unwrap();
+    drop(session);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

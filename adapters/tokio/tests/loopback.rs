@@ -18,7 +18,7 @@ use scream_ice_tokio::scream_ice_core::agent::{
 use scream_ice_tokio::scream_ice_core::net::Cidr;
 use scream_ice_tokio::scream_ice_core::time::Duration as CoreDuration;
 use scream_ice_tokio::{
-    HostAddresses, HostFilter, IceSession, PortRange, RemoteCandidateError, SendError, SessionEvent,
+    Driver, HostAddresses, HostFilter, Output, PortRange, RemoteCandidateError, SessionEvent,
 };
 use tokio::time::Instant;
 
@@ -28,7 +28,7 @@ async fn connected_pair() -> (Node, Node, Duration, Duration) {
     let mut a = Node::start(loopback_config(Role::Controlling)).await;
     let mut b = Node::start(loopback_config(Role::Controlled)).await;
     let started = t0.elapsed();
-    exchange_credentials(&a, &b).await;
+    exchange_credentials(&mut a, &mut b).await;
     let t1 = Instant::now();
     assert!(
         pump(&mut a, &mut b, t1, Duration::from_secs(5), both_selected).await,
@@ -56,10 +56,10 @@ async fn two_sessions_connect_and_exchange_100_datagrams_each_way() {
     );
 
     // Both selected the same path, in opposite directions.
-    let (al, ar) = a.session.selected_pair().unwrap();
-    let (bl, br) = b.session.selected_pair().unwrap();
+    let (al, ar) = a.selected_pair().unwrap();
+    let (bl, br) = b.selected_pair().unwrap();
     assert_eq!((al, ar), (br, bl));
-    assert_eq!(a.session.local_addresses(), &[al]);
+    assert_eq!(a.driver.local_addresses(), [al]);
 
     // The events a user sees: the host candidate, gathering complete at
     // once (no STUN for a local peer), connected, selected.
@@ -79,21 +79,21 @@ async fn two_sessions_connect_and_exchange_100_datagrams_each_way() {
 
     // Close one side: the other's sends keep working at the socket level;
     // the closed side's handle is gone and its port is free again.
-    let a_addr = a.session.local_addresses()[0];
-    a.session.close().await.unwrap();
+    let a_addr = a.driver.local_addresses()[0];
+    drop(a);
     std::net::UdpSocket::bind(a_addr).expect("port released after close");
-    b.session.close().await.unwrap();
+    drop(b);
 }
 
 #[tokio::test]
 async fn send_before_connected_is_refused() {
     let mut a = Node::start(loopback_config(Role::Controlling)).await;
     assert!(matches!(
-        a.session.send(b"too early").await,
-        Err(SendError::NotConnected)
+        a.send(b"too early").await,
+        Err(e) if e.kind() == std::io::ErrorKind::NotConnected
     ));
     // The first events come at once: the host candidate, then gathering.
-    let first = a.events.recv().await.unwrap();
+    let first = a.event().await;
     assert!(
         matches!(first, SessionEvent::LocalCandidate(_)),
         "{first:?}"
@@ -103,15 +103,15 @@ async fn send_before_connected_is_refused() {
 #[tokio::test]
 async fn restart_reconnects_with_new_credentials() {
     let (mut a, mut b, _, _) = connected_pair().await;
-    let old = a.session.local_credentials().clone();
-    let new_a = a.session.restart().await.unwrap();
-    let new_b = b.session.restart().await.unwrap();
+    let old = a.driver.local_credentials();
+    a.driver.restart();
+    b.driver.restart();
+    let (new_a, new_b) = (a.driver.local_credentials(), b.driver.local_credentials());
     assert_ne!(old, new_a);
-    assert_eq!(a.session.local_credentials(), &new_a);
-    assert!(a.session.selected_pair().is_none());
+    assert!(a.selected_pair().is_none());
     a.selected_at = None;
     b.selected_at = None;
-    exchange_credentials(&a, &b).await;
+    exchange_credentials(&mut a, &mut b).await;
     let t = Instant::now();
     assert!(
         pump(&mut a, &mut b, t, Duration::from_secs(5), both_selected).await,
@@ -156,11 +156,11 @@ async fn dual_stack_loopback_sessions_connect() {
     };
     let mut a = Node::start(config(Role::Controlling)).await;
     let mut b = Node::start(config(Role::Controlled)).await;
-    assert_eq!(a.session.local_addresses().len(), 2);
-    exchange_credentials(&a, &b).await;
+    assert_eq!(a.driver.local_addresses().len(), 2);
+    exchange_credentials(&mut a, &mut b).await;
     let t = Instant::now();
     assert!(pump(&mut a, &mut b, t, Duration::from_secs(5), both_connected).await);
-    let (al, ar) = a.session.selected_pair().unwrap();
+    let (al, ar) = a.selected_pair().unwrap();
     assert_eq!(al.is_ipv4(), ar.is_ipv4());
     println!(
         "dual stack: selected {al} -> {ar} after {:.2} ms",
@@ -185,14 +185,14 @@ async fn discovered_loopback_inside_a_port_range() {
     let mut a = Node::start(config(Role::Controlling)).await;
     let mut b = Node::start(config(Role::Controlled)).await;
     for n in [&a, &b] {
-        let addrs = n.session.local_addresses();
+        let addrs = n.driver.local_addresses();
         assert!(!addrs.is_empty());
         for addr in addrs {
             assert!(addr.ip().is_loopback(), "{addr}");
             assert!((range.min..=range.max).contains(&addr.port()), "{addr}");
         }
     }
-    exchange_credentials(&a, &b).await;
+    exchange_credentials(&mut a, &mut b).await;
     let t = Instant::now();
     assert!(pump(&mut a, &mut b, t, Duration::from_secs(5), both_connected).await);
     exchange_datagrams(&mut a, &mut b, 10).await;
@@ -204,8 +204,8 @@ async fn discovered_loopback_inside_a_port_range() {
 async fn candidate_host_names_are_resolved_or_skipped() {
     let mut ca = loopback_config(Role::Controlling);
     ca.dns_timeout = Duration::from_millis(500);
-    let (a, mut a_events) = IceSession::start(ca).await.unwrap();
-    let (b, mut b_events) = IceSession::start(loopback_config(Role::Controlled))
+    let mut a = Driver::start(ca).await.unwrap();
+    let mut b = Driver::start(loopback_config(Role::Controlled))
         .await
         .unwrap();
     let bad = a
@@ -217,9 +217,9 @@ async fn candidate_host_names_are_resolved_or_skipped() {
         matches!(bad, Err(RemoteCandidateError::Unresolved { ref name }) if name == "scream-ice-test.invalid"),
         "{bad:?}"
     );
-    let (ua, ub) = (a.local_credentials().clone(), b.local_credentials().clone());
-    a.set_remote_credentials(&ub.ufrag, &ub.pwd).await.unwrap();
-    b.set_remote_credentials(&ua.ufrag, &ua.pwd).await.unwrap();
+    let (ua, ub) = (a.local_credentials(), b.local_credentials());
+    a.set_remote_credentials(&ub.ufrag, &ub.pwd).unwrap();
+    b.set_remote_credentials(&ua.ufrag, &ua.pwd).unwrap();
     let b_port = b.local_addresses()[0].port();
     a.add_remote_candidate_line(&format!(
         "candidate:1 1 udp 2130706431 localhost {b_port} typ host"
@@ -238,14 +238,17 @@ async fn candidate_host_names_are_resolved_or_skipped() {
     tokio::time::timeout(Duration::from_secs(5), async {
         while selected != (true, true) {
             tokio::select! {
-                Some(e) = a_events.recv() => if matches!(e, SessionEvent::Selected { .. }) { selected.0 = true },
-                Some(e) = b_events.recv() => if matches!(e, SessionEvent::Selected { .. }) { selected.1 = true },
+                o = a.next() => if matches!(o, Output::Event(SessionEvent::Selected { .. })) { selected.0 = true },
+                o = b.next() => if matches!(o, Output::Event(SessionEvent::Selected { .. })) { selected.1 = true },
             }
         }
     })
     .await
     .expect("connected through the resolved candidate");
-    assert_eq!(a.selected_pair().unwrap().1, b.local_addresses()[0]);
+    assert_eq!(
+        a.session().selected_pair().unwrap().1,
+        b.local_addresses()[0]
+    );
 }
 
 /// CPU time of this thread (the current-thread runtime runs both drivers
@@ -273,7 +276,7 @@ async fn consent_keeps_the_pair_and_its_loss_fails_it() {
     };
     let mut a = Node::start(config(Role::Controlling)).await;
     let mut b = Node::start(config(Role::Controlled)).await;
-    exchange_credentials(&a, &b).await;
+    exchange_credentials(&mut a, &mut b).await;
     let t = Instant::now();
     assert!(pump(&mut a, &mut b, t, Duration::from_secs(5), both_connected).await);
 
@@ -308,14 +311,13 @@ async fn consent_keeps_the_pair_and_its_loss_fails_it() {
     exchange_datagrams(&mut a, &mut b, 5).await;
 
     // The peer goes away: Disconnected, then Failed(ConsentLost).
-    b.session.close().await.unwrap();
+    drop(b);
     let gone = Instant::now();
     let mut seen = Vec::new();
     let failed_at = loop {
-        let e = tokio::time::timeout(Duration::from_secs(5), a.events.recv())
+        let e = tokio::time::timeout(Duration::from_secs(5), a.event())
             .await
-            .expect("consent loss within 5 s")
-            .unwrap();
+            .expect("consent loss within 5 s");
         seen.push(e);
         if let SessionEvent::Failed(r) = e {
             assert_eq!(r, FailureReason::ConsentLost);
@@ -325,7 +327,7 @@ async fn consent_keeps_the_pair_and_its_loss_fails_it() {
     assert!(seen.contains(&SessionEvent::Connection(ConnectionState::Disconnected)));
     println!("consent lost {:.0} ms after the peer closed", ms(failed_at));
     assert!(matches!(
-        a.session.send(b"anyone?").await,
-        Err(SendError::NotConnected)
+        a.send(b"anyone?").await,
+        Err(e) if e.kind() == std::io::ErrorKind::NotConnected
     ));
 }

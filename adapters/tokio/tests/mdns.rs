@@ -24,7 +24,7 @@ use scream_ice_tokio::scream_ice_core::agent::Role;
 use scream_ice_tokio::scream_ice_core::candidate::CandidateKind;
 use scream_ice_tokio::scream_ice_core::time::Duration as CoreDuration;
 use scream_ice_tokio::{
-    HostAddresses, IceSession, MdnsDaemon, MdnsMode, SessionConfig, SessionEvent, SessionEvents,
+    Driver, HostAddresses, MdnsDaemon, MdnsMode, Output, SessionConfig, SessionEvent,
 };
 use tokio::time::Instant;
 
@@ -153,12 +153,10 @@ fn config(role: Role, ip: &str, mdns: MdnsMode, daemon: MdnsDaemon) -> SessionCo
 }
 
 /// The host candidates reported so far (after start they are queued).
-fn host_candidates(
-    events: &mut SessionEvents,
-) -> Vec<scream_ice_tokio::scream_ice_core::candidate::Candidate> {
+fn host_candidates(d: &mut Driver) -> Vec<scream_ice_tokio::scream_ice_core::candidate::Candidate> {
     let mut out = Vec::new();
-    while let Some(e) = events.try_recv() {
-        if let SessionEvent::LocalCandidate(c) = e
+    while let Some(o) = d.try_next() {
+        if let Output::Event(SessionEvent::LocalCandidate(c)) = o
             && c.kind == CandidateKind::Host
         {
             out.push(c);
@@ -167,18 +165,71 @@ fn host_candidates(
     out
 }
 
-/// Wait for `Selected` on `events`.
-async fn selected(
-    events: &mut SessionEvents,
+/// Which side an output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    A,
+    B,
+}
+
+/// Drive `a` and `b` together (each answers the other's checks) for at
+/// most `within`, logging every output, until `stop` holds for one:
+/// returns it (`None` if `within` passed).
+async fn drive(
+    a: &mut Driver,
+    b: &mut Driver,
     within: Duration,
-) -> Option<(SocketAddr, SocketAddr)> {
+    log: &mut Vec<(Side, Output)>,
+    stop: impl Fn(Side, &Output) -> bool,
+) -> Option<Output> {
     let deadline = Instant::now() + within;
-    while let Ok(Some(e)) = tokio::time::timeout_at(deadline, events.recv()).await {
-        if let SessionEvent::Selected { local, remote } = e {
-            return Some((local, remote));
+    loop {
+        let (side, o) = tokio::select! {
+            o = a.next() => (Side::A, o),
+            o = b.next() => (Side::B, o),
+            () = tokio::time::sleep_until(deadline) => return None,
+        };
+        log.push((side, o.clone()));
+        if stop(side, &o) {
+            return Some(o);
         }
     }
-    None
+}
+
+/// Drive both until `side` selects a pair (within `within`).
+async fn selected(
+    a: &mut Driver,
+    b: &mut Driver,
+    side: Side,
+    within: Duration,
+    log: &mut Vec<(Side, Output)>,
+) -> Option<(SocketAddr, SocketAddr)> {
+    let stop =
+        |s, o: &Output| s == side && matches!(o, Output::Event(SessionEvent::Selected { .. }));
+    match drive(a, b, within, log, stop).await? {
+        Output::Event(SessionEvent::Selected { local, remote }) => Some((local, remote)),
+        _ => None,
+    }
+}
+
+/// Drive both until `side` receives an application datagram.
+async fn datagram(
+    a: &mut Driver,
+    b: &mut Driver,
+    side: Side,
+    log: &mut Vec<(Side, Output)>,
+) -> Vec<u8> {
+    let stop = |s, o: &Output| s == side && matches!(o, Output::Data(_));
+    match drive(a, b, Duration::from_secs(2), log, stop).await {
+        Some(Output::Data(d)) => d.data,
+        o => panic!("no datagram within 2 s: {o:?}"),
+    }
+}
+
+/// Send over the selected pair.
+async fn send(d: &Driver, data: &[u8]) {
+    let (socket, _, remote) = d.selected_path().expect("a selected pair");
+    socket.send_to(data, remote).await.unwrap();
 }
 
 #[test]
@@ -186,7 +237,7 @@ fn obfuscated_host_candidate_resolves_over_mdns_and_connects() {
     in_netns(
         "obfuscated_host_candidate_resolves_over_mdns_and_connects",
         || async {
-            let (mut a, mut a_events) = IceSession::start(config(
+            let mut a = Driver::start(config(
                 Role::Controlled,
                 A_IP,
                 MdnsMode::Obfuscate,
@@ -198,7 +249,8 @@ fn obfuscated_host_candidate_resolves_over_mdns_and_connects() {
             // name takes to resolve: end-of-candidates must wait for it.
             let mut bcfg = config(Role::Controlling, B_IP, MdnsMode::Off, daemon_on("vb"));
             bcfg.agent.failure_grace = CoreDuration::from_millis(100);
-            let (b, mut b_events) = IceSession::start(bcfg).await.unwrap();
+            let mut b = Driver::start(bcfg).await.unwrap();
+            let mut log = Vec::new();
             let a_addr = a.local_addresses()[0];
 
             // A's one name, for its private address.
@@ -209,7 +261,7 @@ fn obfuscated_host_candidate_resolves_over_mdns_and_connects() {
             assert!(b.mdns_names().is_empty());
 
             // A's candidate line carries the name, never the address.
-            let a_hosts = host_candidates(&mut a_events);
+            let a_hosts = host_candidates(&mut a);
             assert_eq!(a_hosts.len(), 1);
             let line = a.local_candidate_line(&a_hosts[0]);
             println!("A signals: a={line}");
@@ -219,41 +271,43 @@ fn obfuscated_host_candidate_resolves_over_mdns_and_connects() {
             // Signaling, one way only for candidates: B learns A's address
             // only through mDNS (A learns B's as peer-reflexive from B's
             // checks). B is controlling, so B nominates.
-            let ac = a.local_credentials().clone();
-            let bc = b.local_credentials().clone();
-            a.set_remote_credentials(&bc.ufrag, &bc.pwd).await.unwrap();
-            b.set_remote_credentials(&ac.ufrag, &ac.pwd).await.unwrap();
+            let ac = a.local_credentials();
+            let bc = b.local_credentials();
+            a.set_remote_credentials(&bc.ufrag, &bc.pwd).unwrap();
+            b.set_remote_credentials(&ac.ufrag, &ac.pwd).unwrap();
             let t0 = Instant::now();
             b.add_remote_candidate_line(&format!("a={line}"))
                 .await
                 .unwrap();
             // At once: the agent must not fail while the name resolves.
-            b.end_of_remote_candidates().await.unwrap();
-            let (local, remote) = selected(&mut b_events, Duration::from_secs(10))
-                .await
-                .expect("B selected no pair within 10 s");
+            b.end_of_remote_candidates();
+            let (local, remote) =
+                selected(&mut a, &mut b, Side::B, Duration::from_secs(10), &mut log)
+                    .await
+                    .expect("B selected no pair within 10 s");
             println!(
                 "mDNS: B resolved A's name and selected {local} -> {remote} in {:.0} ms",
                 t0.elapsed().as_secs_f64() * 1e3
             );
             assert_eq!(remote, a_addr);
             assert_eq!(local.ip(), B_IP.parse::<IpAddr>().unwrap());
+            let a_selected = log.iter().any(|(s, o)| {
+                *s == Side::A && matches!(o, Output::Event(SessionEvent::Selected { .. }))
+            });
             assert!(
-                selected(&mut a_events, Duration::from_secs(5))
-                    .await
-                    .is_some()
+                a_selected
+                    || selected(&mut a, &mut b, Side::A, Duration::from_secs(5), &mut log)
+                        .await
+                        .is_some()
             );
 
             // Data flows.
-            b.send(b"over mdns").await.unwrap();
-            let d = tokio::time::timeout(Duration::from_secs(2), a.recv())
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(d.data, b"over mdns");
+            send(&b, b"over mdns").await;
+            let d = datagram(&mut a, &mut b, Side::A, &mut log).await;
+            assert_eq!(d, b"over mdns");
             let name = format!("{}.", names[0].1);
-            a.close().await.unwrap();
-            b.close().await.unwrap();
+            drop(a);
+            drop(b);
 
             // Closing A unregistered its name: nobody answers for it any
             // more. (A fresh querier: B's daemon still has the A record in
@@ -284,7 +338,7 @@ fn unresolvable_local_name_skips_the_candidate_only() {
         "unresolvable_local_name_skips_the_candidate_only",
         || async {
             // A does not obfuscate: its candidate goes out with the IP.
-            let (mut a, mut a_events) = IceSession::start(config(
+            let mut a = Driver::start(config(
                 Role::Controlled,
                 A_IP,
                 MdnsMode::Off,
@@ -294,11 +348,12 @@ fn unresolvable_local_name_skips_the_candidate_only() {
             .unwrap();
             let mut bcfg = config(Role::Controlling, B_IP, MdnsMode::Off, daemon_on("vb"));
             bcfg.dns_timeout = Duration::from_millis(1500);
-            let (b, mut b_events) = IceSession::start(bcfg).await.unwrap();
-            let ac = a.local_credentials().clone();
-            let bc = b.local_credentials().clone();
-            a.set_remote_credentials(&bc.ufrag, &bc.pwd).await.unwrap();
-            b.set_remote_credentials(&ac.ufrag, &ac.pwd).await.unwrap();
+            let mut b = Driver::start(bcfg).await.unwrap();
+            let mut log = Vec::new();
+            let ac = a.local_credentials();
+            let bc = b.local_credentials();
+            a.set_remote_credentials(&bc.ufrag, &bc.pwd).unwrap();
+            b.set_remote_credentials(&ac.ufrag, &ac.pwd).unwrap();
 
             // A name nobody answers for: accepted (resolution runs in the
             // background), then skipped.
@@ -314,30 +369,39 @@ fn unresolvable_local_name_skips_the_candidate_only() {
                 t0.elapsed()
             );
             // The real candidate, by IP.
-            let a_hosts = host_candidates(&mut a_events);
+            let a_hosts = host_candidates(&mut a);
             let line = a.local_candidate_line(&a_hosts[0]);
             assert!(line.contains(A_IP), "{line}");
             b.add_remote_candidate_line(&line).await.unwrap();
-            b.end_of_remote_candidates().await.unwrap();
-            let (_, remote) = selected(&mut b_events, Duration::from_secs(5))
+            b.end_of_remote_candidates();
+            let (_, remote) = selected(&mut a, &mut b, Side::B, Duration::from_secs(5), &mut log)
                 .await
                 .expect("not connected");
             assert_eq!(remote, a.local_addresses()[0]);
 
             // After the name has timed out the session is still up.
-            tokio::time::sleep(Duration::from_millis(2500)).await;
-            assert!(b.selected_pair().is_some());
-            b.send(b"still here").await.unwrap();
-            let d = tokio::time::timeout(Duration::from_secs(2), a.recv())
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(d.data, b"still here");
-            while let Some(e) = b_events.try_recv() {
-                assert!(!matches!(e, SessionEvent::Failed(_)), "{e:?}");
+            drive(
+                &mut a,
+                &mut b,
+                Duration::from_millis(2500),
+                &mut log,
+                |_, _| false,
+            )
+            .await;
+            assert!(b.session().selected_pair().is_some());
+            send(&b, b"still here").await;
+            let d = datagram(&mut a, &mut b, Side::A, &mut log).await;
+            assert_eq!(d, b"still here");
+            for (side, o) in &log {
+                if *side == Side::B {
+                    assert!(
+                        !matches!(o, Output::Event(SessionEvent::Failed(_))),
+                        "{o:?}"
+                    );
+                }
             }
-            a.close().await.unwrap();
-            b.close().await.unwrap();
+            drop(a);
+            drop(b);
         },
     );
 }

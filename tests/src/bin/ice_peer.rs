@@ -1,4 +1,4 @@
-//! One scream-ice session (`scream_ice_tokio::IceSession`) driven over
+//! One scream-ice session (`scream_ice_tokio::Driver`) driven over
 //! stdin/stdout, for the network-namespace harness (`tests/tests/netns.rs`).
 //! `tests/peers/netns_aioice_peer.py` speaks the same protocol with an
 //! aioice agent, so the driver can pair any two of {ours, aioice}.
@@ -43,7 +43,7 @@ use scream_ice_tokio::scream_ice_core::net::Cidr;
 use scream_ice_tokio::scream_ice_core::policy::{
     FallbackStage, IceMode, PeerKnowledge, PolicyConfig, StunServer, TurnServer, decide,
 };
-use scream_ice_tokio::{HostAddresses, IceSession, SessionConfig, SessionEvent};
+use scream_ice_tokio::{Driver, HostAddresses, Output, SessionConfig, SessionEvent};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 struct Args {
@@ -202,10 +202,10 @@ async fn run(args: Args) -> Result<(), String> {
     }
 
     let t0 = Instant::now();
-    let (mut session, mut events) = IceSession::start(config)
+    let mut session = Driver::start(config)
         .await
         .map_err(|e| format!("session start: {e}"))?;
-    let creds = session.local_credentials().clone();
+    let creds = session.local_credentials();
     println!("ufrag {}", creds.ufrag);
     println!("pwd {}", creds.pwd);
 
@@ -218,14 +218,18 @@ async fn run(args: Args) -> Result<(), String> {
     let mut done = false;
     enum In {
         Line(std::io::Result<Option<String>>),
-        Event(Option<SessionEvent>),
-        Data(Option<scream_ice_tokio::Datagram>),
+        Event(SessionEvent),
+        Data(scream_ice_tokio::Datagram),
+        Other,
     }
     loop {
         let input = tokio::select! {
             l = stdin.next_line() => In::Line(l),
-            e = events.recv() => In::Event(e),
-            d = session.recv() => In::Data(d),
+            o = session.next() => match o {
+                Output::Event(e) => In::Event(e),
+                Output::Data(d) => In::Data(d),
+                _ => In::Other,
+            },
         };
         match input {
             In::Line(Err(e)) => return Err(format!("stdin: {e}")),
@@ -239,7 +243,6 @@ async fn run(args: Args) -> Result<(), String> {
                         let ufrag = their_ufrag.as_deref().ok_or("pwd before ufrag")?;
                         session
                             .set_remote_credentials(ufrag, rest)
-                            .await
                             .map_err(|e| format!("remote credentials: {e}"))?;
                     }
                     "cand" => {
@@ -248,16 +251,10 @@ async fn run(args: Args) -> Result<(), String> {
                             eprintln!("ice_peer: remote candidate {rest:?} skipped: {e}");
                         }
                     }
-                    "eoc" => session
-                        .end_of_remote_candidates()
-                        .await
-                        .map_err(|e| format!("end of candidates: {e}"))?,
+                    "eoc" => session.end_of_remote_candidates(),
                     "go" => {
                         for i in 0..args.count {
-                            session
-                                .send(format!("d-{i}").as_bytes())
-                                .await
-                                .map_err(|e| format!("send: {e}"))?;
+                            send(&session, format!("d-{i}").as_bytes()).await?;
                         }
                         if args.count == 0 && !done {
                             done = true;
@@ -266,7 +263,8 @@ async fn run(args: Args) -> Result<(), String> {
                     }
                     "quit" => {
                         // The decision log of what was applied so far.
-                        while let Some(e) = events.try_recv() {
+                        while let Some(o) = session.try_next() {
+                            let Output::Event(e) = o else { continue };
                             match e {
                                 SessionEvent::Decided(d) => println!(
                                     "decided network={} stage={} srflx={} relay={}",
@@ -284,8 +282,8 @@ async fn run(args: Args) -> Result<(), String> {
                     _ => {}
                 }
             }
-            In::Event(None) => return Err("session ended".into()),
-            In::Event(Some(e)) => match e {
+            In::Other => {}
+            In::Event(e) => match e {
                 SessionEvent::LocalCandidate(c) => {
                     println!("cand {}", sdp_value(&c.to_attribute().to_string()));
                 }
@@ -316,18 +314,14 @@ async fn run(args: Args) -> Result<(), String> {
                 SessionEvent::Failed(r) => return Err(format!("ICE failed: {r}")),
                 _ => {}
             },
-            In::Data(None) => return Err("session ended".into()),
-            In::Data(Some(d)) => {
+            In::Data(d) => {
                 if d.data.starts_with(b"echo:d-") {
                     echoes += 1;
                 } else if d.data.starts_with(b"d-") {
                     data += 1;
                     let mut echo = b"echo:".to_vec();
                     echo.extend_from_slice(&d.data);
-                    session
-                        .send(&echo)
-                        .await
-                        .map_err(|e| format!("send: {e}"))?;
+                    send(&session, &echo).await?;
                 }
                 if !done && data >= args.count && echoes >= args.count {
                     done = true;
@@ -336,6 +330,18 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }
     }
-    session.close().await.map_err(|e| format!("close: {e}"))?;
+    drop(session);
+    Ok(())
+}
+
+/// Send one datagram over the selected pair.
+async fn send(session: &Driver, data: &[u8]) -> Result<(), String> {
+    let (socket, _, remote) = session
+        .selected_path()
+        .ok_or("send: no selected candidate pair to send on")?;
+    socket
+        .send_to(data, remote)
+        .await
+        .map_err(|e| format!("send to {remote}: {e}"))?;
     Ok(())
 }

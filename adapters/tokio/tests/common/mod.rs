@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a subset
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use scream_ice_tokio::scream_ice_core::candidate::CandidateKind;
 use scream_ice_tokio::scream_ice_core::policy::{
     Decision, FallbackStage, IceMode, PeerKnowledge, PolicyConfig, StunServer, decide,
 };
-use scream_ice_tokio::{HostAddresses, IceSession, SessionConfig, SessionEvent, SessionEvents};
+use scream_ice_tokio::{Datagram, Driver, HostAddresses, Output, SessionConfig, SessionEvent};
 use tokio::time::Instant;
 
 /// Whether missing external peers may be skipped (`SCREAM_ICE_SKIP_PEERS=1`).
@@ -78,8 +79,9 @@ pub fn loopback_config(role: Role) -> SessionConfig {
 /// One session under test, with what happened to it and when (measured
 /// from the pair's common start `t0`).
 pub struct Node {
-    pub session: IceSession,
-    pub events: SessionEvents,
+    pub driver: Driver,
+    /// Application datagrams received while driving for events.
+    pub data: VecDeque<Datagram>,
     pub log: Vec<(Duration, SessionEvent)>,
     pub selected_at: Option<Duration>,
     pub gathered_at: Option<Duration>,
@@ -89,10 +91,10 @@ pub struct Node {
 
 impl Node {
     pub async fn start(config: SessionConfig) -> Node {
-        let (session, events) = IceSession::start(config).await.expect("session start");
+        let driver = Driver::start(config).await.expect("session start");
         Node {
-            session,
-            events,
+            driver,
+            data: VecDeque::new(),
             log: Vec::new(),
             selected_at: None,
             gathered_at: None,
@@ -103,6 +105,41 @@ impl Node {
 
     pub fn gathering_complete(&self) -> bool {
         self.gathered_at.is_some()
+    }
+
+    /// Drive the session until its next event (application datagrams
+    /// received meanwhile are queued in `data`).
+    pub async fn event(&mut self) -> SessionEvent {
+        loop {
+            match self.driver.next().await {
+                Output::Event(e) => return e,
+                Output::Data(d) => self.data.push_back(d),
+                _ => {}
+            }
+        }
+    }
+
+    /// Drive the session until its next application datagram (events
+    /// meanwhile are logged with no time).
+    pub async fn datagram(&mut self) -> Datagram {
+        if let Some(d) = self.data.pop_front() {
+            return d;
+        }
+        loop {
+            if let Output::Data(d) = self.driver.next().await {
+                return d;
+            }
+        }
+    }
+
+    /// Send one datagram over the selected pair.
+    pub async fn send(&self, data: &[u8]) -> std::io::Result<usize> {
+        send_selected(&self.driver, data).await
+    }
+
+    /// The selected pair as (our address, the peer's).
+    pub fn selected_pair(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.driver.session().selected_pair()
     }
 }
 
@@ -117,21 +154,20 @@ pub async fn pump(
     done: impl Fn(&Node, &Node) -> bool,
 ) -> bool {
     enum From {
-        A(Option<SessionEvent>),
-        B(Option<SessionEvent>),
+        A(SessionEvent),
+        B(SessionEvent),
         Timeout,
     }
     let deadline = t0 + limit;
     while !done(a, b) {
         let got = tokio::select! {
-            e = a.events.recv() => From::A(e),
-            e = b.events.recv() => From::B(e),
+            e = a.event() => From::A(e),
+            e = b.event() => From::B(e),
             () = tokio::time::sleep_until(deadline) => From::Timeout,
         };
         let (me, peer, e) = match got {
-            From::A(Some(e)) => (&mut *a, &*b, e),
-            From::B(Some(e)) => (&mut *b, &*a, e),
-            From::A(None) | From::B(None) => panic!("a session ended"),
+            From::A(e) => (&mut *a, &mut *b, e),
+            From::B(e) => (&mut *b, &mut *a, e),
             From::Timeout => return false,
         };
         let at = t0.elapsed();
@@ -142,14 +178,14 @@ pub async fn pump(
                     me.srflx += 1;
                 }
                 let line = c.to_attribute().to_string();
-                peer.session
+                peer.driver
                     .add_remote_candidate_line(&line)
                     .await
                     .expect("remote candidate");
             }
             SessionEvent::Gathering(GatheringState::Complete) => {
                 me.gathered_at.get_or_insert(at);
-                peer.session.end_of_remote_candidates().await.unwrap();
+                peer.driver.end_of_remote_candidates();
             }
             SessionEvent::Selected { .. } => {
                 me.selected_at.get_or_insert(at);
@@ -163,17 +199,11 @@ pub async fn pump(
 }
 
 /// Give each side the other's credentials.
-pub async fn exchange_credentials(a: &Node, b: &Node) {
-    let ca = a.session.local_credentials().clone();
-    let cb = b.session.local_credentials().clone();
-    a.session
-        .set_remote_credentials(&cb.ufrag, &cb.pwd)
-        .await
-        .unwrap();
-    b.session
-        .set_remote_credentials(&ca.ufrag, &ca.pwd)
-        .await
-        .unwrap();
+pub async fn exchange_credentials(a: &mut Node, b: &mut Node) {
+    let ca = a.driver.local_credentials();
+    let cb = b.driver.local_credentials();
+    a.driver.set_remote_credentials(&cb.ufrag, &cb.pwd).unwrap();
+    b.driver.set_remote_credentials(&ca.ufrag, &ca.pwd).unwrap();
 }
 
 pub fn both_selected(a: &Node, b: &Node) -> bool {
@@ -187,20 +217,16 @@ pub fn both_connected(a: &Node, b: &Node) -> bool {
 /// Send `n` datagrams each way and check every one arrives (order free).
 pub async fn exchange_datagrams(a: &mut Node, b: &mut Node, n: usize) {
     for i in 0..n {
-        a.session.send(format!("a-{i}").as_bytes()).await.unwrap();
-        b.session.send(format!("b-{i}").as_bytes()).await.unwrap();
+        a.send(format!("a-{i}").as_bytes()).await.unwrap();
+        b.send(format!("b-{i}").as_bytes()).await.unwrap();
     }
-    let (pa, pb) = (
-        a.session.selected_pair().unwrap(),
-        b.session.selected_pair().unwrap(),
-    );
+    let (pa, pb) = (a.selected_pair().unwrap(), b.selected_pair().unwrap());
     for (node, prefix, from) in [(&mut *b, "a-", pa.0), (&mut *a, "b-", pb.0)] {
         let mut seen = vec![false; n];
         for _ in 0..n {
-            let d = tokio::time::timeout(Duration::from_secs(5), node.session.recv())
+            let d = tokio::time::timeout(Duration::from_secs(5), node.datagram())
                 .await
-                .expect("datagram within 5 s")
-                .expect("session alive");
+                .expect("datagram within 5 s");
             assert_eq!(d.from, from, "datagram from the selected remote");
             let s = String::from_utf8(d.data).unwrap();
             let i: usize = s.strip_prefix(prefix).unwrap().parse().unwrap();
@@ -209,6 +235,18 @@ pub async fn exchange_datagrams(a: &mut Node, b: &mut Node, n: usize) {
         }
         assert!(seen.iter().all(|&x| x));
     }
+}
+
+/// Send one datagram over the driver's selected pair (`NotConnected` if
+/// none is selected).
+pub async fn send_selected(driver: &Driver, data: &[u8]) -> std::io::Result<usize> {
+    let Some((socket, _, remote)) = driver.selected_path() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            "no selected pair",
+        ));
+    };
+    socket.send_to(data, remote).await
 }
 
 /// A UDP port on 127.0.0.1 where nothing listens (bound, then released).
