@@ -581,26 +581,8 @@ impl Hub {
         store: crate::store::Store,
         router_id: String,
     ) -> Result<Hub, crate::store::StoreError> {
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let (queue, rx) =
-            crate::outcomes::OutcomeQueue::new(config.store.queue_capacity, metrics.clone());
-        crate::outcomes::spawn_writer(store.clone(), rx, metrics.clone(), config.store.batch);
-        let hub = Hub {
-            rollout: Rollout::new(config),
-            outcomes: queue,
-            metrics,
-            limiter: Arc::new(crate::outcomes::RateLimiter::new(
-                f64::from(config.store.rate_per_client),
-                f64::from(config.store.burst_per_client),
-            )),
-            store: Arc::new(std::sync::OnceLock::from(store)),
-            store_expected: true,
-            router_id,
-            admin: None,
-            last_decision: Arc::new(RwLock::new(None)),
-            srm_warning: Arc::new(RwLock::new(None)),
-        };
-        hub.sync_from_store(config).await?;
+        let (hub, rx) = Hub::awaiting_store(config, router_id);
+        hub.attach_store(config, store, rx).await?;
         Ok(hub)
     }
 
@@ -608,7 +590,8 @@ impl Hub {
     /// a queue of `config.store.queue_capacity` (what overflows is counted
     /// as dropped), the rollout is held (paused: everybody gets the control
     /// arm, since the stored state may be a rollback this router cannot
-    /// read), and operators' changes are refused, until
+    /// read; with a rollout configured), and operators' changes are
+    /// refused, until
     /// [`Hub::attach_store`]. The receiver goes to `attach_store`.
     pub fn awaiting_store(
         config: &Config,
@@ -632,9 +615,11 @@ impl Hub {
             last_decision: Arc::new(RwLock::new(None)),
             srm_warning: Arc::new(RwLock::new(None)),
         };
-        let mut held = hub.rollout.status();
-        held.paused = true;
-        hub.rollout.replace(held);
+        if config.ice.rollout.is_some() {
+            let mut held = hub.rollout.status();
+            held.paused = true;
+            hub.rollout.replace(held);
+        }
         (hub, rx)
     }
 

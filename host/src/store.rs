@@ -380,6 +380,39 @@ const METRIC_COLUMNS: &str = "timestamp, client_id, router_id, arm, network_type
      local_candidate_type, remote_candidate_type";
 const METRIC_PARAMS: usize = 8;
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Bind one row's [`ATTEMPT_COLUMNS`], in order.
+fn bind_attempt<'q>(q: AnyQuery<'q>, r: &OutcomeRow) -> AnyQuery<'q> {
+    q.bind(r.timestamp_ms)
+        .bind(r.client_id.clone())
+        .bind(r.router_id.clone())
+        .bind(r.experiment.clone())
+        .bind(r.stage)
+        .bind(r.arm.clone())
+        .bind(r.config_type.clone())
+        .bind(r.mode.clone())
+        .bind(r.success)
+        .bind(r.connection_time_ms)
+        .bind(r.failure_reason.clone())
+        .bind(r.local_candidate_type.clone())
+        .bind(r.remote_candidate_type.clone())
+        .bind(r.network_type.clone())
+        .bind(r.source.clone())
+}
+
+/// Bind one row's [`METRIC_COLUMNS`], in order.
+fn bind_metric<'q>(q: AnyQuery<'q>, r: &OutcomeRow) -> AnyQuery<'q> {
+    q.bind(r.timestamp_ms)
+        .bind(r.client_id.clone())
+        .bind(r.router_id.clone())
+        .bind(r.arm.clone())
+        .bind(r.network_type.clone())
+        .bind(r.stun_used)
+        .bind(r.local_candidate_type.clone())
+        .bind(r.remote_candidate_type.clone())
+}
+
 /// One hour in Unix ms: the rollups' granularity.
 pub const HOUR_MS: i64 = 3_600_000;
 
@@ -532,22 +565,7 @@ impl Store {
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {
-                q = q
-                    .bind(r.timestamp_ms)
-                    .bind(r.client_id.clone())
-                    .bind(r.router_id.clone())
-                    .bind(r.experiment.clone())
-                    .bind(r.stage)
-                    .bind(r.arm.clone())
-                    .bind(r.config_type.clone())
-                    .bind(r.mode.clone())
-                    .bind(r.success)
-                    .bind(r.connection_time_ms)
-                    .bind(r.failure_reason.clone())
-                    .bind(r.local_candidate_type.clone())
-                    .bind(r.remote_candidate_type.clone())
-                    .bind(r.network_type.clone())
-                    .bind(r.source.clone());
+                q = bind_attempt(q, r);
             }
             q.execute(&mut *tx).await?;
             let sql = insert_sql(
@@ -559,15 +577,7 @@ impl Store {
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {
-                q = q
-                    .bind(r.timestamp_ms)
-                    .bind(r.client_id.clone())
-                    .bind(r.router_id.clone())
-                    .bind(r.arm.clone())
-                    .bind(r.network_type.clone())
-                    .bind(r.stun_used)
-                    .bind(r.local_candidate_type.clone())
-                    .bind(r.remote_candidate_type.clone());
+                q = bind_metric(q, r);
             }
             q.execute(&mut *tx).await?;
         }
@@ -1231,49 +1241,28 @@ mod tests {
             // Rows as the old writer wrote them: the two tables only (the
             // rollup tables do not exist yet).
             for r in &data {
-                sqlx::query(AssertSqlSafe(insert_sql(
+                let sql = insert_sql(
                     Backend::Sqlite,
                     "connection_attempts",
                     ATTEMPT_COLUMNS,
                     ATTEMPT_PARAMS,
                     1,
-                )))
-                .bind(r.timestamp_ms)
-                .bind(r.client_id.clone())
-                .bind(r.router_id.clone())
-                .bind(r.experiment.clone())
-                .bind(r.stage)
-                .bind(r.arm.clone())
-                .bind(r.config_type.clone())
-                .bind(r.mode.clone())
-                .bind(r.success)
-                .bind(r.connection_time_ms)
-                .bind(r.failure_reason.clone())
-                .bind(r.local_candidate_type.clone())
-                .bind(r.remote_candidate_type.clone())
-                .bind(r.network_type.clone())
-                .bind(r.source.clone())
-                .execute(store.pool())
-                .await
-                .unwrap();
-                sqlx::query(AssertSqlSafe(insert_sql(
+                );
+                bind_attempt(sqlx::query(AssertSqlSafe(sql)), r)
+                    .execute(store.pool())
+                    .await
+                    .unwrap();
+                let sql = insert_sql(
                     Backend::Sqlite,
                     "connection_metrics",
                     METRIC_COLUMNS,
                     METRIC_PARAMS,
                     1,
-                )))
-                .bind(r.timestamp_ms)
-                .bind(r.client_id.clone())
-                .bind(r.router_id.clone())
-                .bind(r.arm.clone())
-                .bind(r.network_type.clone())
-                .bind(r.stun_used)
-                .bind(r.local_candidate_type.clone())
-                .bind(r.remote_candidate_type.clone())
-                .execute(store.pool())
-                .await
-                .unwrap();
+                );
+                bind_metric(sqlx::query(AssertSqlSafe(sql)), r)
+                    .execute(store.pool())
+                    .await
+                    .unwrap();
             }
             pool.close().await;
         }
