@@ -554,7 +554,24 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let written = self.write_rows(&mut conn, rows).await;
+        if written.is_err() {
+            // A transaction that failed mid-way (SQLite: "database or disk
+            // is full", possibly at COMMIT, which leaves it open) must not go
+            // back to the pool holding the write lock: closing the
+            // connection ends it, and the next attempt starts clean.
+            let _ = sqlx::Connection::close(conn.detach()).await;
+        }
+        written
+    }
+
+    async fn write_rows(
+        &self,
+        conn: &mut PoolConnection<Any>,
+        rows: &[OutcomeRow],
+    ) -> Result<(), StoreError> {
+        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
         for chunk in rows.chunks(MAX_BATCH) {
             let sql = insert_sql(
                 self.backend,
