@@ -10,7 +10,7 @@
 //!    429 with `Retry-After`;
 //! 3. the per-client cap ([`SessionLimits::per_client`]): 429 with
 //!    `Retry-After`;
-//! 4. the router-wide cap (`SessionSettings::max_sessions`): 503 with
+//! 4. the router-wide cap (`limits.sessions.max`): 503 with
 //!    `Retry-After`, the only case that says the router as a whole is full.
 //!
 //! The two caps are checked and taken under one lock, so a burst of
@@ -107,7 +107,6 @@ struct Shared {
     held: Mutex<Held>,
     rate: Mutex<KeyedLimiter<IpAddr>>,
     limits: SessionLimits,
-    max_sessions: usize,
 }
 
 /// The admission state of one router; cloning shares it.
@@ -144,8 +143,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Admission {
-    /// Admission under `limits`, with `max_sessions` router-wide.
-    pub fn new(limits: SessionLimits, max_sessions: usize) -> Admission {
+    /// Admission under `limits`.
+    pub fn new(limits: SessionLimits) -> Admission {
         // The router-wide POST rate: every client's burst, at 16 clients'
         // sustained rate; the caps, not this, bound the sessions.
         const CLIENTS: NonZeroU32 = NonZeroU32::new(16).unwrap();
@@ -164,7 +163,6 @@ impl Admission {
                     Instant::now(),
                 )),
                 limits,
-                max_sessions,
             }),
         }
     }
@@ -213,8 +211,9 @@ impl Admission {
         if mine >= s.limits.per_client.get() {
             return Err(Refusal::ClientFull(s.limits.per_client.get()));
         }
-        if held.total >= s.max_sessions {
-            return Err(Refusal::RouterFull(s.max_sessions));
+        let max = s.limits.max.get() as usize;
+        if held.total >= max {
+            return Err(Refusal::RouterFull(max));
         }
         held.total += 1;
         *held.per_client.entry(key).or_insert(0) += 1;
@@ -256,8 +255,9 @@ mod tests {
     use super::*;
     use crate::limits::Rate;
 
-    fn limits(per_client: u32) -> SessionLimits {
+    fn limits(per_client: u32, max: u32) -> SessionLimits {
         SessionLimits {
+            max: std::num::NonZeroU32::new(max).unwrap(),
             per_client: std::num::NonZeroU32::new(per_client).unwrap(),
             post_rate: Rate::new(1_000, 1_000),
             ..SessionLimits::default()
@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn caps_are_taken_and_given_back() {
-        let a = Admission::new(limits(2), 3);
+        let a = Admission::new(limits(2, 3));
         let (x, y): (IpAddr, IpAddr) = (
             "192.168.1.20".parse().unwrap(),
             "192.168.1.21".parse().unwrap(),
@@ -285,10 +285,10 @@ mod tests {
 
     #[test]
     fn post_rate_and_token() {
-        let mut l = limits(100);
+        let mut l = limits(100, 100);
         l.post_rate = Rate::new(1, 3);
         l.speaker_token = Some("s3cret".into());
-        let a = Admission::new(l, 100);
+        let a = Admission::new(l);
         let x: IpAddr = "192.168.1.20".parse().unwrap();
         assert_eq!(
             a.admit(x, &HeaderMap::new()).unwrap_err(),
@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn concurrent_admissions_never_overshoot() {
-        let a = Admission::new(limits(4), 1_000);
+        let a = Admission::new(limits(4, 1_000));
         let x: IpAddr = "10.0.0.1".parse().unwrap();
         let admitted: Vec<Ticket> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..64)

@@ -1188,6 +1188,7 @@ fn show_limits(o: &mut String, l: &crate::limits::Limits, origin: &Origin, show_
     let _ = writeln!(o, "    cors_origins: {}", list(&h.cors_origins));
     let s = &l.sessions;
     o.push_str("  sessions:\n");
+    let _ = writeln!(o, "    max: {}", s.max);
     let _ = writeln!(o, "    per_client: {}", s.per_client);
     let _ = writeln!(o, "    post_rate: {}", rate(&s.post_rate));
     let _ = writeln!(o, "    media_timeout_ms: {}", s.media_timeout_ms);

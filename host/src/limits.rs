@@ -279,11 +279,13 @@ impl Default for HttpLimits {
 
 /// Admission of speaker sessions (`limits.sessions`), applied by
 /// [`crate::admission`] and the remote-candidate filter
-/// ([`crate::candidate_filter`]). The router-wide session cap is
-/// `SessionSettings::max_sessions` (64).
+/// ([`crate::candidate_filter`]).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionLimits {
+    /// Speaker sessions the router holds at once, all clients together
+    /// (default 64); a `POST` beyond it is answered 503.
+    pub max: NonZeroU32,
     /// Sessions one client (address, or IPv6 /64) may hold at once
     /// (default 4: a speaker needs one, a restart after a crash a second).
     pub per_client: NonZeroU32,
@@ -311,6 +313,7 @@ impl Default for SessionLimits {
     fn default() -> SessionLimits {
         let n = |v| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
         SessionLimits {
+            max: n(64),
             per_client: n(4),
             post_rate: Rate::new(1, 8),
             media_timeout_ms: n(30_000),

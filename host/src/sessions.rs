@@ -89,8 +89,6 @@ pub const EARLY_DATAGRAMS: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionSettings {
-    /// Concurrent sessions at most; a `POST` beyond it is answered 503.
-    pub max_sessions: usize,
     /// A session that has not connected this long after its start (or its
     /// last ICE restart) is removed.
     pub connect_timeout: Duration,
@@ -103,10 +101,9 @@ pub struct SessionSettings {
 }
 
 impl Default for SessionSettings {
-    /// 64 sessions, 60 s to connect, 16 KiB bodies, interface discovery.
+    /// 60 s to connect, 16 KiB bodies, interface discovery.
     fn default() -> SessionSettings {
         SessionSettings {
-            max_sessions: 64,
             connect_timeout: Duration::from_secs(60),
             max_body: 16 * 1024,
             bind: None,
@@ -160,14 +157,10 @@ impl Sessions {
         self.lock().remove(id)
     }
 
-    /// Insert unless the cap is reached.
-    fn insert(&self, id: String, tx: mpsc::Sender<Request>) -> bool {
-        let mut t = self.lock();
-        if t.len() >= self.settings.max_sessions {
-            return false;
-        }
-        t.insert(id, tx);
-        true
+    /// Insert a session that admission let in: its ticket is what
+    /// bounds the table's size (`limits.sessions.max`).
+    fn insert(&self, id: String, tx: mpsc::Sender<Request>) {
+        self.lock().insert(id, tx);
     }
 }
 
@@ -481,12 +474,7 @@ pub async fn create(
     answer.extend(sink.and_then(subscription::rtpmap_line));
 
     let (tx, rx) = mpsc::channel(16);
-    if !sessions.insert(id.clone(), tx) {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format_args!("too many ICE sessions (at most {})", settings.max_sessions),
-        );
-    }
+    sessions.insert(id.clone(), tx);
     tracing::info!(
         session = %id,
         client = %chosen.client,

@@ -90,8 +90,7 @@ impl AppState {
         settings: SessionSettings,
         hub: crate::rollout::Hub,
     ) -> AppState {
-        let admission =
-            crate::admission::Admission::new(config.limits.sessions.clone(), settings.max_sessions);
+        let admission = crate::admission::Admission::new(config.limits.sessions.clone());
         AppState {
             inner: Arc::new(Inner {
                 config: std::sync::RwLock::new(Arc::new(config)),

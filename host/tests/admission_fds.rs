@@ -43,9 +43,9 @@ async fn a_concurrent_burst_never_binds_more_sockets_than_the_cap() {
     const CAP: usize = 20;
     let (addr, state) = server_with(
         config(
-            "server:\n  stun_listen: off\nlimits:\n  sessions:\n    per_client: 50\n    post_rate: {per_second: 1000, burst: 1000}\n",
+            "server:\n  stun_listen: off\nlimits:\n  sessions:\n    max: 20\n    per_client: 50\n    post_rate: {per_second: 1000, burst: 1000}\n",
         ),
-        loopback_settings(|s| s.max_sessions = CAP),
+        loopback_settings(|_| {}),
         HttpLimits::default(),
     )
     .await;

@@ -329,7 +329,11 @@ async fn unknown_sessions_and_bad_posts() {
 
 #[tokio::test]
 async fn cap_answers_503() {
-    let (addr, state) = server(|s| s.max_sessions = 2).await;
+    let (addr, state) = server_with(
+        "server:\n  stun_listen: off\nlimits:\n  sessions:\n    max: 2\n",
+        |_| {},
+    )
+    .await;
     let (a, _) = created(&post(addr, OFFER).await);
     created(&post(addr, OFFER).await);
     let r = post(addr, OFFER).await;
