@@ -320,6 +320,13 @@ pub struct Transmit<'a> {
     pub to: SocketAddr,
     /// The datagram.
     pub bytes: &'a [u8],
+    /// A connectivity check toward an address that has never sent an
+    /// authenticated STUN message: the kind RFC 8445 section 19.5.1 bounds.
+    /// A router that serves many sessions can bound these across all of
+    /// them (the per-session bound is
+    /// [`AgentConfig::unanswered_check_budget`]); dropping one is safe, it
+    /// is retransmitted like a lost datagram.
+    pub unanswered: bool,
 }
 
 /// Why a candidate, server or credential was not accepted.
@@ -955,10 +962,13 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         loop {
             let o = self.out.pop_front()?;
             if let Some(len) = self.write(&o) {
+                let unanswered = matches!(o.kind, OutKind::Check { .. })
+                    && !self.remotes.iter().any(|r| r.address == o.to && r.heard);
                 return Some(Transmit {
                     from: o.from,
                     to: o.to,
                     bytes: &self.buf[..len],
+                    unanswered,
                 });
             }
         }

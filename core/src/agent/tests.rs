@@ -58,6 +58,8 @@ struct Pair2 {
     /// Emulate a lite `b` (RFC 8445 section 2.5): it answers checks but
     /// never sends its own requests.
     b_lite: bool,
+    /// Every datagram sent: (by `b`, a request, [`Transmit::unanswered`]).
+    sent: Vec<(bool, bool, bool)>,
 }
 
 impl Pair2 {
@@ -72,6 +74,7 @@ impl Pair2 {
             events_b: Vec::new(),
             up: true,
             b_lite: false,
+            sent: Vec::new(),
         }
     }
 
@@ -91,6 +94,7 @@ impl Pair2 {
         ] {
             while let Some(t) = agent.poll_transmit() {
                 let request = t.bytes.get(..2) == Some(&[0x00, 0x01]);
+                self.sent.push((is_b, request, t.unanswered));
                 if self.up && !(is_b && self.b_lite && request) {
                     self.wire.push(Wire {
                         from: t.from,
@@ -967,6 +971,7 @@ fn a_silent_remote_address_gets_at_most_the_unanswered_check_budget() {
         while now < Instant::from_secs(120) {
             while let Some(t) = a.poll_transmit() {
                 if t.to == silent {
+                    assert!(t.unanswered);
                     sent += 1;
                 }
             }
@@ -1016,6 +1021,29 @@ fn the_budget_spares_addresses_that_answered() {
     let mut net = Pair2::lan(lan_agent(Role::Controlling, "bbbb", 7), a);
     net.connect();
     assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
+}
+
+/// `Transmit::unanswered` marks what a router-wide budget may drop: checks
+/// toward an address that has not yet sent anything authenticated. Once the
+/// peer has answered, its consent checks are not marked, and no response
+/// ever is.
+#[test]
+fn only_checks_toward_silent_addresses_are_marked_unanswered() {
+    let mut net = Pair2::lan(
+        lan_agent(Role::Controlling, "aaaa", 8),
+        lan_agent(Role::Controlled, "bbbb", 9),
+    );
+    net.connect();
+    assert!(net.run_until(Instant::from_secs(5), Pair2::both_connected));
+    // The controlling agent's first check goes out before it heard anything.
+    assert_eq!(net.sent.first(), Some(&(false, true, true)));
+    let connected = net.sent.len();
+    net.run_until(Instant::from_secs(60), |_| false);
+    let consent = &net.sent[connected..];
+    // Consent checks every ~5 s from both sides over 55 s.
+    assert!(consent.iter().filter(|m| m.1).count() >= 10, "{consent:?}");
+    assert!(consent.iter().all(|m| !m.2), "{consent:?}");
+    assert!(net.sent.iter().filter(|m| !m.1).all(|m| !m.2));
 }
 
 /// Found by the `agent_session` fuzz target: removing the local candidate
