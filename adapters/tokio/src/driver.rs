@@ -75,6 +75,9 @@ pub struct Driver {
     clock: Clock,
     hosts: Vec<HostSocket>,
     resolver: Arc<dyn Resolver>,
+    /// Shared by all sessions of a router: a check toward a silent address
+    /// goes out only with a token from it.
+    check_budget: Option<Arc<dyn CheckBudget>>,
     lookups: JoinSet<Lookup>,
     /// Remote candidates whose names are being resolved.
     candidate_lookups: usize,
@@ -90,6 +93,19 @@ pub struct Driver {
     /// The mDNS registrations of those names: unregistered when the driver
     /// is dropped.
     pub(crate) registrations: Option<Box<dyn std::any::Any + Send>>,
+}
+
+/// A budget shared by many sessions for connectivity checks toward
+/// addresses that have never answered ([`Transmit::unanswered`]): RFC 8445
+/// section 19.5.1 asks an agent to bound these, and a router that serves
+/// many sessions bounds them across all of them. Each such check takes one
+/// token; without one it is not sent (the agent retransmits it later, as
+/// after a loss, and fails the pair when its own timers or budget run out).
+///
+/// [`Transmit::unanswered`]: scream_ice_core::agent::Transmit::unanswered
+pub trait CheckBudget: std::fmt::Debug + Send + Sync + 'static {
+    /// Take one token now; `false` when there is none.
+    fn try_take(&self) -> bool;
 }
 
 impl std::fmt::Debug for Driver {
@@ -109,6 +125,7 @@ impl Driver {
         clock: Clock,
         hosts: Vec<HostSocket>,
         resolver: Arc<dyn Resolver>,
+        check_budget: Option<Arc<dyn CheckBudget>>,
     ) -> Driver {
         let epoch = clock.epoch();
         let mut d = Driver {
@@ -116,6 +133,7 @@ impl Driver {
             clock,
             hosts,
             resolver,
+            check_budget,
             lookups: JoinSet::new(),
             candidate_lookups: 0,
             eoc_deferred: false,
@@ -346,6 +364,12 @@ impl Driver {
     /// The drain rule: every transmit, every request, every event.
     fn drain(&mut self) {
         while let Some(t) = self.session.poll_transmit() {
+            if t.unanswered && self.check_budget.as_ref().is_some_and(|b| !b.try_take()) {
+                // Dropped like a lost datagram: the agent retransmits, and
+                // its own budget still counts the check.
+                trace!("check {} -> {} held: router-wide budget spent", t.from, t.to);
+                continue;
+            }
             match self.hosts.iter().find(|h| h.address == t.from) {
                 // UDP: a full send buffer drops the datagram like the
                 // network would; the agent retransmits.

@@ -59,7 +59,7 @@ pub mod resolve;
 pub mod session;
 pub mod time;
 
-pub use driver::{CoreSession, Driver, Output};
+pub use driver::{CheckBudget, CoreSession, Driver, Output};
 pub use error::{BindError, DiscoverError, RemoteCandidateError, StartError};
 pub use host::{HostAddresses, HostFilter, InterfaceInfo, PortRange};
 #[cfg(feature = "mdns")]

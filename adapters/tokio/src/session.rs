@@ -15,7 +15,7 @@ use scream_ice_core::policy::{
 use scream_ice_core::time::Duration as CoreDuration;
 use tracing::{debug, warn};
 
-use crate::driver::{CoreSession, Driver};
+use crate::driver::{CheckBudget, CoreSession, Driver};
 use crate::error::StartError;
 use crate::host::{HostAddresses, HostSocket, PortRange, bind_address, bind_host_socket, discover};
 use crate::resolve::{Resolver, SystemResolver};
@@ -156,6 +156,10 @@ pub struct SessionConfig {
     /// The name resolver; `None`: the system's (and mDNS for `.local` names
     /// with the `mdns` feature), bounded by `dns_timeout`.
     pub resolver: Option<Arc<dyn Resolver>>,
+    /// A budget this session shares with others for checks toward
+    /// addresses that never answered; `None`: only the agent's own
+    /// [`AgentConfig::unanswered_check_budget`] applies.
+    pub check_budget: Option<Arc<dyn CheckBudget>>,
     /// Hide private host addresses behind `.local` names (`mdns` feature).
     #[cfg(feature = "mdns")]
     pub mdns: crate::mdns::MdnsMode,
@@ -182,6 +186,7 @@ impl SessionConfig {
             seed: None,
             dns_timeout: std::time::Duration::from_secs(2),
             resolver: None,
+            check_budget: None,
             #[cfg(feature = "mdns")]
             mdns: crate::mdns::MdnsMode::Off,
             #[cfg(feature = "mdns")]
@@ -266,7 +271,13 @@ impl Driver {
         };
         #[cfg(not(feature = "mdns"))]
         let (registrations, mdns_names) = (None, Vec::new());
-        let mut driver = Driver::new(session, clock, hosts, resolver);
+        let mut driver = Driver::new(
+            session,
+            clock,
+            hosts,
+            resolver,
+            config.check_budget.clone(),
+        );
         if driver.session().host_addresses().is_empty() {
             return Err(StartError::NoHostCandidates);
         }
