@@ -18,6 +18,10 @@
 //! returned [`Ticket`] and given back when it is dropped: with the session
 //! task when the session ends, or at once when the request fails before
 //! that.
+//!
+//! Admission also holds the router-wide budget of connectivity checks
+//! toward addresses that never answered ([`Admission::check_budget`],
+//! [`SessionLimits::unanswered_check_rate`]), which every session shares.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,9 +32,11 @@ use std::time::{Duration, Instant};
 use axum::http::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use prometheus_client::metrics::counter::Counter;
+use scream_ice_tokio::CheckBudget;
 use subtle::ConstantTimeEq;
 
-use crate::limits::{KeyedLimiter, SessionLimits, source_key};
+use crate::limits::{KeyedLimiter, SessionLimits, TokenBucket, source_key};
 
 /// Clients whose POST buckets are remembered at once.
 const MAX_RATE_KEYS: usize = 4_096;
@@ -106,7 +112,26 @@ struct Held {
 struct Shared {
     held: Mutex<Held>,
     rate: Mutex<KeyedLimiter<IpAddr>>,
+    checks: Arc<RouterChecks>,
     limits: SessionLimits,
+}
+
+/// [`SessionLimits::unanswered_check_rate`] as one token bucket for all
+/// sessions; every check it holds back is counted.
+#[derive(Debug)]
+struct RouterChecks {
+    bucket: Mutex<TokenBucket>,
+    held: Counter,
+}
+
+impl CheckBudget for RouterChecks {
+    fn try_take(&self) -> bool {
+        let ok = lock(&self.bucket).try_take(Instant::now());
+        if !ok {
+            self.held.inc();
+        }
+        ok
+    }
 }
 
 /// The admission state of one router; cloning shares it.
@@ -143,8 +168,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Admission {
-    /// Admission under `limits`.
-    pub fn new(limits: SessionLimits) -> Admission {
+    /// Admission under `limits`; `checks_held` counts the checks the
+    /// router-wide budget holds back (a metric's counter, or a fresh one).
+    pub fn new(limits: SessionLimits, checks_held: Counter) -> Admission {
         // The router-wide POST rate: every client's burst, at 16 clients'
         // sustained rate; the caps, not this, bound the sessions.
         const CLIENTS: NonZeroU32 = NonZeroU32::new(16).unwrap();
@@ -162,6 +188,13 @@ impl Admission {
                     MAX_RATE_KEYS,
                     Instant::now(),
                 )),
+                checks: Arc::new(RouterChecks {
+                    bucket: Mutex::new(TokenBucket::new(
+                        limits.unanswered_check_rate,
+                        Instant::now(),
+                    )),
+                    held: checks_held,
+                }),
                 limits,
             }),
         }
@@ -170,6 +203,13 @@ impl Admission {
     /// The limits in force.
     pub fn limits(&self) -> &SessionLimits {
         &self.shared.limits
+    }
+
+    /// The router-wide budget of checks toward addresses that never
+    /// answered: give it to every session
+    /// ([`scream_ice_tokio::SessionConfig::check_budget`]).
+    pub fn check_budget(&self) -> Arc<dyn CheckBudget> {
+        self.shared.checks.clone()
     }
 
     /// Sessions admitted and not yet ended: (router-wide, this client's).
@@ -266,7 +306,7 @@ mod tests {
 
     #[test]
     fn caps_are_taken_and_given_back() {
-        let a = Admission::new(limits(2, 3));
+        let a = Admission::new(limits(2, 3), Counter::default());
         let (x, y): (IpAddr, IpAddr) = (
             "192.168.1.20".parse().unwrap(),
             "192.168.1.21".parse().unwrap(),
@@ -288,7 +328,7 @@ mod tests {
         let mut l = limits(100, 100);
         l.post_rate = Rate::new(1, 3);
         l.speaker_token = Some("s3cret".into());
-        let a = Admission::new(l);
+        let a = Admission::new(l, Counter::default());
         let x: IpAddr = "192.168.1.20".parse().unwrap();
         assert_eq!(
             a.admit(x, &HeaderMap::new()).unwrap_err(),
@@ -315,7 +355,7 @@ mod tests {
 
     #[test]
     fn concurrent_admissions_never_overshoot() {
-        let a = Admission::new(limits(4, 1_000));
+        let a = Admission::new(limits(4, 1_000), Counter::default());
         let x: IpAddr = "10.0.0.1".parse().unwrap();
         let admitted: Vec<Ticket> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..64)
@@ -327,5 +367,21 @@ mod tests {
                 .collect()
         });
         assert_eq!(admitted.len(), 4);
+    }
+
+    #[test]
+    fn the_check_budget_is_shared_and_counts_what_it_holds() {
+        let mut l = limits(4, 64);
+        l.unanswered_check_rate = Rate::new(1, 10);
+        let held = Counter::default();
+        let a = Admission::new(l, held.clone());
+        let (b1, b2) = (a.check_budget(), a.clone().check_budget());
+        // One bucket behind both handles: 10 tokens in all, not 10 each.
+        let taken = (0..15)
+            .filter(|_| b1.try_take())
+            .chain((0..15).filter(|_| b2.try_take()))
+            .count();
+        assert_eq!(taken, 10);
+        assert_eq!(held.get(), 20);
     }
 }

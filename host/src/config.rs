@@ -1200,6 +1200,11 @@ fn show_limits(o: &mut String, l: &crate::limits::Limits, origin: &Origin, show_
         "    unanswered_checks_per_session: {}",
         s.unanswered_checks_per_session
     );
+    let _ = writeln!(
+        o,
+        "    unanswered_check_rate: {}",
+        rate(&s.unanswered_check_rate)
+    );
     let _ = writeln!(o, "    mdns_names: {}", s.mdns_names);
 }
 

@@ -301,9 +301,14 @@ pub struct SessionLimits {
     /// Connectivity checks one session may send toward remote addresses
     /// that never answered (default 100; see
     /// `AgentConfig::unanswered_check_budget`). With the per-client cap
-    /// this bounds one client at 400 such checks at a time, and the router
-    /// at 100 times its session cap (6,400 with 64 sessions).
+    /// this bounds one client at 400 such checks at a time.
     pub unanswered_checks_per_session: u16,
+    /// The same checks from all sessions together (default 200/s, burst
+    /// 1,000): in any `T` seconds the router sends at most `1,000 + 200·T`
+    /// checks toward addresses that never answered, however many clients
+    /// ask. A check without a token is held back like a lost datagram (the
+    /// agent retransmits it); checks to peers that answered are not counted.
+    pub unanswered_check_rate: Rate,
     /// Resolve `.local` candidate names with mDNS (default off): other host
     /// names are always refused with 400, `.local` ones too when off.
     pub mdns_names: bool,
@@ -319,6 +324,7 @@ impl Default for SessionLimits {
             media_timeout_ms: n(30_000),
             speaker_token: None,
             unanswered_checks_per_session: 100,
+            unanswered_check_rate: Rate::new(200, 1_000),
             mdns_names: false,
         }
     }

@@ -88,6 +88,7 @@ pub struct Metrics {
     dropped: Counter,
     written: Counter,
     queued: Gauge<i64, AtomicI64>,
+    checks_held: Counter,
 }
 
 impl Default for Metrics {
@@ -114,6 +115,7 @@ impl Metrics {
         let rollbacks = Counter::default();
         let dropped = Counter::default();
         let written = Counter::default();
+        let checks_held = Counter::default();
         let queued = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "connection_attempts",
@@ -180,6 +182,11 @@ impl Metrics {
             "Outcomes waiting for the store",
             queued.clone(),
         );
+        registry.register(
+            "unanswered_checks_held",
+            "Connectivity checks toward addresses that never answered, held back by the router-wide budget (limits.sessions.unanswered_check_rate)",
+            checks_held.clone(),
+        );
         Metrics {
             registry,
             attempts,
@@ -195,7 +202,14 @@ impl Metrics {
             dropped,
             written,
             queued,
+            checks_held,
         }
+    }
+
+    /// The counter of checks the router-wide budget held back, for
+    /// [`crate::admission::Admission::new`] to count into.
+    pub fn checks_held(&self) -> Counter {
+        self.checks_held.clone()
     }
 
     /// One outcome accepted (counted whether or not the store keeps it).

@@ -443,6 +443,7 @@ pub async fn create(
     let chosen = choose_for(&state, conn, &headers, FallbackStage::LocalOnly, client_id);
     let mut config = session_config(&state, conn, &headers, &chosen, &settings);
     config.agent.unanswered_check_budget = limits.unanswered_checks_per_session;
+    config.check_budget = Some(state.admission().check_budget());
     let filter = filter_context(&state, &chosen);
     let mut driver = match Driver::start(config).await {
         Ok(s) => s,

@@ -90,7 +90,10 @@ impl AppState {
         settings: SessionSettings,
         hub: crate::rollout::Hub,
     ) -> AppState {
-        let admission = crate::admission::Admission::new(config.limits.sessions.clone());
+        let admission = crate::admission::Admission::new(
+            config.limits.sessions.clone(),
+            hub.metrics.checks_held(),
+        );
         AppState {
             inner: Arc::new(Inner {
                 config: std::sync::RwLock::new(Arc::new(config)),

@@ -1,7 +1,8 @@
 //! Admission of speaker sessions and where the router may send, on real
 //! loopback sockets behind `http_guard::serve`: a flood of POSTs from one
 //! client gets at most its cap, a silent third party named as a candidate
-//! gets at most the documented check budget, host names are refused with
+//! gets at most the documented check budgets (per session and router-wide),
+//! host names are refused with
 //! 400, and a speaker token is enforced. (The descriptor count of a
 //! concurrent burst is in `admission_fds.rs`, alone in its process.)
 
@@ -42,10 +43,16 @@ async fn a_flood_of_posts_from_one_client_gets_at_most_its_cap() {
     assert_eq!(status(&r), 201, "{r}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_third_party_gets_at_most_the_check_budget() {
-    // Twelve silent ports on loopback: a "third party" that never answers.
-    let silent: Vec<UdpSocket> = (0..12)
+/// `n` silent UDP ports on loopback (a "third party" that never answers),
+/// as candidate lines, and the threads that count what each source sends
+/// them for `listen`.
+type Counts = Arc<std::sync::Mutex<HashMap<SocketAddr, usize>>>;
+
+fn silent_ports(
+    n: usize,
+    listen: Duration,
+) -> (Vec<String>, Counts, Vec<std::thread::JoinHandle<()>>) {
+    let silent: Vec<UdpSocket> = (0..n)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
     let candidates: Vec<String> = silent
@@ -58,14 +65,9 @@ async fn a_silent_third_party_gets_at_most_the_check_budget() {
             )
         })
         .collect();
-    let (addr, _state) = server_with(
-        config("server:\n  stun_listen: off\n"),
-        loopback_settings(|s| s.connect_timeout = Duration::from_secs(12)),
-        HttpLimits::default(),
-    )
-    .await;
-    let received: Arc<std::sync::Mutex<HashMap<SocketAddr, usize>>> = Arc::default();
-    let readers: Vec<_> = silent
+    let received: Counts = Arc::default();
+    let end = Instant::now() + listen;
+    let readers = silent
         .into_iter()
         .map(|s| {
             let received = received.clone();
@@ -73,7 +75,6 @@ async fn a_silent_third_party_gets_at_most_the_check_budget() {
                 s.set_read_timeout(Some(Duration::from_millis(200)))
                     .unwrap();
                 let mut buf = [0u8; 1500];
-                let end = Instant::now() + Duration::from_secs(14);
                 while Instant::now() < end {
                     if let Ok((_, from)) = s.recv_from(&mut buf) {
                         *received.lock().unwrap().entry(from).or_default() += 1;
@@ -82,6 +83,18 @@ async fn a_silent_third_party_gets_at_most_the_check_budget() {
             })
         })
         .collect();
+    (candidates, received, readers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_third_party_gets_at_most_the_check_budget() {
+    let (candidates, received, readers) = silent_ports(12, Duration::from_secs(14));
+    let (addr, _state) = server_with(
+        config("server:\n  stun_listen: off\n"),
+        loopback_settings(|s| s.connect_timeout = Duration::from_secs(12)),
+        HttpLimits::default(),
+    )
+    .await;
     // The client takes every session it may (4) and names the silent
     // ports in each; the fifth POST is refused.
     for i in 0..5 {
@@ -103,6 +116,56 @@ async fn a_silent_third_party_gets_at_most_the_check_budget() {
     }
     assert!(total <= 400, "{total} checks in all (4 sessions x 100)");
     println!("silent third party: {total} checks from 4 sessions: {received:?}");
+}
+
+/// The router-wide budget: 8 clients with 4 sessions each could send
+/// 32 x 100 checks to the silent ports by their per-session budgets; the
+/// router's bucket (here 20/s, burst 100) lets at most `100 + 20 T` through
+/// in `T` seconds, and what it holds back is counted in the metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_wide_check_budget_bounds_all_sessions_together() {
+    let t0 = Instant::now();
+    let (addr, state) = server_with(
+        config(
+            "server:\n  stun_listen: off\nlimits:\n  sessions:\n    unanswered_check_rate:\n      per_second: 20\n      burst: 100\n",
+        ),
+        loopback_settings(|s| s.connect_timeout = Duration::from_secs(12)),
+        HttpLimits::default(),
+    )
+    .await;
+    let (candidates, received, readers) = silent_ports(12, Duration::from_secs(14));
+    for client in 0..8u8 {
+        for i in 0..4 {
+            let n = usize::from(client) * 4 + i;
+            let r = post(
+                [127, 0, 1, 10 + client],
+                addr,
+                &fragment(n, &candidates),
+                "",
+            )
+            .await;
+            assert_eq!(status(&r), 201, "{r}");
+        }
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let received = received.lock().unwrap();
+    let total: usize = received.values().sum();
+    let held = state.hub().metrics.checks_held().get();
+    let bound = 100.0 + 20.0 * elapsed;
+    println!(
+        "router-wide budget: {total} checks from {} sessions in {elapsed:.1} s (bound {bound:.0}), {held} held back",
+        received.len()
+    );
+    assert!((total as f64) <= bound, "{total} checks > {bound:.0}");
+    // The bucket was what bounded them: its burst was spent and more
+    // checks were asked for than it let through.
+    assert!(total >= 100, "{total}");
+    assert!(held > total as u64, "held {held}, sent {total}");
+    // A held check still counts against its session's own budget.
+    assert!(total as u64 + held <= 32 * 100, "{total} + {held}");
 }
 
 #[tokio::test]
