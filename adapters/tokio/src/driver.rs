@@ -32,7 +32,7 @@ use tracing::{debug, trace, warn};
 
 use crate::error::RemoteCandidateError;
 use crate::host::{HostSocket, recv_any};
-use crate::resolve::Resolver;
+use crate::resolve::{AddressFilter, Resolver, first_allowed};
 use crate::session::{Datagram, LocalCredentials, SessionEvent};
 use crate::time::Clock;
 
@@ -78,6 +78,8 @@ pub struct Driver {
     /// Shared by all sessions of a router: a check toward a silent address
     /// goes out only with a token from it.
     check_budget: Option<Arc<dyn CheckBudget>>,
+    /// What a remote candidate's host name may resolve to.
+    resolved_filter: Option<Arc<dyn AddressFilter>>,
     lookups: JoinSet<Lookup>,
     /// Remote candidates whose names are being resolved.
     candidate_lookups: usize,
@@ -126,6 +128,7 @@ impl Driver {
         hosts: Vec<HostSocket>,
         resolver: Arc<dyn Resolver>,
         check_budget: Option<Arc<dyn CheckBudget>>,
+        resolved_filter: Option<Arc<dyn AddressFilter>>,
     ) -> Driver {
         let epoch = clock.epoch();
         let mut d = Driver {
@@ -134,6 +137,7 @@ impl Driver {
             hosts,
             resolver,
             check_budget,
+            resolved_filter,
             lookups: JoinSet::new(),
             candidate_lookups: 0,
             eoc_deferred: false,
@@ -199,9 +203,16 @@ impl Driver {
                 self.resolve_remote_candidate(line.into(), &name, attr.port);
                 return Ok(());
             }
-            let unresolved = || RemoteCandidateError::Unresolved { name: name.into() };
             let addrs = self.resolver.resolve(name, attr.port).await;
-            attr = attr.with_address(addrs.first().ok_or_else(unresolved)?.ip());
+            let Some(a) = first_allowed(&addrs, self.resolved_filter.as_deref()) else {
+                let name = name.into();
+                return Err(if addrs.is_empty() {
+                    RemoteCandidateError::Unresolved { name }
+                } else {
+                    RemoteCandidateError::Refused { name }
+                });
+            };
+            attr = attr.with_address(a.ip());
         }
         let candidate = attr
             .to_candidate()
@@ -345,14 +356,20 @@ impl Driver {
             Lookup::Server(server, addrs) => self.session.handle_resolved(now, server, &addrs),
             Lookup::Candidate(line, addrs) => {
                 self.candidate_lookups -= 1;
-                let c = addrs.first().and_then(|a| {
+                let allowed = first_allowed(&addrs, self.resolved_filter.as_deref());
+                let c = allowed.and_then(|a| {
                     let attr = CandidateAttribute::parse(&line).ok()?;
                     attr.with_address(a.ip()).to_candidate().ok()
                 });
                 match c.map(|c| self.session.handle_remote_candidate(now, c)) {
                     Some(Ok(())) => debug!("candidate {line} resolved"),
                     Some(Err(e)) => warn!("candidate {line} rejected: {e}"),
-                    None => warn!("candidate {line} skipped: its name did not resolve"),
+                    None if addrs.is_empty() => {
+                        warn!("candidate {line} skipped: its name did not resolve")
+                    }
+                    None => {
+                        warn!("candidate {line} skipped: it resolved only to refused {addrs:?}")
+                    }
                 }
                 if self.candidate_lookups == 0 && std::mem::take(&mut self.eoc_deferred) {
                     self.session.handle_end_of_remote_candidates();
@@ -367,7 +384,10 @@ impl Driver {
             if t.unanswered && self.check_budget.as_ref().is_some_and(|b| !b.try_take()) {
                 // Dropped like a lost datagram: the agent retransmits, and
                 // its own budget still counts the check.
-                trace!("check {} -> {} held: router-wide budget spent", t.from, t.to);
+                trace!(
+                    "check {} -> {} held: router-wide budget spent",
+                    t.from, t.to
+                );
                 continue;
             }
             match self.hosts.iter().find(|h| h.address == t.from) {

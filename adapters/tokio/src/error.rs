@@ -88,6 +88,13 @@ pub enum RemoteCandidateError {
         /// The name.
         name: String,
     },
+    /// The name resolved, but only to addresses the session's
+    /// [`AddressFilter`](crate::resolve::AddressFilter) refuses.
+    #[error("candidate host name {name:?} resolved only to refused addresses")]
+    Refused {
+        /// The name.
+        name: String,
+    },
     /// The agent refused it (TCP, duplicate, full, unusable address).
     #[error("remote candidate rejected: {0}")]
     Rejected(#[source] AgentError),

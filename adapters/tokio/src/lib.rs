@@ -68,7 +68,7 @@ pub use mdns::{MdnsDaemon, MdnsMode, MdnsResolver};
 /// restricted to some interfaces).
 #[cfg(feature = "mdns")]
 pub use mdns_sd;
-pub use resolve::{Resolver, SystemResolver};
+pub use resolve::{AddressFilter, Resolver, SystemResolver};
 pub use scream_ice_core;
 pub use session::{
     Datagram, LocalCredentials, OwnedPolicy, OwnedTurnServer, SessionConfig, SessionEvent,

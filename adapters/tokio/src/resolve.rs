@@ -29,6 +29,27 @@ pub trait Resolver: fmt::Debug + Send + Sync + 'static {
     fn resolve(&self, name: &str, port: u16) -> Resolution;
 }
 
+/// Which addresses a remote candidate's host name may resolve to: a name
+/// is the peer's to choose, so an application that checks the addresses
+/// of its peer's candidates ([`crate::SessionConfig::resolved_filter`])
+/// checks what each name resolved to in the same way. The first address
+/// allowed is used; when none is, the candidate is skipped.
+pub trait AddressFilter: fmt::Debug + Send + Sync + 'static {
+    /// Whether a remote candidate may have this address.
+    fn allows(&self, address: SocketAddr) -> bool;
+}
+
+/// The first of `addrs` that `filter` allows (the first of all without one).
+pub(crate) fn first_allowed(
+    addrs: &[SocketAddr],
+    filter: Option<&dyn AddressFilter>,
+) -> Option<SocketAddr> {
+    addrs
+        .iter()
+        .copied()
+        .find(|a| filter.is_none_or(|f| f.allows(*a)))
+}
+
 /// The system resolver with a timeout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SystemResolver {

@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use crate::driver::{CheckBudget, CoreSession, Driver};
 use crate::error::StartError;
 use crate::host::{HostAddresses, HostSocket, PortRange, bind_address, bind_host_socket, discover};
-use crate::resolve::{Resolver, SystemResolver};
+use crate::resolve::{AddressFilter, Resolver, SystemResolver};
 use crate::time::Clock;
 
 /// Host candidates bound at most by default: half the session's local
@@ -160,6 +160,9 @@ pub struct SessionConfig {
     /// addresses that never answered; `None`: only the agent's own
     /// [`AgentConfig::unanswered_check_budget`] applies.
     pub check_budget: Option<Arc<dyn CheckBudget>>,
+    /// What the host names of remote candidates may resolve to; `None`:
+    /// any address the agent accepts.
+    pub resolved_filter: Option<Arc<dyn AddressFilter>>,
     /// Hide private host addresses behind `.local` names (`mdns` feature).
     #[cfg(feature = "mdns")]
     pub mdns: crate::mdns::MdnsMode,
@@ -187,6 +190,7 @@ impl SessionConfig {
             dns_timeout: std::time::Duration::from_secs(2),
             resolver: None,
             check_budget: None,
+            resolved_filter: None,
             #[cfg(feature = "mdns")]
             mdns: crate::mdns::MdnsMode::Off,
             #[cfg(feature = "mdns")]
@@ -277,6 +281,7 @@ impl Driver {
             hosts,
             resolver,
             config.check_budget.clone(),
+            config.resolved_filter.clone(),
         );
         if driver.session().host_addresses().is_empty() {
             return Err(StartError::NoHostCandidates);

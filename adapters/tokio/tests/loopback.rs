@@ -251,6 +251,101 @@ async fn candidate_host_names_are_resolved_or_skipped() {
     );
 }
 
+/// A resolver that answers from a fixed table (port from the table).
+#[derive(Debug)]
+struct Table(Vec<(&'static str, Vec<std::net::SocketAddr>)>);
+
+impl scream_ice_tokio::Resolver for Table {
+    fn resolve(&self, name: &str, _port: u16) -> scream_ice_tokio::resolve::Resolution {
+        let addrs = self
+            .0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        Box::pin(async move { addrs })
+    }
+}
+
+/// Refuses port 9 (the application's rule for its peer's candidates).
+#[derive(Debug)]
+struct NotPort9;
+
+impl scream_ice_tokio::AddressFilter for NotPort9 {
+    fn allows(&self, a: std::net::SocketAddr) -> bool {
+        a.port() != 9
+    }
+}
+
+/// What a candidate's host name resolves to passes the session's address
+/// filter, in the foreground and in the background: the first allowed
+/// address is used, a name with none is refused.
+#[tokio::test]
+async fn resolved_names_pass_the_address_filter() {
+    let mut b = Driver::start(loopback_config(Role::Controlled))
+        .await
+        .unwrap();
+    let b_addr = b.local_addresses()[0];
+    let refused: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let mut ca = loopback_config(Role::Controlling);
+    ca.resolver = Some(std::sync::Arc::new(Table(vec![
+        ("refused.test", vec![refused]),
+        ("both.test", vec![refused, b_addr]),
+    ])));
+    ca.resolved_filter = Some(std::sync::Arc::new(NotPort9));
+    let mut a = Driver::start(ca).await.unwrap();
+    let bad = a
+        .add_remote_candidate_line("candidate:1 1 udp 2130706431 refused.test 9 typ host")
+        .await;
+    assert!(
+        matches!(bad, Err(RemoteCandidateError::Refused { ref name }) if name == "refused.test"),
+        "{bad:?}"
+    );
+    // In the background (as for mDNS names): skipped, nothing added.
+    a.resolve_remote_candidate(
+        "candidate:2 1 udp 2130706431 refused.test 9 typ host".into(),
+        "refused.test",
+        9,
+    );
+    let (ua, ub) = (a.local_credentials(), b.local_credentials());
+    a.set_remote_credentials(&ub.ufrag, &ub.pwd).unwrap();
+    b.set_remote_credentials(&ua.ufrag, &ua.pwd).unwrap();
+    a.add_remote_candidate_line(&format!(
+        "candidate:3 1 udp 2130706431 both.test {} typ host",
+        b_addr.port()
+    ))
+    .await
+    .expect("both.test has an allowed address");
+    let a_addr = a.local_addresses()[0];
+    b.add_remote_candidate_line(&format!(
+        "a=candidate:1 1 UDP 2130706431 {} {} typ host",
+        a_addr.ip(),
+        a_addr.port()
+    ))
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut selected = (false, false);
+        while selected != (true, true) {
+            tokio::select! {
+                o = a.next() => if matches!(o, Output::Event(SessionEvent::Selected { .. })) { selected.0 = true },
+                o = b.next() => if matches!(o, Output::Event(SessionEvent::Selected { .. })) { selected.1 = true },
+            }
+        }
+    })
+    .await
+    .expect("connected through the allowed address");
+    let remotes: Vec<_> = a
+        .session()
+        .agent()
+        .remote_candidates()
+        .iter()
+        .map(|c| c.address)
+        .collect();
+    assert!(!remotes.contains(&refused), "{remotes:?}");
+    assert_eq!(a.session().selected_pair().unwrap().1, b_addr);
+}
+
 /// CPU time of this thread (the current-thread runtime runs both drivers
 /// here), from /proc.
 fn thread_cpu() -> Option<Duration> {
