@@ -122,6 +122,21 @@ pub fn check_address(addr: SocketAddr, ctx: &Context) -> Result<(), Refused> {
     }
 }
 
+/// A `.local` name is the client's to choose, so what it resolved to is
+/// checked like a literal address: a name cannot aim the router anywhere
+/// an address could not.
+impl scream_ice_tokio::AddressFilter for Context {
+    fn allows(&self, address: SocketAddr) -> bool {
+        match check_address(address, self) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("resolved remote candidate refused: {e}");
+                false
+            }
+        }
+    }
+}
+
 /// Whether a host-name candidate may be resolved: only `.local` names,
 /// and only with mDNS on.
 pub fn check_name(name: &str, mdns: bool) -> Result<(), Refused> {

@@ -86,7 +86,7 @@ pub const MAX_NAMES_PER_FRAGMENT: usize = 4;
 pub const EARLY_DATAGRAMS: usize = 32;
 
 /// Limits and knobs of the session endpoints.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SessionSettings {
     /// A session that has not connected this long after its start (or its
@@ -98,6 +98,9 @@ pub struct SessionSettings {
     /// discover the machine's interfaces (loopback included when the
     /// policy offers loopback candidates to this client).
     pub bind: Option<Vec<IpAddr>>,
+    /// The resolver of `.local` candidate names (`limits.sessions.mdns_names`);
+    /// `None`: the system's, bounded by the adapter's DNS timeout.
+    pub resolver: Option<Arc<dyn scream_ice_tokio::Resolver>>,
 }
 
 impl Default for SessionSettings {
@@ -107,6 +110,7 @@ impl Default for SessionSettings {
             connect_timeout: Duration::from_secs(60),
             max_body: 16 * 1024,
             bind: None,
+            resolver: None,
         }
     }
 }
@@ -445,6 +449,8 @@ pub async fn create(
     config.agent.unanswered_check_budget = limits.unanswered_checks_per_session;
     config.check_budget = Some(state.admission().check_budget());
     let filter = filter_context(&state, &chosen);
+    config.resolved_filter = Some(Arc::new(filter.clone()));
+    config.resolver = settings.resolver.clone();
     let mut driver = match Driver::start(config).await {
         Ok(s) => s,
         Err(e) => {

@@ -168,6 +168,95 @@ async fn the_router_wide_check_budget_bounds_all_sessions_together() {
     assert!(total as u64 + held <= 32 * 100, "{total} + {held}");
 }
 
+/// Answers `.local` names from a fixed table.
+#[derive(Debug)]
+struct Table(Vec<(String, SocketAddr)>);
+
+impl scream_ice_tokio::Resolver for Table {
+    fn resolve(&self, name: &str, _port: u16) -> scream_ice_tokio::resolve::Resolution {
+        let a: Vec<SocketAddr> = self
+            .0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .collect();
+        Box::pin(async move { a })
+    }
+}
+
+/// With `mdns_names` on, what a `.local` name resolves to is checked like
+/// a literal address: a name that resolves to the router's own HTTP port
+/// gets no check, one that resolves to an address the client could own
+/// does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolved_local_names_are_checked_like_addresses() {
+    // The resolver's table is filled once the addresses are known.
+    let slot: Arc<std::sync::Mutex<Vec<(String, SocketAddr)>>> = Arc::default();
+    #[derive(Debug)]
+    struct Slot(Arc<std::sync::Mutex<Vec<(String, SocketAddr)>>>);
+    impl scream_ice_tokio::Resolver for Slot {
+        fn resolve(&self, name: &str, port: u16) -> scream_ice_tokio::resolve::Resolution {
+            Table(self.0.lock().unwrap().clone()).resolve(name, port)
+        }
+    }
+    let resolver = Arc::new(Slot(slot.clone()));
+    // A UDP socket on the port the config names as the router's HTTP
+    // port (the filter refuses the router's own ports), and one on a port
+    // the loopback client could own.
+    let router_port = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let own = router_port.local_addr().unwrap();
+    let allowed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (addr, _state) = server_with(
+        config(&format!(
+            "server:\n  http_listen: \"{own}\"\n  stun_listen: off\nlimits:\n  sessions:\n    mdns_names: true\n"
+        )),
+        loopback_settings(|s| s.resolver = Some(resolver)),
+        HttpLimits::default(),
+    )
+    .await;
+    *slot.lock().unwrap() = vec![
+        ("aaaaaaaa-0000-4000-8000-000000000001.local".into(), own),
+        (
+            "aaaaaaaa-0000-4000-8000-000000000002.local".into(),
+            allowed.local_addr().unwrap(),
+        ),
+    ];
+    let candidates = [
+        format!(
+            "candidate:1 1 udp 2130706431 aaaaaaaa-0000-4000-8000-000000000001.local {} typ host",
+            own.port()
+        ),
+        format!(
+            "candidate:2 1 udp 2130706431 aaaaaaaa-0000-4000-8000-000000000002.local {} typ host",
+            allowed.local_addr().unwrap().port()
+        ),
+    ];
+    let r = post([127, 0, 0, 9], addr, &fragment(1, &candidates), "").await;
+    assert_eq!(status(&r), 201, "{r}");
+    let count = |s: UdpSocket| {
+        std::thread::spawn(move || {
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let end = Instant::now() + Duration::from_secs(3);
+            let mut n = 0;
+            let mut buf = [0u8; 1500];
+            while Instant::now() < end {
+                if s.recv_from(&mut buf).is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        })
+    };
+    let (to_router_port, to_allowed) = (count(router_port), count(allowed));
+    let (to_router_port, to_allowed) = (to_router_port.join().unwrap(), to_allowed.join().unwrap());
+    println!(
+        "resolved names: {to_allowed} checks to the allowed address, {to_router_port} to the router's port"
+    );
+    assert_eq!(to_router_port, 0);
+    assert!(to_allowed > 0);
+}
+
 #[tokio::test]
 async fn host_names_are_refused_with_400() {
     let (addr, state) = server_with(
