@@ -241,14 +241,22 @@ fn the_ladder_widens_after_widen_after_without_a_valid_pair() {
         remote(CandidateKind::Host, "10.9.0.2:6000", None),
     )
     .unwrap();
-    let (_, ev) = drain(&mut s);
+    // A limit the application set: the ladder step keeps it.
+    let mut c = *s.agent().config();
+    c.unanswered_check_budget = 6;
+    s.set_agent_config(c);
+    let (tx, ev) = drain(&mut s);
     assert!(ev.contains(&Event::Gathering(GatheringState::Complete)));
     let stun = sa("192.0.2.1:3478");
+    let silent = sa("10.9.0.2:6000");
     let mut now = Instant::ZERO;
     let mut widened_at = None;
     let mut asked_at = None;
+    let mut checks = tx.iter().filter(|t| t.1 == silent).count();
     while now < Instant::from_secs(3) {
-        now = s.poll_timeout().unwrap().max(now);
+        // Once the budget is spent the pair fails and nothing is due.
+        let Some(next) = s.poll_timeout() else { break };
+        now = next.max(now);
         s.handle_timeout(now);
         let (tx, ev) = drain(&mut s);
         if ev.iter().any(|e| {
@@ -265,7 +273,11 @@ fn the_ladder_widens_after_widen_after_without_a_valid_pair() {
         if tx.iter().any(|t| t.1 == stun) {
             asked_at.get_or_insert(now);
         }
+        checks += tx.iter().filter(|t| t.1 == silent).count();
     }
+    // 4 checks before the step at 1 s; without the budget 9 by 3 s.
+    assert_eq!(s.agent().config().unanswered_check_budget, 6);
+    assert_eq!(checks, 6, "checks toward the silent peer across the step");
     assert_eq!(widened_at, Some(Instant::from_secs(1)));
     assert_eq!(asked_at, Some(Instant::from_secs(1)));
     assert_eq!(s.stage(), FallbackStage::WithStun);
