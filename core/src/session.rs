@@ -495,8 +495,9 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
     /// Replace the agent's timing and behaviour for the decision in force
     /// (tuning and tests; the policy's is [`AgentConfig::for_decision`]).
     /// A later step of the ladder puts its decision's timing back but keeps
-    /// [`AgentConfig::unanswered_check_budget`]: a limit, not a timing, so
-    /// no stage lifts it.
+    /// [`AgentConfig::unanswered_check_budget`] and
+    /// [`AgentConfig::consent_timeout`]: the application's limits, which no
+    /// stage changes.
     pub fn set_agent_config(&mut self, config: AgentConfig) {
         self.agent.set_config(config);
     }
@@ -747,7 +748,9 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
         }
         self.decision = d;
         let mut c = AgentConfig::for_decision(&d);
-        c.unanswered_check_budget = self.agent.config().unanswered_check_budget;
+        let old = self.agent.config();
+        c.unanswered_check_budget = old.unanswered_check_budget;
+        c.consent_timeout = old.consent_timeout;
         self.agent.set_config(c);
         self.push(Event::Decided(d));
         self.widen_at = if self.agent.has_valid_pair() {

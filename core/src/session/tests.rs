@@ -244,6 +244,7 @@ fn the_ladder_widens_after_widen_after_without_a_valid_pair() {
     // A limit the application set: the ladder step keeps it.
     let mut c = *s.agent().config();
     c.unanswered_check_budget = 6;
+    c.consent_timeout = Duration::from_secs(20);
     s.set_agent_config(c);
     let (tx, ev) = drain(&mut s);
     assert!(ev.contains(&Event::Gathering(GatheringState::Complete)));
@@ -277,6 +278,7 @@ fn the_ladder_widens_after_widen_after_without_a_valid_pair() {
     }
     // 4 checks before the step at 1 s; without the budget 9 by 3 s.
     assert_eq!(s.agent().config().unanswered_check_budget, 6);
+    assert_eq!(s.agent().config().consent_timeout, Duration::from_secs(20));
     assert_eq!(checks, 6, "checks toward the silent peer across the step");
     assert_eq!(widened_at, Some(Instant::from_secs(1)));
     assert_eq!(asked_at, Some(Instant::from_secs(1)));
