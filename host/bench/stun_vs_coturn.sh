@@ -11,8 +11,9 @@ WINDOW=${3:-32}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 cargo build --release -p scream-ice-host --bin scream-ice --example stun_load >&2
-BIN=target/release/scream-ice
-LOAD=target/release/examples/stun_load
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/scream-ice
+LOAD=$TARGET/release/examples/stun_load
 TICK=$(getconf CLK_TCK)
 TMP=$(mktemp -d)
 trap 'kill $OURS $COTURN 2>/dev/null || true; rm -rf "$TMP"' EXIT

@@ -1192,6 +1192,7 @@ fn show_limits(o: &mut String, l: &crate::limits::Limits, origin: &Origin, show_
     let _ = writeln!(o, "    per_client: {}", s.per_client);
     let _ = writeln!(o, "    post_rate: {}", rate(&s.post_rate));
     let _ = writeln!(o, "    media_timeout_ms: {}", s.media_timeout_ms);
+    let _ = writeln!(o, "    consent_timeout_ms: {}", s.consent_timeout_ms);
     if let Some(t) = &s.speaker_token {
         let _ = writeln!(o, "    speaker_token: {}", secret(t, show_secrets));
     }
@@ -1658,6 +1659,11 @@ mod tests {
             (
                 "webrtc:\n  ice:\n    stun_servers:\n      - enabled: true\n",
                 "t.yaml:4:9: ",
+            ),
+            // a consent timeout RFC 7675 does not allow
+            (
+                "limits:\n  sessions:\n    consent_timeout_ms: 40000\n",
+                "t.yaml:3:25: consent_timeout_ms must be 10000 to 30000",
             ),
         ];
         for (text, want) in cases {

@@ -277,6 +277,39 @@ impl Default for HttpLimits {
     }
 }
 
+/// `limits.sessions.consent_timeout_ms`: 10,000 to 30,000 (RFC 7675
+/// section 5.1 lets consent expire after at most 30 s; below 10 s two lost
+/// answers in a row would end a healthy session).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct ConsentTimeoutMs(u32);
+
+impl ConsentTimeoutMs {
+    /// Milliseconds.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for ConsentTimeoutMs {
+    type Error = String;
+    fn try_from(ms: u32) -> Result<Self, String> {
+        if (10_000..=30_000).contains(&ms) {
+            Ok(ConsentTimeoutMs(ms))
+        } else {
+            Err(format!(
+                "consent_timeout_ms must be 10000 to 30000 (RFC 7675: at most 30 s), not {ms}"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for ConsentTimeoutMs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Admission of speaker sessions (`limits.sessions`), applied by
 /// [`crate::admission`] and the remote-candidate filter
 /// ([`crate::candidate_filter`]).
@@ -292,9 +325,13 @@ pub struct SessionLimits {
     /// `POST /api/ice/sessions` per client (default 1/s, burst 8).
     pub post_rate: Rate,
     /// A connected session ends when no media datagram came from its
-    /// speaker for this long (default 30,000 ms); consent loss ends it by
-    /// RFC 7675's 30 s as well.
+    /// speaker for this long (default 30,000 ms).
     pub media_timeout_ms: NonZeroU32,
+    /// A connected session ends when no consent check of ours was
+    /// answered for this long (RFC 7675; default and most 30,000 ms, at
+    /// least 10,000: the checks go out every 4 to 6 s). The liveness of a
+    /// speaker that plays a sink and so sends no media.
+    pub consent_timeout_ms: ConsentTimeoutMs,
     /// When set, `POST /api/ice/sessions` needs `Authorization: Bearer
     /// TOKEN` (for LANs that are not trusted). Default: none.
     pub speaker_token: Option<String>,
@@ -322,6 +359,7 @@ impl Default for SessionLimits {
             per_client: n(4),
             post_rate: Rate::new(1, 8),
             media_timeout_ms: n(30_000),
+            consent_timeout_ms: ConsentTimeoutMs(30_000),
             speaker_token: None,
             unanswered_checks_per_session: 100,
             unanswered_check_rate: Rate::new(200, 1_000),

@@ -73,6 +73,7 @@ use crate::state::{AppState, Chosen, ConnAddrs, choose_for};
 use crate::subscription;
 use scream_ice_core::net::Cidr;
 use scream_ice_core::policy::NetworkType;
+use scream_ice_core::time::Duration as CoreDuration;
 
 /// The media type of trickle ICE fragments (RFC 8840 section 9.1).
 pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -447,6 +448,8 @@ pub async fn create(
     let chosen = choose_for(&state, conn, &headers, FallbackStage::LocalOnly, client_id);
     let mut config = session_config(&state, conn, &headers, &chosen, &settings);
     config.agent.unanswered_check_budget = limits.unanswered_checks_per_session;
+    config.agent.consent_timeout =
+        CoreDuration::from_millis(u64::from(limits.consent_timeout_ms.get()));
     config.check_budget = Some(state.admission().check_budget());
     let filter = filter_context(&state, &chosen);
     config.resolved_filter = Some(Arc::new(filter.clone()));

@@ -584,24 +584,13 @@ async fn junk_never_panics() {
     assert_eq!(state.sessions().len(), 1);
 }
 
-/// A speaker built from the adapter directly: the router echoes what the
-/// selected peer sends, and nothing a stranger sends to the same port.
-#[tokio::test]
-async fn echo_only_for_the_selected_peer() {
+/// A speaker built from the adapter directly on 127.0.0.1, connected to
+/// the router at `addr`: its driver, its session's location and the
+/// router's address.
+async fn adapter_speaker(addr: SocketAddr) -> (scream_ice_tokio::Driver, String, SocketAddr) {
     use scream_ice_host::sessions::write_sdpfrag;
     use scream_ice_tokio::scream_ice_core::agent::Role;
-    use scream_ice_tokio::{Datagram, Driver, HostAddresses, Output, SessionConfig, SessionEvent};
-
-    /// Drive the speaker until its next application datagram.
-    async fn next_data(d: &mut Driver) -> Datagram {
-        loop {
-            if let Output::Data(x) = d.next().await {
-                return x;
-            }
-        }
-    }
-
-    let (addr, _state) = server(|_| {}).await;
+    use scream_ice_tokio::{Driver, HostAddresses, Output, SessionConfig, SessionEvent};
     let mut c = SessionConfig::new(Role::Controlling);
     c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
     let mut speaker = Driver::start(c).await.unwrap();
@@ -640,6 +629,53 @@ async fn echo_only_for_the_selected_peer() {
     .await
     .unwrap();
     assert_eq!(selected, router_addr);
+    (speaker, location, router_addr)
+}
+
+/// A speaker that goes away without a DELETE: with
+/// `consent_timeout_ms: 10000` its session ends within 10 s of the last
+/// consent answer (media alone would keep it 60 s here).
+#[tokio::test]
+async fn a_speaker_gone_silent_ends_by_the_consent_timeout() {
+    let (addr, state) = server_with(
+        "server:\n  stun_listen: off\nlimits:\n  sessions:\n    consent_timeout_ms: 10000\n    media_timeout_ms: 60000\n",
+        |_| {},
+    )
+    .await;
+    let (mut speaker, _, _) = adapter_speaker(addr).await;
+    // Consent answered for a while (the router checks every 4 to 6 s).
+    let _ = tokio::time::timeout(Duration::from_secs(7), async {
+        loop {
+            speaker.next().await;
+        }
+    })
+    .await;
+    assert_eq!(state.sessions().len(), 1);
+    drop(speaker);
+    let gone = std::time::Instant::now();
+    wait_until(|| state.sessions().is_empty(), Duration::from_secs(12)).await;
+    let after = gone.elapsed();
+    println!("consent timeout 10 s: the session ended {after:?} after its speaker went silent");
+    assert!(after >= Duration::from_secs(3), "{after:?}");
+}
+
+/// A speaker built from the adapter directly: the router echoes what the
+/// selected peer sends, and nothing a stranger sends to the same port.
+#[tokio::test]
+async fn echo_only_for_the_selected_peer() {
+    use scream_ice_tokio::{Datagram, Driver, Output};
+
+    /// Drive the speaker until its next application datagram.
+    async fn next_data(d: &mut Driver) -> Datagram {
+        loop {
+            if let Output::Data(x) = d.next().await {
+                return x;
+            }
+        }
+    }
+
+    let (addr, _state) = server(|_| {}).await;
+    let (mut speaker, location, router_addr) = adapter_speaker(addr).await;
 
     let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     stranger.send_to(b"not yours", router_addr).await.unwrap();
