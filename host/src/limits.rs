@@ -66,19 +66,24 @@ impl TokenBucket {
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.credited);
         let per_second = u64::from(self.rate.per_second.get());
-        // milli-tokens earned = ns * per_second * 1000 / 1e9
-        let earned = elapsed.as_nanos() * u128::from(per_second) / 1_000_000;
         let room = self.capacity() - self.milli;
-        if earned >= u128::from(room) {
+        // The time that fills `room`, rounded up: any longer fills it too,
+        // and below it `ns * per_second` stays under room * 1e6 + per_second
+        // < 2^63 (room <= 2^32 * 1000), so this is u64 arithmetic, no u128
+        // division (it runs for every STUN request the responder reads).
+        let fill_ns = (room * 1_000_000).div_ceil(per_second);
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        if ns >= fill_ns {
             self.milli = self.capacity();
             self.credited = now;
-        } else {
-            let earned = earned as u64; // < room <= u64
-            self.milli += earned;
-            // Advance by exactly what `earned` is worth, keeping the rest.
-            let worth = u128::from(earned) * 1_000_000 / u128::from(per_second);
-            self.credited += Duration::from_nanos(worth as u64);
+            return;
         }
+        // milli-tokens earned = ns * per_second * 1000 / 1e9 (< room)
+        let earned = ns * per_second / 1_000_000;
+        self.milli += earned;
+        // Advance by exactly what `earned` is worth, keeping the rest.
+        let worth = earned * 1_000_000 / per_second;
+        self.credited += Duration::from_nanos(worth);
     }
 
     /// Whether a whole token is there at `now` (refilling first).
@@ -153,19 +158,19 @@ impl<K: Eq + Hash + Copy> KeyedLimiter<K> {
     /// Let one request of `key` through (taking a token from both buckets),
     /// or say which bucket is empty (taking none).
     pub fn check(&mut self, key: K, now: Instant) -> Result<(), Limited> {
-        if !self.keys.contains_key(&key) && self.keys.len() >= self.max_keys {
+        let per_key = self.per_key;
+        if self.keys.len() >= self.max_keys && !self.keys.contains_key(&key) {
             self.keys.retain(|_, b| !b.full(now));
         }
-        let fits = self.keys.len() < self.max_keys;
-        let per_key = self.per_key;
-        let mut bucket = match self.keys.get_mut(&key) {
-            Some(b) => Some(b),
-            None if fits => Some(
+        // One hash per request while the table has room.
+        let mut bucket = if self.keys.len() < self.max_keys {
+            Some(
                 self.keys
                     .entry(key)
                     .or_insert_with(|| TokenBucket::new(per_key, now)),
-            ),
-            None => None,
+            )
+        } else {
+            self.keys.get_mut(&key)
         };
         if let Some(b) = bucket.as_deref_mut()
             && !b.ready(now)
