@@ -23,10 +23,9 @@ use scream_ice_core::policy::{
 use scream_ice_core::sdpfrag::SdpFrag;
 use scream_ice_tokio::{Driver, HostAddresses, HostFilter, Output, SessionConfig, SessionEvent};
 
-use scream_ice_core::signal::{self, Client, HttpUrl, Progress};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use scream_ice_core::signal::{self, Client, HttpUrl};
 
+use crate::client::Reply;
 use crate::sessions::write_sdpfrag;
 
 /// Test datagrams start with these four bytes.
@@ -174,23 +173,6 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Replies larger than this are refused.
-const MAX_REPLY: usize = 1 << 20;
-
-/// One reply, owned.
-struct Reply {
-    status: u16,
-    location: Option<String>,
-    etag: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
 /// The HTTP side: the core's signaling client and the server's address.
 /// One TCP connection per request; requests and replies go through
 /// `scream_ice_core::signal`, the code the speakers run.
@@ -215,39 +197,9 @@ impl Http {
             }
             r => r.map_err(|e| err(&e))?,
         };
-        let exchange = async {
-            let mut tcp = TcpStream::connect(self.addr).await?;
-            tcp.write_all(&req[..n]).await?;
-            let mut input = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let mut body = vec![0u8; MAX_REPLY];
-            loop {
-                let got = tcp.read(&mut chunk).await?;
-                input.extend_from_slice(&chunk[..got]);
-                let bad = |e: signal::SignalError| std::io::Error::other(e.to_string());
-                match signal::read_response(&input, &mut body, got == 0).map_err(bad)? {
-                    Progress::Complete { response: r, .. } => {
-                        return Ok::<_, std::io::Error>(Reply {
-                            status: r.status,
-                            location: r.location.map(str::to_owned),
-                            etag: r.etag.map(str::to_owned),
-                            body: r.body.to_vec(),
-                        });
-                    }
-                    Progress::Incomplete if input.len() > MAX_REPLY => {
-                        return Err(std::io::Error::other("reply too large"));
-                    }
-                    Progress::Incomplete => {}
-                }
-            }
-        };
-        match tokio::time::timeout(HTTP_TIMEOUT, exchange).await {
-            Ok(r) => r.map_err(|e| err(&format_args!("{}: {e}", self.addr))),
-            Err(_) => Err(err(&format_args!(
-                "{}: no reply within the timeout",
-                self.addr
-            ))),
-        }
+        crate::client::exchange(self.addr, &req[..n], HTTP_TIMEOUT)
+            .await
+            .map_err(|e| err(&e))
     }
 }
 

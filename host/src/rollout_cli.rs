@@ -81,7 +81,7 @@ pub async fn admin_request(
     }
     let r = crate::client::request(
         addr,
-        &base.authority(),
+        &base.authority,
         if body.is_some() { "POST" } else { "GET" },
         &format!("{}/api/rollout", base.prefix),
         &headers,
@@ -197,13 +197,13 @@ pub fn notify_daemon_of_rollback(path: &std::path::Path, reason: Option<&str>) -
     match runtime.block_on(rollback_running_daemon(&config)) {
         Ok(true) => Some(format!(
             "told the running daemon at http://{}: rollout rolled back, every client on legacy ICE now (reason: {})",
-            url.authority(),
+            url.authority,
             reason.unwrap_or("none given")
         )),
         Ok(false) => None,
         Err(e) => Some(format!(
             "the running daemon at http://{} did not roll back: {e}; reload it (systemctl reload scream-ice)",
-            url.authority()
+            url.authority
         )),
     }
 }

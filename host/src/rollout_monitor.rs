@@ -350,7 +350,7 @@ pub async fn deliver(hook: Webhook, body: String, key: String) -> bool {
             };
             crate::client::request(
                 addr,
-                &url.authority(),
+                &url.authority,
                 "POST",
                 &path,
                 &headers,

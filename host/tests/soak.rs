@@ -152,7 +152,7 @@ async fn speaker(
     if r.status != 201 {
         return Err(format!("speaker {i}: POST {}: {}", r.status, r.text()));
     }
-    let location = r.header("location").unwrap().to_string();
+    let location = r.location.clone().unwrap();
     let answer = r.text();
     let f = SdpFrag::parse(&answer).map_err(|e| format!("{e:?}"))?;
     d.set_remote_credentials(f.ice_ufrag().unwrap(), f.ice_pwd().unwrap())
