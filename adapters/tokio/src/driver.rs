@@ -21,6 +21,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use scream_ice_core::agent::{AgentError, ConnectionState};
 use scream_ice_core::candidate::{Candidate, CandidateAttribute, ConnectionAddress};
@@ -31,7 +32,9 @@ use tokio::time::Sleep;
 use tracing::{debug, trace, warn};
 
 use crate::error::RemoteCandidateError;
-use crate::host::{HostSocket, recv_any};
+use crate::host::{
+    HostFilter, HostSocket, PortRange, bind_address, bind_host_socket, discover, recv_any,
+};
 use crate::resolve::{AddressFilter, Resolver, first_allowed};
 use crate::session::{Datagram, LocalCredentials, SessionEvent};
 use crate::time::Clock;
@@ -58,6 +61,17 @@ enum Input {
     Datagram(usize, io::Result<(usize, SocketAddr)>),
     Timeout,
     Lookup(Option<Lookup>),
+    Rescan,
+}
+
+/// Interface discovery repeated while the session runs
+/// ([`crate::SessionConfig::interface_poll`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Watch {
+    pub(crate) filter: HostFilter,
+    pub(crate) port_range: Option<PortRange>,
+    pub(crate) max: usize,
+    pub(crate) every: Duration,
 }
 
 /// A finished lookup.
@@ -90,6 +104,9 @@ pub struct Driver {
     /// Round-robin start among the sockets, for fairness.
     next_socket: usize,
     sleep: Pin<Box<Sleep>>,
+    /// Re-discover the interfaces this often, and when.
+    watch: Option<Watch>,
+    rescan: Pin<Box<Sleep>>,
     /// The `.local` name of each hidden host address.
     pub(crate) mdns_names: Vec<(IpAddr, String)>,
     /// The mDNS registrations of those names: unregistered when the driver
@@ -145,6 +162,8 @@ impl Driver {
             buf: vec![0; RECV_BUFFER].into_boxed_slice(),
             next_socket: 0,
             sleep: Box::pin(tokio::time::sleep_until(epoch)),
+            watch: None,
+            rescan: Box::pin(tokio::time::sleep_until(epoch)),
             mdns_names: Vec::new(),
             registrations: None,
         };
@@ -315,10 +334,12 @@ impl Driver {
                 self.sleep.as_mut().reset(d);
             }
             let lookups = !self.lookups.is_empty();
+            let watching = self.watch.is_some();
             let input = tokio::select! {
                 (i, r) = recv_any(&self.hosts, &mut self.buf, self.next_socket) => Input::Datagram(i, r),
                 () = &mut self.sleep, if deadline.is_some() => Input::Timeout,
                 Some(done) = self.lookups.join_next(), if lookups => Input::Lookup(done.ok()),
+                () = &mut self.rescan, if watching => Input::Rescan,
             };
             match input {
                 Input::Datagram(i, r) => {
@@ -328,8 +349,68 @@ impl Driver {
                 Input::Timeout => self.session.handle_timeout(self.clock.now()),
                 Input::Lookup(Some(l)) => self.lookup(l),
                 Input::Lookup(None) => {}
+                Input::Rescan => self.rescan_interfaces().await,
             }
             self.drain();
+        }
+    }
+
+    /// Watch the interfaces: discover them again every `watch.every`.
+    pub(crate) fn watch_interfaces(&mut self, watch: Watch) {
+        let at = tokio::time::Instant::now() + watch.every;
+        self.rescan.as_mut().reset(at);
+        self.watch = Some(watch);
+    }
+
+    /// Discover the interfaces again: close the sockets of addresses that
+    /// went away, bind the new ones, and report the change to the session
+    /// (which announces new candidates, drops vanished ones and restarts
+    /// ICE when the selected pair's address went away). Cancel-safe: the
+    /// host list changes only after each bind completed, and the next
+    /// rescan diffs again.
+    async fn rescan_interfaces(&mut self) {
+        let Some(w) = self.watch.clone() else { return };
+        self.rescan
+            .as_mut()
+            .reset(tokio::time::Instant::now() + w.every);
+        let found = match discover(&w.filter) {
+            Ok(f) => f,
+            Err(e) => {
+                debug!("interface rescan failed: {e}");
+                return;
+            }
+        };
+        let wanted: Vec<SocketAddr> = found.iter().map(bind_address).collect();
+        let before = self.hosts.len();
+        self.hosts
+            .retain(|h| wanted.iter().any(|a| a.ip() == h.address.ip()));
+        let mut changed = self.hosts.len() != before;
+        for a in wanted {
+            if self.hosts.len() >= w.max {
+                break;
+            }
+            if self.hosts.iter().any(|h| h.address.ip() == a.ip()) {
+                continue;
+            }
+            match bind_host_socket(a, w.port_range, 0).await {
+                Ok(socket) => match socket.local_addr() {
+                    Ok(address) => {
+                        self.hosts.push(HostSocket {
+                            address,
+                            socket: Arc::new(socket),
+                        });
+                        changed = true;
+                    }
+                    Err(e) => warn!("new host socket has no local address: {e}"),
+                },
+                Err(e) => warn!("new address {} skipped: {e}", a.ip()),
+            }
+        }
+        if changed {
+            let addrs: Vec<SocketAddr> = self.hosts.iter().map(|h| h.address).collect();
+            debug!("interfaces changed: host addresses now {addrs:?}");
+            self.next_socket = 0;
+            self.session.handle_interfaces(self.clock.now(), &addrs);
         }
     }
 

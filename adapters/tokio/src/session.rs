@@ -156,6 +156,13 @@ pub struct SessionConfig {
     /// The name resolver; `None`: the system's (and mDNS for `.local` names
     /// with the `mdns` feature), bounded by `dns_timeout`.
     pub resolver: Option<Arc<dyn Resolver>>,
+    /// With [`HostAddresses::Discover`]: discover the interfaces again this
+    /// often while the session runs, so addresses that appear are bound
+    /// and announced, and addresses that go away are closed (a selected
+    /// pair's address going away restarts ICE: [`SessionEvent::Restarted`],
+    /// signal the new credentials). `None` (the default): the addresses of
+    /// the start are kept. New addresses are not given `.local` names.
+    pub interface_poll: Option<std::time::Duration>,
     /// A budget this session shares with others for checks toward
     /// addresses that never answered; `None`: only the agent's own
     /// [`AgentConfig::unanswered_check_budget`] applies.
@@ -189,6 +196,7 @@ impl SessionConfig {
             seed: None,
             dns_timeout: std::time::Duration::from_secs(2),
             resolver: None,
+            interface_poll: None,
             check_budget: None,
             resolved_filter: None,
             #[cfg(feature = "mdns")]
@@ -288,6 +296,16 @@ impl Driver {
         }
         driver.mdns_names = mdns_names;
         driver.registrations = registrations;
+        if let (HostAddresses::Discover(filter), Some(every)) =
+            (&config.hosts, config.interface_poll)
+        {
+            driver.watch_interfaces(crate::driver::Watch {
+                filter: filter.clone(),
+                port_range: config.port_range,
+                max: config.max_host_candidates.clamp(1, 16),
+                every,
+            });
+        }
         Ok(driver)
     }
 }

@@ -1,0 +1,201 @@
+//! `SessionConfig::interface_poll`: a session whose host address goes away
+//! mid-session binds the new address, restarts ICE and is connected again.
+//!
+//! The test runs itself again inside a fresh network namespace (`unshare
+//! --net`, root), where it owns a veth interface `d0` and may add and
+//! delete addresses: session A discovers its addresses on `d0`, session B
+//! has a fixed one on `d1`, they connect, then A's address is replaced.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use scream_ice_tokio::scream_ice_core::agent::Role;
+use scream_ice_tokio::{Driver, HostAddresses, HostFilter, Output, SessionConfig, SessionEvent};
+
+const INNER: &str = "SCREAM_ICE_INTERFACE_WATCH_INNER";
+
+fn ip(args: &str) {
+    let out = Command::new("ip")
+        .args(args.split(' '))
+        .output()
+        .expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_session_follows_its_address_changing() {
+    if std::env::var_os(INNER).is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(inside());
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .arg("--net")
+        .arg(&exe)
+        .args([
+            "--exact",
+            "a_session_follows_its_address_changing",
+            "--nocapture",
+        ])
+        .env(INNER, "1")
+        .output();
+    let skip = std::env::var("SCREAM_ICE_SKIP_NETNS").is_ok_and(|v| v == "1");
+    let out = match out {
+        Ok(o) => o,
+        Err(e) if skip => {
+            println!("\nSCREAM_ICE_SKIPPED: cannot run unshare: {e}");
+            return;
+        }
+        Err(e) => panic!("cannot run unshare (set SCREAM_ICE_SKIP_NETNS=1 to skip): {e}"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && skip && stderr.contains("unshare failed") {
+        println!(
+            "\nSCREAM_ICE_SKIPPED: no network namespace: {}",
+            stderr.trim()
+        );
+        return;
+    }
+    print!("{stdout}");
+    assert!(
+        out.status.success(),
+        "inside the namespace:\n{stdout}\n{stderr}"
+    );
+    // The inner run really ran (and was not filtered out).
+    assert!(stdout.contains("interface watch:"), "{stdout}");
+}
+
+/// Drive both drivers until `done` says so or `limit` passes; every event
+/// goes to `on_a` / `on_b`.
+async fn drive(
+    a: &mut Driver,
+    b: &mut Driver,
+    limit: Duration,
+    mut on: impl FnMut(bool, SessionEvent) -> bool,
+) -> bool {
+    tokio::time::timeout(limit, async {
+        loop {
+            let (is_b, o) = tokio::select! {
+                o = a.next() => (false, o),
+                o = b.next() => (true, o),
+            };
+            if let Output::Event(e) = o
+                && on(is_b, e)
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Each side's credentials and candidates to the other.
+fn signal(a: &mut Driver, b: &mut Driver) {
+    let (ca, cb) = (a.local_credentials(), b.local_credentials());
+    a.set_remote_credentials(&cb.ufrag, &cb.pwd).unwrap();
+    b.set_remote_credentials(&ca.ufrag, &ca.pwd).unwrap();
+    let of_a: Vec<_> = a.session().signalled_candidates().copied().collect();
+    let of_b: Vec<_> = b.session().signalled_candidates().copied().collect();
+    for c in of_a {
+        b.add_remote_candidate(c).unwrap();
+    }
+    for c in of_b {
+        a.add_remote_candidate(c).unwrap();
+    }
+}
+
+async fn inside() {
+    ip("link set lo up");
+    ip("link add d0 type veth peer name d1");
+    ip("link set d1 up");
+    ip("link set d0 up");
+    // Three subnets: deleting an interface's primary address also deletes
+    // the secondaries of its subnet.
+    ip("addr add 10.77.0.1/24 dev d0");
+    ip("addr add 10.77.1.9/24 dev d1");
+
+    let mut filter = HostFilter::new();
+    filter.allow_interfaces = vec!["d0".into()];
+    let mut ca = SessionConfig::new(Role::Controlling);
+    ca.hosts = HostAddresses::Discover(filter);
+    ca.interface_poll = Some(Duration::from_millis(200));
+    let mut cb = SessionConfig::new(Role::Controlled);
+    cb.hosts = HostAddresses::Explicit(vec!["10.77.1.9:0".parse().unwrap()]);
+    let mut a = Driver::start(ca).await.unwrap();
+    let mut b = Driver::start(cb).await.unwrap();
+    assert_eq!(a.local_addresses().len(), 1);
+    assert_eq!(a.local_addresses()[0].ip().to_string(), "10.77.0.1");
+    while a.try_next().is_some() {}
+    while b.try_next().is_some() {}
+    signal(&mut a, &mut b);
+    let mut selected = (false, false);
+    assert!(
+        drive(&mut a, &mut b, Duration::from_secs(5), |is_b, e| {
+            if matches!(e, SessionEvent::Selected { .. }) {
+                if is_b {
+                    selected.1 = true
+                } else {
+                    selected.0 = true
+                }
+            }
+            selected == (true, true)
+        })
+        .await,
+        "first connection"
+    );
+
+    // The address goes away and another comes.
+    ip("addr add 10.77.2.3/24 dev d0");
+    ip("addr del 10.77.0.1/24 dev d0");
+    let changed = Instant::now();
+    let mut new_candidate = None;
+    let mut restarted = false;
+    assert!(
+        drive(&mut a, &mut b, Duration::from_secs(5), |is_b, e| {
+            match e {
+                SessionEvent::LocalCandidate(c) if !is_b => new_candidate = Some(c.address),
+                SessionEvent::Restarted if !is_b => restarted = true,
+                _ => {}
+            }
+            restarted
+        })
+        .await,
+        "no restart after the address went away"
+    );
+    let noticed = changed.elapsed();
+    let local: Vec<SocketAddr> = a.local_addresses();
+    assert_eq!(local.len(), 1, "{local:?}");
+    assert_eq!(local[0].ip().to_string(), "10.77.2.3");
+    // The peer restarts too, both signal again.
+    b.restart();
+    signal(&mut a, &mut b);
+    let mut on = None;
+    assert!(
+        drive(&mut a, &mut b, Duration::from_secs(5), |is_b, e| {
+            if let SessionEvent::Selected { local, .. } = e
+                && !is_b
+            {
+                on = Some(local);
+            }
+            on.is_some()
+        })
+        .await,
+        "not connected again"
+    );
+    let again = changed.elapsed();
+    assert_eq!(on, Some(local[0]));
+    println!(
+        "interface watch: address change noticed after {noticed:?} (poll 200 ms), new candidate {new_candidate:?}, selected again after {again:?}"
+    );
+}
