@@ -31,6 +31,9 @@ use crate::sessions::write_sdpfrag;
 /// Test datagrams start with these four bytes.
 pub const PROBE_MAGIC: &[u8; 4] = b"SIEP";
 
+/// How often the interfaces are discovered again when `--bind` is not given.
+const INTERFACE_POLL: Duration = Duration::from_millis(250);
+
 /// How long one HTTP request may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -252,6 +255,8 @@ pub async fn run(
     config.hosts = if opts.bind.is_empty() {
         let mut f = HostFilter::new();
         f.include_loopback = decision.offer_loopback_host_candidates;
+        // A speaker's address may change (DHCP, Wi-Fi roaming): follow it.
+        config.interface_poll = Some(INTERFACE_POLL);
         HostAddresses::Discover(f)
     } else {
         HostAddresses::Explicit(opts.bind.iter().map(|ip| SocketAddr::new(*ip, 0)).collect())
@@ -399,7 +404,7 @@ pub async fn run(
 
     let audio = match &opts.audio {
         Some(a) => {
-            let r = play(&mut session, &mut http, &local, a, out).await?;
+            let r = play(&mut session, &mut http, a, out).await?;
             for l in r.receive.lines() {
                 let _ = writeln!(out, "{l}");
             }
@@ -592,7 +597,6 @@ async fn measure(session: &mut Driver, opts: &ConnectOptions) -> (u32, Vec<Durat
 async fn play(
     session: &mut Driver,
     http: &mut Http,
-    local: &[Candidate],
     a: &AudioOptions,
     out: &mut (impl Write + Send),
 ) -> Result<AudioReport, ConnectError> {
@@ -626,6 +630,15 @@ async fn play(
                         }
                         continue;
                     }
+                    Output::Event(SessionEvent::Restarted) => {
+                        // Our address went away: the session restarted by
+                        // itself; tell the router.
+                        let r = RestartReport { gap: Duration::ZERO, reselected_after: None };
+                        restarted = Some((Instant::now(), r));
+                        let _ = writeln!(out, "address change: now {:?}", session.local_addresses());
+                        signal_restart(session, http, out).await?;
+                        continue;
+                    }
                     _ => continue,
                 };
                 let now = Instant::now();
@@ -644,7 +657,8 @@ async fn play(
                 restart_at = None;
                 let r = RestartReport { gap: Duration::ZERO, reselected_after: None };
                 restarted = Some((Instant::now(), r));
-                restart_ice(session, http, local, out).await?;
+                session.restart();
+                signal_restart(session, http, out).await?;
             }
             () = tokio::time::sleep_until(end) => break,
         }
@@ -657,18 +671,19 @@ async fn play(
     })
 }
 
-/// ICE restart from the speaker's side (RFC 8445 section 9, RFC 9725
-/// section 4.4.2): new credentials, `PATCH` them with our candidates, apply
-/// the router's new fragment from the 200.
-async fn restart_ice(
+/// Signal an ICE restart from the speaker's side (RFC 8445 section 9, RFC
+/// 9725 section 4.4.2), after `session` restarted (asked to, or by itself
+/// when its address went away): `PATCH` the new credentials with the
+/// candidates of this generation, apply the router's new fragment from the
+/// 200.
+async fn signal_restart(
     session: &mut Driver,
     http: &mut Http,
-    local: &[Candidate],
     out: &mut (impl Write + Send),
 ) -> Result<(), ConnectError> {
-    session.restart();
+    let local: Vec<Candidate> = session.session().signalled_candidates().copied().collect();
     let creds = session.local_credentials();
-    let body = write_sdpfrag(&creds.ufrag, &creds.pwd, local, true).map_err(fail)?;
+    let body = write_sdpfrag(&creds.ufrag, &creds.pwd, &local, true).map_err(fail)?;
     let r = patch_expecting(http, &body, 200)
         .await
         .map_err(|e| fail(format_args!("ICE restart: {e}")))?;
