@@ -6,9 +6,17 @@ set -euo pipefail
 bin=${1:?usage: connect_bench.sh PATH/TO/scream-ice [N]}
 runs=${2:-100}
 port=$((20000 + RANDOM % 20000))
-"$bin" serve --http-listen "127.0.0.1:$port" --stun-listen off >/dev/null 2>&1 &
+# One client makes every POST here: its POST rate (limits.sessions,
+# 1/s burst 8 by default) is raised so admission does not refuse the runs.
+config=$(mktemp)
+cat >"$config" <<YAML
+limits:
+  sessions:
+    post_rate: {per_second: 1000, burst: 1000}
+YAML
+"$bin" serve --config "$config" --http-listen "127.0.0.1:$port" --stun-listen off >/dev/null 2>&1 &
 serve=$!
-trap 'kill "$serve" 2>/dev/null || true' EXIT
+trap 'kill "$serve" 2>/dev/null || true; rm -f "$config"' EXIT
 for _ in $(seq 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
