@@ -224,17 +224,8 @@ fn ice_restart_mid_stream_loses_nothing_and_the_gap_is_bounded() {
     // The stream starts ~700 ms after connect; restart 1.5 s in.
     let (stdout, sent, got) = play(&serve, 3.0, &["--restart-after-ms", "1500"]);
     assert_bit_exact(&stdout, &sent, &got);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("ICE restart: audio gap "))
-        .unwrap_or_else(|| panic!("no restart line\n{stdout}"));
+    let (gap, line) = scream_ice_tests::restart_gap(&stdout);
     println!("{line}");
-    let gap: f64 = line["ICE restart: audio gap ".len()..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
     assert!(
         gap > 0.0 && gap < RESTART_GAP_BOUND_MS,
         "gap {gap} ms, bound {RESTART_GAP_BOUND_MS} ms\n{stdout}"

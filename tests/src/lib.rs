@@ -14,3 +14,20 @@ pub fn report_skip(reason: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "\nSCREAM_ICE_SKIPPED: {reason}");
 }
+
+/// The line `ICE restart: audio gap X ms, pair selected again ...` of a
+/// `scream-ice connect --sink` report, and its X in milliseconds. Panics
+/// with the report when there is none.
+pub fn restart_gap(report: &str) -> (f64, &str) {
+    const PREFIX: &str = "ICE restart: audio gap ";
+    let line = report
+        .lines()
+        .find(|l| l.starts_with(PREFIX))
+        .unwrap_or_else(|| panic!("no restart line\n{report}"));
+    let gap = line[PREFIX.len()..]
+        .split(' ')
+        .next()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or_else(|| panic!("no gap in {line:?}"));
+    (gap, line)
+}

@@ -198,34 +198,15 @@ async fn discovered_loopback_inside_a_port_range() {
     exchange_datagrams(&mut a, &mut b, 10).await;
 }
 
-/// A candidate with a host name is resolved (here `localhost`); one that
-/// does not resolve is skipped with an error and the session goes on.
-#[tokio::test]
-async fn candidate_host_names_are_resolved_or_skipped() {
-    let mut ca = loopback_config(Role::Controlling);
-    ca.dns_timeout = Duration::from_millis(500);
-    let mut a = Driver::start(ca).await.unwrap();
-    let mut b = Driver::start(loopback_config(Role::Controlled))
-        .await
-        .unwrap();
-    let bad = a
-        .add_remote_candidate_line(
-            "candidate:1 1 udp 2130706431 scream-ice-test.invalid 9 typ host",
-        )
-        .await;
-    assert!(
-        matches!(bad, Err(RemoteCandidateError::Unresolved { ref name }) if name == "scream-ice-test.invalid"),
-        "{bad:?}"
-    );
+/// Signal `a` and `b` to each other, `a` learning `b` by the host-name
+/// candidate `a_line`, and wait until both selected a pair.
+async fn connect_by_name(a: &mut Driver, b: &mut Driver, a_line: &str) {
     let (ua, ub) = (a.local_credentials(), b.local_credentials());
     a.set_remote_credentials(&ub.ufrag, &ub.pwd).unwrap();
     b.set_remote_credentials(&ua.ufrag, &ua.pwd).unwrap();
-    let b_port = b.local_addresses()[0].port();
-    a.add_remote_candidate_line(&format!(
-        "candidate:1 1 udp 2130706431 localhost {b_port} typ host"
-    ))
-    .await
-    .expect("localhost resolves");
+    a.add_remote_candidate_line(a_line)
+        .await
+        .unwrap_or_else(|e| panic!("{a_line}: {e}"));
     let a_addr = a.local_addresses()[0];
     b.add_remote_candidate_line(&format!(
         "a=candidate:1 1 UDP 2130706431 {} {} typ host",
@@ -245,6 +226,30 @@ async fn candidate_host_names_are_resolved_or_skipped() {
     })
     .await
     .expect("connected through the resolved candidate");
+}
+
+/// A candidate with a host name is resolved (here `localhost`); one that
+/// does not resolve is skipped with an error and the session goes on.
+#[tokio::test]
+async fn candidate_host_names_are_resolved_or_skipped() {
+    let mut ca = loopback_config(Role::Controlling);
+    ca.dns_timeout = Duration::from_millis(500);
+    let mut a = Driver::start(ca).await.unwrap();
+    let mut b = Driver::start(loopback_config(Role::Controlled))
+        .await
+        .unwrap();
+    let bad = a
+        .add_remote_candidate_line(
+            "candidate:1 1 udp 2130706431 scream-ice-test.invalid 9 typ host",
+        )
+        .await;
+    assert!(
+        matches!(bad, Err(RemoteCandidateError::Unresolved { ref name }) if name == "scream-ice-test.invalid"),
+        "{bad:?}"
+    );
+    let b_port = b.local_addresses()[0].port();
+    let line = format!("candidate:1 1 udp 2130706431 localhost {b_port} typ host");
+    connect_by_name(&mut a, &mut b, &line).await;
     assert_eq!(
         a.session().selected_pair().unwrap().1,
         b.local_addresses()[0]
@@ -307,34 +312,12 @@ async fn resolved_names_pass_the_address_filter() {
         "refused.test",
         9,
     );
-    let (ua, ub) = (a.local_credentials(), b.local_credentials());
-    a.set_remote_credentials(&ub.ufrag, &ub.pwd).unwrap();
-    b.set_remote_credentials(&ua.ufrag, &ua.pwd).unwrap();
-    a.add_remote_candidate_line(&format!(
+    // both.test has an allowed address: the connection uses it.
+    let line = format!(
         "candidate:3 1 udp 2130706431 both.test {} typ host",
         b_addr.port()
-    ))
-    .await
-    .expect("both.test has an allowed address");
-    let a_addr = a.local_addresses()[0];
-    b.add_remote_candidate_line(&format!(
-        "a=candidate:1 1 UDP 2130706431 {} {} typ host",
-        a_addr.ip(),
-        a_addr.port()
-    ))
-    .await
-    .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), async {
-        let mut selected = (false, false);
-        while selected != (true, true) {
-            tokio::select! {
-                o = a.next() => if matches!(o, Output::Event(SessionEvent::Selected { .. })) { selected.0 = true },
-                o = b.next() => if matches!(o, Output::Event(SessionEvent::Selected { .. })) { selected.1 = true },
-            }
-        }
-    })
-    .await
-    .expect("connected through the allowed address");
+    );
+    connect_by_name(&mut a, &mut b, &line).await;
     let remotes: Vec<_> = a
         .session()
         .agent()
