@@ -891,9 +891,15 @@ impl SessionActor {
         );
     }
 
+    /// Our fragment now, with the sink's current `a=rtpmap` for a session
+    /// that plays one (so a `GET` after a format change announces the new
+    /// format).
     fn current(&self, status: StatusCode) -> Response {
         match current_fragment(&self.driver) {
-            Ok(body) => sdpfrag_reply(status, &self.etag, body),
+            Ok(mut body) => {
+                body.extend(self.audio.as_ref().and_then(|a| a.rtpmap_line()));
+                sdpfrag_reply(status, &self.etag, body)
+            }
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         }
     }

@@ -211,6 +211,23 @@ impl Sink {
     pub fn stats(&self) -> SinkStats {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// A handle that reads this sink's current format, for as long as the
+    /// holder wants (a subscribed session announcing it).
+    pub fn format_handle(&self) -> FormatHandle {
+        FormatHandle(Arc::clone(&self.stats))
+    }
+}
+
+/// Reads a sink's current format ([`Sink::format_handle`]).
+#[derive(Clone, Debug)]
+pub struct FormatHandle(Arc<Mutex<SinkStats>>);
+
+impl FormatHandle {
+    /// The format of the last datagram ingested, if any came yet.
+    pub fn current(&self) -> Option<ScreamFormat> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).format
+    }
 }
 
 impl Drop for Sink {

@@ -46,7 +46,11 @@ pub fn lookup<'s>(
 /// a speaker decodes without it; it tells RTP tools and humans what to
 /// expect).
 pub fn rtpmap_line(sink: &crate::sinks::Sink) -> Option<String> {
-    sink.stats().format.map(|f| format!("{}\r\n", Rtpmap(f)))
+    line_for(sink.stats().format)
+}
+
+fn line_for(format: Option<scream_ice_core::scream::ScreamFormat>) -> Option<String> {
+    format.map(|f| format!("{}\r\n", Rtpmap(f)))
 }
 
 /// One session's subscription to one sink. See the module docs.
@@ -54,6 +58,7 @@ pub fn rtpmap_line(sink: &crate::sinks::Sink) -> Option<String> {
 pub struct Subscription {
     sink: String,
     relay: Relay,
+    format: crate::sinks::FormatHandle,
     /// The subscriber and the pair (local, remote) it is routed over.
     current: Option<(SubscriberId, SocketAddr, SocketAddr)>,
 }
@@ -64,6 +69,7 @@ impl Subscription {
         Subscription {
             sink: sink.name().to_string(),
             relay: sink.relay().clone(),
+            format: sink.format_handle(),
             current: None,
         }
     }
@@ -71,6 +77,12 @@ impl Subscription {
     /// The sink's name.
     pub fn sink(&self) -> &str {
         &self.sink
+    }
+
+    /// The `a=rtpmap` line of the sink's format now ([`rtpmap_line`]): a
+    /// session's fragment announces it again after a format change.
+    pub fn rtpmap_line(&self) -> Option<String> {
+        line_for(self.format.current())
     }
 
     /// Route the sink's audio over the selected pair `path` (our socket,

@@ -234,6 +234,64 @@ fn ice_restart_mid_stream_loses_nothing_and_the_gap_is_bounded() {
     serve.stop();
 }
 
+/// A session that plays a sink announces the sink's format of now: its
+/// `GET` carries the `a=rtpmap` of the last format ingested, also after a
+/// format change (the POST's answer had only the first).
+#[test]
+fn a_get_announces_the_sinks_format_after_a_change() {
+    use scream_ice_core::scream::{self, Rtpmap};
+    let serve = Serve::start("format");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let call = |method: &str, path: &str, body: &str| {
+        rt.block_on(scream_ice_host::client::request(
+            serve.http,
+            &serve.http.to_string(),
+            method,
+            path,
+            &[("Content-Type", "application/trickle-ice-sdpfrag")],
+            body.as_bytes(),
+            Duration::from_secs(5),
+        ))
+        .unwrap()
+    };
+    let offer = "a=ice-ufrag:spk1\r\na=ice-pwd:speakerpasswordof22chars\r\n";
+    let r = call("POST", "/api/ice/sessions?sink=living", offer);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let location = r.location.clone().unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let announced_after_sending = |format: &ScreamFormat| {
+        let mut buf = [0u8; 1500];
+        let n = scream::emit(format, &[0u8; scream::PCM_PAYLOAD_LEN], &mut buf).unwrap();
+        for _ in 0..3 {
+            udp.send_to(&buf[..n], serve.sink).unwrap();
+        }
+        let want = Rtpmap(*format).to_string();
+        let t = std::time::Instant::now();
+        loop {
+            let r = call("GET", &location, "");
+            assert_eq!(r.status, 200, "{}", r.text());
+            let text = r.text();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("a=rtpmap:"))
+                .collect();
+            if lines == [want.as_str()] {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "want {want:?}, GET has {lines:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    announced_after_sending(&ScreamFormat::STEREO_48K_16);
+    announced_after_sending(&ScreamFormat::new(44_100, 24, 6, default_mask(6)).unwrap());
+    assert_eq!(call("DELETE", &location, "").status, 204);
+    drop(rt);
+    serve.stop();
+}
+
 #[test]
 fn unknown_or_empty_sink_is_refused_in_one_line() {
     let serve = Serve::start("unknown");
