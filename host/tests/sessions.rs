@@ -632,6 +632,55 @@ async fn adapter_speaker(addr: SocketAddr) -> (scream_ice_tokio::Driver, String,
     (speaker, location, router_addr)
 }
 
+/// The router-wide check budget cannot be used to keep speakers out: with
+/// it spent (1/s, burst 1) by a session that names silent ports, a speaker
+/// that checks the router still connects at once, because checks toward an
+/// address that checked us are not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_router_wide_check_budget_does_not_keep_a_speaker_out() {
+    let (addr, state) = server_with(
+        "server:\n  stun_listen: off\nlimits:\n  sessions:\n    unanswered_check_rate: {per_second: 1, burst: 1}\n",
+        |_| {},
+    )
+    .await;
+    let silent: Vec<std::net::UdpSocket> = (0..4)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut frag = String::from("a=ice-ufrag:evil\r\na=ice-pwd:evilpasswordof22charsxx\r\n");
+    for (i, s) in silent.iter().enumerate() {
+        let port = s.local_addr().unwrap().port();
+        frag.push_str(&format!(
+            "a=candidate:{i} 1 udp 2130706431 127.0.0.1 {port} typ host\r\n"
+        ));
+    }
+    created(&post(addr, &frag).await);
+    let held = || state.hub().metrics.checks_held().get();
+    wait_until(|| held() > 0, Duration::from_secs(5)).await;
+    let t = Instant::now();
+    let (mut speaker, location, _) = adapter_speaker(addr).await;
+    // The router selected too: it echoes only for its selected peer.
+    let (socket, _, remote) = speaker.selected_path().unwrap();
+    socket.send_to(b"ping", remote).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let scream_ice_tokio::Output::Data(d) = speaker.next().await
+                && d.data == b"ping"
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the router echoes: it selected the pair");
+    println!(
+        "router-wide budget spent ({} checks held): a speaker connected and was echoed in {:?}",
+        held(),
+        t.elapsed()
+    );
+    assert_eq!(call(addr, "DELETE", &location, &[], "").await.status, 204);
+    drop(speaker);
+}
+
 /// A speaker that goes away without a DELETE: with
 /// `consent_timeout_ms: 10000` its session ends within 10 s of the last
 /// consent answer (media alone would keep it 60 s here).
