@@ -34,7 +34,7 @@
 //! that returns fewer frames than asked (a format boundary or a change of
 //! [`FrameKind`]) should be repeated for the rest.
 
-use crate::scream::{self, MAX_FRAME_BYTES, PCM_PAYLOAD_LEN, ScreamFormat, rtp};
+use crate::scream::{self, MAX_FRAME_BYTES, ScreamFormat, rtp};
 use crate::time::{Duration, Instant};
 
 /// Tuning of a [`Playout`].
@@ -139,8 +139,11 @@ struct Slot<const BYTES: usize> {
 
 /// The jitter buffer: `SLOTS` datagrams of up to `BYTES` PCM bytes.
 ///
-/// 16 slots of 1152 bytes (about 18 KiB) hold 96 ms of 48 kHz/16-bit
-/// stereo, enough for the default 40 ms target and 20 ms hysteresis.
+/// 16 slots of [`scream::MAX_RTP_PCM_LEN`] = 1,184 bytes by default (a
+/// driver datagram's 1152 plus a partial frame carried by the router's
+/// [`scream::Reframer`] for 5- and 7-channel streams; about 19 KiB) hold
+/// 96 ms of 48 kHz/16-bit stereo, enough for the default 40 ms target and
+/// 20 ms hysteresis.
 /// Capacity is counted in datagrams, so it is shorter in time for formats
 /// with more bytes per frame (a 1152-byte datagram of 44.1 kHz/24-bit 5.1
 /// is 1.45 ms): size `SLOTS` for the largest frame a speaker accepts, at
@@ -148,7 +151,7 @@ struct Slot<const BYTES: usize> {
 /// beyond the capacity restarts the buffer and is counted in
 /// [`Stats::overruns`].
 #[derive(Clone, Debug)]
-pub struct Playout<const SLOTS: usize = 16, const BYTES: usize = PCM_PAYLOAD_LEN> {
+pub struct Playout<const SLOTS: usize = 16, const BYTES: usize = { scream::MAX_RTP_PCM_LEN }> {
     config: Config,
     slots: [Slot<BYTES>; SLOTS],
     stats: Stats,

@@ -532,8 +532,20 @@ impl Packetizer {
         out: &mut [u8; MAX_PREFIX_LEN],
     ) -> Result<Packetized, Error> {
         let p = ScreamPacket::new_checked(datagram)?;
-        let format = p.format();
-        let frames = p.frames();
+        self.packetize_pcm(now, p.format(), p.pcm(), out)
+    }
+
+    /// As [`Packetizer::packetize`], for PCM already split from its header
+    /// (whole frames of `format`, e.g. from a [`Reframer`]); the caller
+    /// sends `out[..prefix_len]` followed by `pcm`.
+    pub fn packetize_pcm(
+        &mut self,
+        now: Instant,
+        format: ScreamFormat,
+        pcm: &[u8],
+        out: &mut [u8; MAX_PREFIX_LEN],
+    ) -> Result<Packetized, Error> {
+        let frames = format.frames_in(pcm.len())?;
         let (pt, inline) = payload_type_for(&format);
         let mut marker = false;
         let mut format_changed = false;
@@ -581,6 +593,90 @@ impl Packetizer {
             format,
             format_changed,
         })
+    }
+}
+
+/// The most PCM one RTP packet from a [`Reframer`] carries: a datagram's
+/// 1152 bytes plus the partial frame carried from the one before.
+pub const MAX_RTP_PCM_LEN: usize = PCM_PAYLOAD_LEN + MAX_FRAME_BYTES;
+
+/// Joins a Scream stream into whole frames. The Scream driver sends 1152
+/// PCM bytes per datagram whatever the format, so with 5 or 7 channels (10,
+/// 14, 15, 20, 21 or 28 bytes a frame) a frame straddles two datagrams; RTP
+/// packets carry whole frames (RFC 3551 section 4.3), so the bytes of a
+/// partial frame are held (at most [`MAX_FRAME_BYTES`] - 1) and sent at the
+/// front of the next packet. A datagram of whole frames with nothing held
+/// passes through without a copy. What is held is dropped when the format
+/// changes or the stream pauses longer than `gap` (a new stream starts on a
+/// frame boundary).
+#[derive(Clone, Debug)]
+pub struct Reframer {
+    held: [u8; MAX_FRAME_BYTES],
+    held_len: usize,
+    last: Option<(Instant, ScreamFormat)>,
+    gap: Duration,
+    dropped: u64,
+}
+
+impl Reframer {
+    /// Nothing held; a pause longer than `gap` starts over.
+    pub fn new(gap: Duration) -> Reframer {
+        Reframer {
+            held: [0; MAX_FRAME_BYTES],
+            held_len: 0,
+            last: None,
+            gap,
+            dropped: 0,
+        }
+    }
+
+    /// Bytes of partial frames dropped so far (at a format change or a
+    /// pause).
+    pub fn dropped_bytes(&self) -> u64 {
+        self.dropped
+    }
+
+    /// One Scream datagram (header and PCM) that arrived at `now`: its
+    /// format and the whole frames to send now, borrowed from `datagram`
+    /// or joined into `joined`. `Ok(None)`: everything was held (a datagram
+    /// shorter than a frame). Errors: the header is invalid, the PCM is
+    /// empty or longer than `joined` can take with what is held.
+    pub fn push<'a>(
+        &mut self,
+        now: Instant,
+        datagram: &'a [u8],
+        joined: &'a mut [u8],
+    ) -> Result<Option<(ScreamFormat, &'a [u8])>, Error> {
+        let h: [u8; HEADER_LEN] = datagram
+            .get(..HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(Error::Truncated)?;
+        let format = ScreamFormat::from_header(h)?;
+        let pcm = datagram.get(HEADER_LEN..).unwrap_or(&[]);
+        if pcm.is_empty() {
+            return Err(Error::PartialFrame);
+        }
+        let continues = self
+            .last
+            .is_some_and(|(at, f)| f == format && now.saturating_duration_since(at) <= self.gap);
+        if !continues {
+            self.dropped += self.held_len as u64;
+            self.held_len = 0;
+        }
+        self.last = Some((now, format));
+        let fb = format.frame_bytes();
+        if self.held_len == 0 && pcm.len().is_multiple_of(fb) {
+            return Ok(Some((format, pcm)));
+        }
+        let total = self.held_len + pcm.len();
+        let buf = joined.get_mut(..total).ok_or(Error::Truncated)?;
+        buf[..self.held_len].copy_from_slice(&self.held[..self.held_len]);
+        buf[self.held_len..].copy_from_slice(pcm);
+        let whole = total / fb * fb;
+        let rest = total - whole;
+        self.held[..rest].copy_from_slice(&buf[whole..]);
+        self.held_len = rest;
+        Ok((whole > 0).then_some((format, &joined[..whole])))
     }
 }
 

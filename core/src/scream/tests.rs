@@ -272,3 +272,106 @@ proptest! {
         let _ = pk.packetize(Instant::ZERO, &b, &mut out);
     }
 }
+
+/// A 5-channel 16-bit stream as the driver sends it (1152 bytes a
+/// datagram, frames straddling datagrams) comes out of the reframer as
+/// whole frames, byte for byte the stream that went in, minus the partial
+/// frame still held at the end.
+#[test]
+fn the_reframer_joins_straddling_frames() {
+    let f = ScreamFormat::new(48_000, 16, 5, 0x0037).unwrap();
+    assert_eq!(f.frame_bytes(), 10);
+    let stream: std::vec::Vec<u8> = (0..20 * PCM_PAYLOAD_LEN).map(|i| (i % 251) as u8).collect();
+    let mut r = Reframer::new(Duration::from_millis(50));
+    let mut out = std::vec::Vec::new();
+    let mut joined = [0u8; MAX_RTP_PCM_LEN];
+    let mut copied = 0;
+    for (i, chunk) in stream.chunks(PCM_PAYLOAD_LEN).enumerate() {
+        let mut d = std::vec::Vec::from(f.to_header());
+        d.extend_from_slice(chunk);
+        let now = Instant::from_millis(i as u64 * 2);
+        let (format, pcm) = r.push(now, &d, &mut joined).unwrap().unwrap();
+        assert_eq!(format, f);
+        assert_eq!(pcm.len() % 10, 0);
+        assert!(pcm.len() <= MAX_RTP_PCM_LEN);
+        if pcm.as_ptr() != d[HEADER_LEN..].as_ptr() {
+            copied += 1;
+        }
+        out.extend_from_slice(pcm);
+    }
+    // 20 x 1152 = 23,040 bytes = 2,304 whole frames: nothing held at the end.
+    assert_eq!(out, stream);
+    assert!(copied > 0);
+    assert_eq!(r.dropped_bytes(), 0);
+}
+
+/// Whole-frame datagrams pass through without a copy; a format change or
+/// a pause drops what was held.
+#[test]
+fn the_reframer_passes_whole_frames_and_drops_partials_at_a_change() {
+    let five = ScreamFormat::new(48_000, 16, 5, 0x0037).unwrap();
+    let mut r = Reframer::new(Duration::from_millis(50));
+    let mut joined = [0u8; MAX_RTP_PCM_LEN];
+    let d = driver_datagram(7);
+    let (format, pcm) = r.push(Instant::ZERO, &d, &mut joined).unwrap().unwrap();
+    assert_eq!(format, ScreamFormat::STEREO_48K_16);
+    assert_eq!(pcm.as_ptr(), d[HEADER_LEN..].as_ptr());
+    let mut d5 = std::vec::Vec::from(five.to_header());
+    d5.extend_from_slice(&[1; PCM_PAYLOAD_LEN]);
+    let (_, pcm) = r
+        .push(Instant::from_millis(2), &d5, &mut joined)
+        .unwrap()
+        .unwrap();
+    assert_eq!(pcm.len(), 1150); // 2 bytes held
+    // A pause longer than the gap: the 2 bytes are dropped.
+    let (_, pcm) = r
+        .push(Instant::from_millis(200), &d5, &mut joined)
+        .unwrap()
+        .unwrap();
+    assert_eq!(pcm.len(), 1150);
+    assert_eq!(r.dropped_bytes(), 2);
+    // A format change: the 2 held now are dropped too.
+    r.push(Instant::from_millis(202), &d, &mut joined).unwrap();
+    assert_eq!(r.dropped_bytes(), 4);
+    // Shorter than a frame: held, nothing to send yet.
+    let mut tiny = std::vec::Vec::from(five.to_header());
+    tiny.extend_from_slice(&[2; 4]);
+    assert_eq!(
+        r.push(Instant::from_millis(204), &tiny, &mut joined),
+        Ok(None)
+    );
+    assert!(
+        r.push(Instant::from_millis(206), &five.to_header(), &mut joined)
+            .is_err()
+    );
+}
+
+proptest! {
+    /// Any chunking of a stream of any valid format comes out as whole
+    /// frames that concatenate to the stream (up to the held remainder).
+    #[test]
+    fn reframed_chunks_concatenate_to_the_stream(
+        channels in 1u8..=8,
+        bits in prop::sample::select(std::vec![16u8, 24, 32]),
+        sizes in prop::collection::vec(1usize..=PCM_PAYLOAD_LEN, 1..40),
+    ) {
+        let f = ScreamFormat::new(48_000, bits, channels, 0).unwrap();
+        let total: usize = sizes.iter().sum();
+        let stream: std::vec::Vec<u8> = (0..total).map(|i| (i * 7 % 256) as u8).collect();
+        let mut r = Reframer::new(Duration::from_secs(1));
+        let mut joined = [0u8; MAX_RTP_PCM_LEN];
+        let mut out = std::vec::Vec::new();
+        let mut at = 0;
+        for (i, n) in sizes.iter().enumerate() {
+            let mut d = std::vec::Vec::from(f.to_header());
+            d.extend_from_slice(&stream[at..at + n]);
+            at += n;
+            if let Some((_, pcm)) = r.push(Instant::from_millis(i as u64), &d, &mut joined).unwrap() {
+                prop_assert_eq!(pcm.len() % f.frame_bytes(), 0);
+                out.extend_from_slice(pcm);
+            }
+        }
+        let whole = total / f.frame_bytes() * f.frame_bytes();
+        prop_assert_eq!(&out[..], &stream[..whole]);
+    }
+}
