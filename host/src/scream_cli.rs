@@ -246,18 +246,16 @@ impl Pacer {
         })
     }
 
-    /// Send `pcm` of `format` as 1152-byte datagrams (the last one shorter,
-    /// whole frames), each when its audio is due.
+    /// Send `pcm` of `format` as the Scream driver does: 1152-byte
+    /// datagrams whatever the format (with 5 or 7 channels a frame
+    /// straddles two), the last one shorter, each when its audio is due.
+    /// A partial frame at the end of `pcm` is not sent.
     pub fn send(&mut self, format: &ScreamFormat, pcm: &[u8]) -> std::io::Result<()> {
         let start = *self.start.get_or_insert_with(Instant::now);
         let fb = format.frame_bytes();
-        let chunk = PCM_PAYLOAD_LEN / fb * fb;
-        let mut d = vec![0u8; scream::HEADER_LEN + chunk];
-        for piece in pcm.chunks(chunk) {
-            let piece = &piece[..piece.len() / fb * fb];
-            if piece.is_empty() {
-                break;
-            }
+        let pcm = &pcm[..pcm.len() / fb * fb];
+        let mut d = vec![0u8; scream::HEADER_LEN + PCM_PAYLOAD_LEN];
+        for piece in pcm.chunks(PCM_PAYLOAD_LEN) {
             let due = start + Duration::from_secs_f64(self.sent_secs / self.speed);
             let now = Instant::now();
             if due > now {
@@ -266,7 +264,7 @@ impl Pacer {
             let n = scream::emit(format, piece, &mut d).expect("buffer sized for a chunk");
             self.socket.send_to(&d[..n], self.to)?;
             self.sent += 1;
-            self.sent_secs += (piece.len() / fb) as f64 / f64::from(format.sample_rate());
+            self.sent_secs += piece.len() as f64 / fb as f64 / f64::from(format.sample_rate());
         }
         Ok(())
     }

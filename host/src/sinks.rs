@@ -262,9 +262,12 @@ pub fn run_ingest(
     stop: &AtomicBool,
 ) {
     // One datagram, with room to spare so oversized input is seen whole
-    // (and rejected as not whole frames rather than silently cut).
+    // rather than silently cut.
     let mut buf = [0u8; 4096];
     let mut prefix = [0u8; MAX_PREFIX_LEN];
+    // Frames that straddle datagrams (5 and 7 channels) are joined here.
+    let mut reframer = scream::Reframer::new(SILENCE_GAP);
+    let mut joined = [0u8; 4096 + scream::MAX_FRAME_BYTES];
     while !stop.load(Ordering::Relaxed) {
         let n = match socket.recv(&mut buf) {
             Ok(n) => n,
@@ -283,10 +286,19 @@ pub fn run_ingest(
                 return;
             }
         };
-        let datagram = &buf[..n];
-        match packetizer.packetize(now(), datagram, &mut prefix) {
-            Ok(p) => {
-                fwd.forward(&prefix[..p.prefix_len], &datagram[scream::HEADER_LEN..]);
+        let at = now();
+        let framed = reframer
+            .push(at, &buf[..n], &mut joined)
+            .and_then(|r| match r {
+                Some((format, pcm)) => packetizer
+                    .packetize_pcm(at, format, pcm, &mut prefix)
+                    .map(|p| Some((p, pcm))),
+                None => Ok(None),
+            });
+        match framed {
+            Ok(None) => {}
+            Ok(Some((p, pcm))) => {
+                fwd.forward(&prefix[..p.prefix_len], pcm);
                 let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
                 s.datagrams += 1;
                 if p.format_changed {
