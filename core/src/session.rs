@@ -494,10 +494,11 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
 
     /// Replace the agent's timing and behaviour for the decision in force
     /// (tuning and tests; the policy's is [`AgentConfig::for_decision`]).
-    /// A later step of the ladder puts its decision's timing back but keeps
-    /// [`AgentConfig::unanswered_check_budget`] and
-    /// [`AgentConfig::consent_timeout`]: the application's limits, which no
-    /// stage changes.
+    /// A later step of the ladder puts its decision's timing back
+    /// ([`AgentConfig::apply_decision`]) and keeps every other field, such
+    /// as [`AgentConfig::unanswered_check_budget`] and
+    /// [`AgentConfig::consent_timeout`]: the application's limits, which
+    /// no stage changes.
     pub fn set_agent_config(&mut self, config: AgentConfig) {
         self.agent.set_config(config);
     }
@@ -747,10 +748,8 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
             return;
         }
         self.decision = d;
-        let mut c = AgentConfig::for_decision(&d);
-        let old = self.agent.config();
-        c.unanswered_check_budget = old.unanswered_check_budget;
-        c.consent_timeout = old.consent_timeout;
+        let mut c = *self.agent.config();
+        c.apply_decision(&d);
         self.agent.set_config(c);
         self.push(Event::Decided(d));
         self.widen_at = if self.agent.has_valid_pair() {

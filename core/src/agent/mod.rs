@@ -205,18 +205,36 @@ impl AgentConfig {
     /// (LAN round trips are milliseconds; RFC 8445's 500 ms floor would turn
     /// one lost check into half a second of silence).
     pub fn for_decision(decision: &Decision) -> AgentConfig {
-        let mut c = AgentConfig {
-            ta: decision.pacing,
-            stun_gather_cap: decision.stun_gather_cap,
-            nominate_host_on_first_success: decision.nominate_host_on_first_success,
-            ..AgentConfig::default()
-        };
-        if decision.network == NetworkType::Local {
-            c.rto_min = Duration::from_millis(100);
-            c.rto_max = Duration::from_millis(500);
-            c.nomination_delay = Duration::from_millis(100);
-        }
+        let mut c = AgentConfig::default();
+        c.apply_decision(decision);
         c
+    }
+
+    /// Put the timing `decision` implies into this config (the fields
+    /// [`AgentConfig::for_decision`] sets) and keep every other field: the
+    /// limits an application chose (the unanswered-check budget, the
+    /// consent timeout, ...) hold at every stage of the ladder.
+    pub fn apply_decision(&mut self, decision: &Decision) {
+        let d = AgentConfig::default();
+        self.ta = decision.pacing;
+        self.stun_gather_cap = decision.stun_gather_cap;
+        self.nominate_host_on_first_success = decision.nominate_host_on_first_success;
+        let local = decision.network == NetworkType::Local;
+        self.rto_min = if local {
+            Duration::from_millis(100)
+        } else {
+            d.rto_min
+        };
+        self.rto_max = if local {
+            Duration::from_millis(500)
+        } else {
+            d.rto_max
+        };
+        self.nomination_delay = if local {
+            Duration::from_millis(100)
+        } else {
+            d.nomination_delay
+        };
     }
 }
 
@@ -430,8 +448,13 @@ struct Gather {
 /// What a queued datagram will be; bytes are written at poll time.
 #[derive(Clone, Copy, Debug)]
 enum OutKind {
-    /// A connectivity or consent check.
-    Check { priority: u32, use_candidate: bool },
+    /// A connectivity or consent check; `unanswered`: toward an address
+    /// never heard from ([`Transmit::unanswered`]), known when queued.
+    Check {
+        priority: u32,
+        use_candidate: bool,
+        unanswered: bool,
+    },
     /// A plain Binding request to a STUN server.
     Gather,
     /// A success response carrying XOR-MAPPED-ADDRESS (= destination).
@@ -962,8 +985,13 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         loop {
             let o = self.out.pop_front()?;
             if let Some(len) = self.write(&o) {
-                let unanswered = matches!(o.kind, OutKind::Check { .. })
-                    && !self.remotes.iter().any(|r| r.address == o.to && r.heard);
+                let unanswered = matches!(
+                    o.kind,
+                    OutKind::Check {
+                        unanswered: true,
+                        ..
+                    }
+                );
                 return Some(Transmit {
                     from: o.from,
                     to: o.to,
@@ -1281,7 +1309,8 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             l.local_preference,
             l.candidate.component,
         );
-        let to = self.remote(&p).address;
+        let remote = self.remote(&p);
+        let (to, unanswered) = (remote.address, !remote.heard);
         self.queue(Outgoing {
             from: l.base(),
             to,
@@ -1289,6 +1318,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             kind: OutKind::Check {
                 priority,
                 use_candidate,
+                unanswered,
             },
         });
     }
@@ -1850,6 +1880,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
             OutKind::Check {
                 priority,
                 use_candidate,
+                ..
             } => {
                 let key = self.remote_key.as_ref()?;
                 b = MessageBuilder::new(&mut self.buf, MessageType::BINDING_REQUEST, o.tid);
