@@ -240,6 +240,15 @@ impl ScreamFormat {
     }
 }
 
+/// A datagram's format (header checked) and its PCM, of any length.
+fn split_datagram(b: &[u8]) -> Result<(ScreamFormat, &[u8]), Error> {
+    let h: [u8; HEADER_LEN] = b
+        .get(..HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(Error::Truncated)?;
+    Ok((ScreamFormat::from_header(h)?, &b[HEADER_LEN..]))
+}
+
 /// A zero-copy view of one Scream datagram.
 ///
 /// After [`ScreamPacket::new_checked`] every accessor is infallible: the
@@ -253,13 +262,8 @@ pub struct ScreamPacket<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> ScreamPacket<T> {
     /// Check the header and that the PCM is whole frames.
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let b = buffer.as_ref();
-        let h: [u8; HEADER_LEN] = b
-            .get(..HEADER_LEN)
-            .and_then(|h| h.try_into().ok())
-            .ok_or(Error::Truncated)?;
-        let format = ScreamFormat::from_header(h)?;
-        format.frames_in(b.len() - HEADER_LEN)?;
+        let (format, pcm) = split_datagram(buffer.as_ref())?;
+        format.frames_in(pcm.len())?;
         Ok(ScreamPacket { buffer, format })
     }
 
@@ -647,12 +651,7 @@ impl Reframer {
         datagram: &'a [u8],
         joined: &'a mut [u8],
     ) -> Result<Option<(ScreamFormat, &'a [u8])>, Error> {
-        let h: [u8; HEADER_LEN] = datagram
-            .get(..HEADER_LEN)
-            .and_then(|h| h.try_into().ok())
-            .ok_or(Error::Truncated)?;
-        let format = ScreamFormat::from_header(h)?;
-        let pcm = datagram.get(HEADER_LEN..).unwrap_or(&[]);
+        let (format, pcm) = split_datagram(datagram)?;
         if pcm.is_empty() {
             return Err(Error::PartialFrame);
         }
