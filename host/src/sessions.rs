@@ -99,8 +99,9 @@ pub struct SessionSettings {
     /// discover the machine's interfaces (loopback included when the
     /// policy offers loopback candidates to this client).
     pub bind: Option<Vec<IpAddr>>,
-    /// The resolver of `.local` candidate names (`limits.sessions.mdns_names`);
-    /// `None`: the system's, bounded by the adapter's DNS timeout.
+    /// The sessions' name resolver (`.local` candidate names with
+    /// `limits.sessions.mdns_names`, STUN server names); `None`: the
+    /// system's, bounded by the adapter's DNS timeout.
     pub resolver: Option<Arc<dyn scream_ice_tokio::Resolver>>,
 }
 
@@ -365,12 +366,20 @@ fn apply_candidates(id: &str, driver: &mut Driver, frag: &SdpFrag<'_>, filter: &
 }
 
 /// Our current fragment, from the core session itself: credentials, the
-/// candidates signalled so far, end-of-candidates once gathering is done.
-fn current_fragment(driver: &Driver) -> Result<String, String> {
+/// candidates signalled so far, end-of-candidates once gathering is done,
+/// and for a session that plays a sink the `a=rtpmap` of the sink's format
+/// now (so the answer, a `GET` and a restart's 200 all announce it, also
+/// after a format change).
+fn current_fragment(
+    driver: &Driver,
+    audio: Option<&subscription::Subscription>,
+) -> Result<String, String> {
     let s = driver.session();
     let (ufrag, pwd) = s.local_credentials();
     let local: Vec<Candidate> = s.signalled_candidates().copied().collect();
-    write_sdpfrag(ufrag, pwd, &local, s.gathering_complete())
+    let mut f = write_sdpfrag(ufrag, pwd, &local, s.gathering_complete())?;
+    f.extend(audio.and_then(subscription::Subscription::rtpmap_line));
+    Ok(f)
 }
 
 /// The `201 Created` / `200 OK` reply carrying our fragment.
@@ -477,11 +486,11 @@ pub async fn create(
         return error(StatusCode::BAD_REQUEST, e);
     }
     apply_candidates(&id, &mut driver, &frag, &filter);
-    let mut answer = match current_fragment(&driver) {
+    let audio = sink.map(subscription::Subscription::new);
+    let answer = match current_fragment(&driver, audio.as_ref()) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
-    answer.extend(sink.and_then(subscription::rtpmap_line));
 
     let (tx, rx) = mpsc::channel(16);
     sessions.insert(id.clone(), tx);
@@ -502,7 +511,7 @@ pub async fn create(
         remote_ufrag: ufrag.to_string(),
         remote_pwd: pwd.to_string(),
         early: Vec::new(),
-        audio: sink.map(subscription::Subscription::new),
+        audio,
         deadline: tokio::time::Instant::now() + settings.connect_timeout,
         connect_timeout: settings.connect_timeout,
         media_timeout: Duration::from_millis(u64::from(limits.media_timeout_ms.get())),
@@ -891,15 +900,10 @@ impl SessionActor {
         );
     }
 
-    /// Our fragment now, with the sink's current `a=rtpmap` for a session
-    /// that plays one (so a `GET` after a format change announces the new
-    /// format).
+    /// Our fragment now ([`current_fragment`]).
     fn current(&self, status: StatusCode) -> Response {
-        match current_fragment(&self.driver) {
-            Ok(mut body) => {
-                body.extend(self.audio.as_ref().and_then(|a| a.rtpmap_line()));
-                sdpfrag_reply(status, &self.etag, body)
-            }
+        match current_fragment(&self.driver, self.audio.as_ref()) {
+            Ok(body) => sdpfrag_reply(status, &self.etag, body),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         }
     }

@@ -41,18 +41,6 @@ pub fn lookup<'s>(
         .ok_or_else(|| (404, format!("no sink named {name:?} on this router")))
 }
 
-/// The `a=rtpmap` line announcing the sink's current format, if it has
-/// received audio yet (the payload type table is fixed, docs/AUDIO.md, so
-/// a speaker decodes without it; it tells RTP tools and humans what to
-/// expect).
-pub fn rtpmap_line(sink: &crate::sinks::Sink) -> Option<String> {
-    line_for(sink.stats().format)
-}
-
-fn line_for(format: Option<scream_ice_core::scream::ScreamFormat>) -> Option<String> {
-    format.map(|f| format!("{}\r\n", Rtpmap(f)))
-}
-
 /// One session's subscription to one sink. See the module docs.
 #[derive(Debug)]
 pub struct Subscription {
@@ -79,10 +67,12 @@ impl Subscription {
         &self.sink
     }
 
-    /// The `a=rtpmap` line of the sink's format now ([`rtpmap_line`]): a
-    /// session's fragment announces it again after a format change.
+    /// The `a=rtpmap` line announcing the sink's format now, if it has
+    /// received audio yet (the payload type table is fixed, docs/AUDIO.md,
+    /// so a speaker decodes without it; it tells RTP tools and humans what
+    /// to expect, also after a format change).
     pub fn rtpmap_line(&self) -> Option<String> {
-        line_for(self.format.current())
+        self.format.current().map(|f| format!("{}\r\n", Rtpmap(f)))
     }
 
     /// Route the sink's audio over the selected pair `path` (our socket,
