@@ -632,6 +632,15 @@ async fn adapter_speaker(addr: SocketAddr) -> (scream_ice_tokio::Driver, String,
     (speaker, location, router_addr)
 }
 
+/// Drive the speaker until its next application datagram.
+async fn next_data(d: &mut scream_ice_tokio::Driver) -> scream_ice_tokio::Datagram {
+    loop {
+        if let scream_ice_tokio::Output::Data(x) = d.next().await {
+            return x;
+        }
+    }
+}
+
 /// The router-wide check budget cannot be used to keep speakers out: with
 /// it spent (1/s, burst 1) by a session that names silent ports, a speaker
 /// that checks the router still connects at once, because checks toward an
@@ -661,17 +670,10 @@ async fn a_spent_router_wide_check_budget_does_not_keep_a_speaker_out() {
     // The router selected too: it echoes only for its selected peer.
     let (socket, _, remote) = speaker.selected_path().unwrap();
     socket.send_to(b"ping", remote).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            if let scream_ice_tokio::Output::Data(d) = speaker.next().await
-                && d.data == b"ping"
-            {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the router echoes: it selected the pair");
+    let echo = tokio::time::timeout(Duration::from_secs(2), next_data(&mut speaker))
+        .await
+        .expect("the router echoes: it selected the pair");
+    assert_eq!(echo.data, b"ping");
     println!(
         "router-wide budget spent ({} checks held): a speaker connected and was echoed in {:?}",
         held(),
@@ -712,17 +714,6 @@ async fn a_speaker_gone_silent_ends_by_the_consent_timeout() {
 /// selected peer sends, and nothing a stranger sends to the same port.
 #[tokio::test]
 async fn echo_only_for_the_selected_peer() {
-    use scream_ice_tokio::{Datagram, Driver, Output};
-
-    /// Drive the speaker until its next application datagram.
-    async fn next_data(d: &mut Driver) -> Datagram {
-        loop {
-            if let Output::Data(x) = d.next().await {
-                return x;
-            }
-        }
-    }
-
     let (addr, _state) = server(|_| {}).await;
     let (mut speaker, location, router_addr) = adapter_speaker(addr).await;
 
