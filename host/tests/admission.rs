@@ -168,14 +168,17 @@ async fn the_router_wide_check_budget_bounds_all_sessions_together() {
     assert!(total as u64 + held <= 32 * 100, "{total} + {held}");
 }
 
-/// Answers `.local` names from a fixed table.
-#[derive(Debug)]
-struct Table(Vec<(String, SocketAddr)>);
+/// Answers `.local` names from a table filled in once the test knows the
+/// addresses.
+#[derive(Debug, Default)]
+struct Table(std::sync::Mutex<Vec<(String, SocketAddr)>>);
 
 impl scream_ice_tokio::Resolver for Table {
     fn resolve(&self, name: &str, _port: u16) -> scream_ice_tokio::resolve::Resolution {
         let a: Vec<SocketAddr> = self
             .0
+            .lock()
+            .unwrap()
             .iter()
             .filter(|(n, _)| n == name)
             .map(|(_, a)| *a)
@@ -190,16 +193,7 @@ impl scream_ice_tokio::Resolver for Table {
 /// does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolved_local_names_are_checked_like_addresses() {
-    // The resolver's table is filled once the addresses are known.
-    let slot: Arc<std::sync::Mutex<Vec<(String, SocketAddr)>>> = Arc::default();
-    #[derive(Debug)]
-    struct Slot(Arc<std::sync::Mutex<Vec<(String, SocketAddr)>>>);
-    impl scream_ice_tokio::Resolver for Slot {
-        fn resolve(&self, name: &str, port: u16) -> scream_ice_tokio::resolve::Resolution {
-            Table(self.0.lock().unwrap().clone()).resolve(name, port)
-        }
-    }
-    let resolver = Arc::new(Slot(slot.clone()));
+    let table = Arc::new(Table::default());
     // A UDP socket on the port the config names as the router's HTTP
     // port (the filter refuses the router's own ports), and one on a port
     // the loopback client could own.
@@ -210,11 +204,11 @@ async fn resolved_local_names_are_checked_like_addresses() {
         config(&format!(
             "server:\n  http_listen: \"{own}\"\n  stun_listen: off\nlimits:\n  sessions:\n    mdns_names: true\n"
         )),
-        loopback_settings(|s| s.resolver = Some(resolver)),
+        loopback_settings(|s| s.resolver = Some(table.clone())),
         HttpLimits::default(),
     )
     .await;
-    *slot.lock().unwrap() = vec![
+    *table.0.lock().unwrap() = vec![
         ("aaaaaaaa-0000-4000-8000-000000000001.local".into(), own),
         (
             "aaaaaaaa-0000-4000-8000-000000000002.local".into(),
