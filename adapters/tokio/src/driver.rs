@@ -32,9 +32,7 @@ use tokio::time::Sleep;
 use tracing::{debug, trace, warn};
 
 use crate::error::RemoteCandidateError;
-use crate::host::{
-    HostFilter, HostSocket, PortRange, bind_address, bind_host_socket, discover, recv_any,
-};
+use crate::host::{HostFilter, HostSocket, PortRange, bind_address, discover, recv_any};
 use crate::resolve::{AddressFilter, Resolver, first_allowed};
 use crate::session::{Datagram, LocalCredentials, SessionEvent};
 use crate::time::Clock;
@@ -369,7 +367,7 @@ impl Driver {
     /// host list changes only after each bind completed, and the next
     /// rescan diffs again.
     async fn rescan_interfaces(&mut self) {
-        let Some(w) = self.watch.clone() else { return };
+        let Some(w) = &self.watch else { return };
         self.rescan
             .as_mut()
             .reset(tokio::time::Instant::now() + w.every);
@@ -392,17 +390,11 @@ impl Driver {
             if self.hosts.iter().any(|h| h.address.ip() == a.ip()) {
                 continue;
             }
-            match bind_host_socket(a, w.port_range, 0).await {
-                Ok(socket) => match socket.local_addr() {
-                    Ok(address) => {
-                        self.hosts.push(HostSocket {
-                            address,
-                            socket: Arc::new(socket),
-                        });
-                        changed = true;
-                    }
-                    Err(e) => warn!("new host socket has no local address: {e}"),
-                },
+            match HostSocket::bind(a, w.port_range, 0).await {
+                Ok(h) => {
+                    self.hosts.push(h);
+                    changed = true;
+                }
                 Err(e) => warn!("new address {} skipped: {e}", a.ip()),
             }
         }

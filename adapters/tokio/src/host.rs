@@ -278,6 +278,24 @@ pub(crate) struct HostSocket {
     pub socket: Arc<UdpSocket>,
 }
 
+impl HostSocket {
+    /// Bind `address` ([`bind_host_socket`]) and learn the address bound.
+    pub(crate) async fn bind(
+        address: SocketAddr,
+        range: Option<PortRange>,
+        start: u32,
+    ) -> Result<HostSocket, BindError> {
+        let socket = bind_host_socket(address, range, start).await?;
+        let bound = socket
+            .local_addr()
+            .map_err(|source| BindError::Io { address, source })?;
+        Ok(HostSocket {
+            address: bound,
+            socket: Arc::new(socket),
+        })
+    }
+}
+
 /// The first datagram on any of `hosts`, polling from `start` round-robin:
 /// (socket index, result of `recv_from`).
 pub(crate) fn recv_any<'a>(

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use crate::driver::{CheckBudget, CoreSession, Driver};
 use crate::error::StartError;
-use crate::host::{HostAddresses, HostSocket, PortRange, bind_address, bind_host_socket, discover};
+use crate::host::{HostAddresses, HostSocket, PortRange, bind_address, discover};
 use crate::resolve::{AddressFilter, Resolver, SystemResolver};
 use crate::time::Clock;
 
@@ -329,40 +329,27 @@ fn default_resolver(config: &SessionConfig) -> Arc<dyn Resolver> {
 /// Bind the host sockets the config asks for.
 async fn bind_hosts(config: &SessionConfig) -> Result<Vec<HostSocket>, StartError> {
     let max = config.max_host_candidates.clamp(1, 16);
-    let mut sockets = Vec::new();
+    let mut hosts = Vec::new();
     let start = random_u32();
     match &config.hosts {
         HostAddresses::Explicit(addrs) => {
             for a in addrs.iter().take(max) {
-                sockets.push(bind_host_socket(*a, config.port_range, start).await?);
+                hosts.push(HostSocket::bind(*a, config.port_range, start).await?);
             }
         }
         HostAddresses::Discover(filter) => {
             for i in discover(filter)? {
-                if sockets.len() >= max {
+                if hosts.len() >= max {
                     debug!("host address {} skipped: enough host candidates", i.address);
                     continue;
                 }
-                match bind_host_socket(bind_address(&i), config.port_range, start).await {
-                    Ok(s) => sockets.push(s),
+                match HostSocket::bind(bind_address(&i), config.port_range, start).await {
+                    Ok(h) => hosts.push(h),
                     Err(e) => warn!("interface {} address {} skipped: {e}", i.name, i.address),
                 }
             }
         }
     }
-    let hosts: Vec<HostSocket> = sockets
-        .into_iter()
-        .filter_map(|s| match s.local_addr() {
-            Ok(address) => Some(HostSocket {
-                address,
-                socket: Arc::new(s),
-            }),
-            Err(e) => {
-                warn!("host socket has no local address, skipped: {e}");
-                None
-            }
-        })
-        .collect();
     if hosts.is_empty() {
         return Err(StartError::NoHostCandidates);
     }
