@@ -33,6 +33,7 @@ use tracing::{debug, trace, warn};
 
 use crate::error::RemoteCandidateError;
 use crate::host::{HostFilter, HostSocket, PortRange, bind_address, discover, recv_any};
+use crate::mux::{Muxed, Registration};
 use crate::resolve::{AddressFilter, Resolver, first_allowed};
 use crate::session::{Datagram, LocalCredentials, SessionEvent};
 use crate::time::Clock;
@@ -57,6 +58,7 @@ pub enum Output {
 /// What woke [`Driver::next`].
 enum Input {
     Datagram(usize, io::Result<(usize, SocketAddr)>),
+    Muxed(Muxed),
     Timeout,
     Lookup(Option<Lookup>),
     Rescan,
@@ -86,6 +88,9 @@ pub struct Driver {
     session: Box<CoreSession>,
     clock: Clock,
     hosts: Vec<HostSocket>,
+    /// With shared sockets: this session's queue in the [`crate::UdpMux`],
+    /// which the driver reads instead of the sockets.
+    mux: Option<Registration>,
     resolver: Arc<dyn Resolver>,
     /// Shared by all sessions of a router: a check toward a silent address
     /// goes out only with a token from it.
@@ -141,6 +146,7 @@ impl Driver {
         session: CoreSession,
         clock: Clock,
         hosts: Vec<HostSocket>,
+        mux: Option<Registration>,
         resolver: Arc<dyn Resolver>,
         check_budget: Option<Arc<dyn CheckBudget>>,
         resolved_filter: Option<Arc<dyn AddressFilter>>,
@@ -150,6 +156,7 @@ impl Driver {
             session: Box::new(session),
             clock,
             hosts,
+            mux,
             resolver,
             check_budget,
             resolved_filter,
@@ -333,8 +340,10 @@ impl Driver {
             }
             let lookups = !self.lookups.is_empty();
             let watching = self.watch.is_some();
+            let muxed = self.mux.is_some();
             let input = tokio::select! {
-                (i, r) = recv_any(&self.hosts, &mut self.buf, self.next_socket) => Input::Datagram(i, r),
+                (i, r) = recv_any(&self.hosts, &mut self.buf, self.next_socket), if !muxed => Input::Datagram(i, r),
+                m = recv_muxed(&mut self.mux), if muxed => Input::Muxed(m),
                 () = &mut self.sleep, if deadline.is_some() => Input::Timeout,
                 Some(done) = self.lookups.join_next(), if lookups => Input::Lookup(done.ok()),
                 () = &mut self.rescan, if watching => Input::Rescan,
@@ -344,6 +353,7 @@ impl Driver {
                     self.next_socket = i + 1;
                     self.datagram(i, r);
                 }
+                Input::Muxed(m) => self.muxed(m),
                 Input::Timeout => self.session.handle_timeout(self.clock.now()),
                 Input::Lookup(Some(l)) => self.lookup(l),
                 Input::Lookup(None) => {}
@@ -423,6 +433,26 @@ impl Driver {
         }
     }
 
+    /// A datagram the mux routed here (it arrived on a shared socket this
+    /// session may not use: then it is not ours after all).
+    fn muxed(&mut self, m: Muxed) {
+        if !self.hosts.iter().any(|h| h.address == m.local) {
+            debug!(
+                "datagram on {} dropped: not a host socket of this session",
+                m.local
+            );
+            return;
+        }
+        let now = self.clock.now();
+        if !self.session.handle_receive(now, m.local, m.from, &m.data) {
+            self.out.push_back(Output::Data(Datagram {
+                from: m.from,
+                local: m.local,
+                data: m.data,
+            }));
+        }
+    }
+
     fn lookup(&mut self, l: Lookup) {
         let now = self.clock.now();
         match l {
@@ -453,6 +483,11 @@ impl Driver {
 
     /// The drain rule: every transmit, every request, every event.
     fn drain(&mut self) {
+        if let Some(m) = &mut self.mux {
+            // Before the transmits: a restart's checks are answered to the
+            // new ufrag.
+            m.set_ufrag(self.session.local_credentials().0);
+        }
         while let Some(t) = self.session.poll_transmit() {
             if t.unanswered && self.check_budget.as_ref().is_some_and(|b| !b.try_take()) {
                 // Dropped like a lost datagram: the agent retransmits, and
@@ -462,6 +497,9 @@ impl Driver {
                     t.from, t.to
                 );
                 continue;
+            }
+            if let Some(m) = &self.mux {
+                m.learn(t.from, t.to);
             }
             match self.hosts.iter().find(|h| h.address == t.from) {
                 // UDP: a full send buffer drops the datagram like the
@@ -483,5 +521,13 @@ impl Driver {
         while let Some(e) = self.session.poll_event() {
             self.out.push_back(Output::Event(e));
         }
+    }
+}
+
+/// The next datagram of a shared-socket session; never ready without one.
+async fn recv_muxed(mux: &mut Option<Registration>) -> Muxed {
+    match mux {
+        Some(m) => m.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -271,8 +271,8 @@ pub async fn bind_host_socket(
     Err(BindError::PortRangeExhausted { address, range })
 }
 
-/// One bound host socket.
-#[derive(Debug)]
+/// One bound host socket (its own, or a [`crate::UdpMux`]'s shared one).
+#[derive(Clone, Debug)]
 pub(crate) struct HostSocket {
     pub address: SocketAddr,
     pub socket: Arc<UdpSocket>,

@@ -16,6 +16,8 @@
 //!   session's deadline and lookups, feeds the session and drains it.
 //! - [`session`]: [`SessionConfig`] and [`Driver::start`]: binding the
 //!   host sockets and creating the core session.
+//! - [`mux`]: [`UdpMux`], one socket per local address shared by many
+//!   sessions (the router's single ICE port).
 //! - [`mdns`]: `.local` names for candidate lines; with the `mdns`
 //!   feature, hiding private host addresses and an mDNS [`Resolver`].
 //! - [`error`]: one error enum per operation.
@@ -55,6 +57,7 @@ pub mod driver;
 pub mod error;
 pub mod host;
 pub mod mdns;
+pub mod mux;
 pub mod resolve;
 pub mod session;
 pub mod time;
@@ -68,6 +71,7 @@ pub use mdns::{MdnsDaemon, MdnsMode, MdnsResolver};
 /// restricted to some interfaces).
 #[cfg(feature = "mdns")]
 pub use mdns_sd;
+pub use mux::{MuxStats, UdpMux};
 pub use resolve::{AddressFilter, Resolver, SystemResolver};
 pub use scream_ice_core;
 pub use session::{

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use crate::driver::{CheckBudget, CoreSession, Driver};
 use crate::error::StartError;
 use crate::host::{HostAddresses, HostSocket, PortRange, bind_address, discover};
+use crate::mux::UdpMux;
 use crate::resolve::{AddressFilter, Resolver, SystemResolver};
 use crate::time::Clock;
 
@@ -142,8 +143,13 @@ pub struct SessionConfig {
     /// Withhold the host candidates the decision does not offer
     /// ([`Decision::offers`](scream_ice_core::policy::Decision::offers)).
     pub offer_filter: bool,
-    /// Discover interfaces (with a filter) or bind explicit addresses.
+    /// Discover interfaces (with a filter) or bind explicit addresses;
+    /// with [`SessionConfig::mux`], which of the mux's sockets to use.
     pub hosts: HostAddresses,
+    /// Use these shared sockets (one per local address, demultiplexed
+    /// among sessions) instead of binding the session's own; `port_range`
+    /// and `interface_poll` do not apply then.
+    pub mux: Option<UdpMux>,
     /// Local ports for host sockets (and so for srflx candidates).
     pub port_range: Option<PortRange>,
     /// Host candidates at most (further addresses are skipped); at most 16.
@@ -191,6 +197,7 @@ impl SessionConfig {
             agent: AgentConfig::default(),
             offer_filter: false,
             hosts: HostAddresses::default(),
+            mux: None,
             port_range: None,
             max_host_candidates: DEFAULT_MAX_HOST_CANDIDATES,
             seed: None,
@@ -260,12 +267,19 @@ impl Driver {
                 s
             }
         };
-        let hosts = bind_hosts(&config).await?;
+        let hosts = match &config.mux {
+            Some(mux) => mux.hosts_for(&config.hosts, config.max_host_candidates.clamp(1, 16))?,
+            None => bind_hosts(&config).await?,
+        };
         let now = clock.now();
         let mut session = config
             .policy
             .with(|p| CoreSession::new(p, config.peer.clone(), config.role, seed, now))
             .map_err(StartError::Session)?;
+        let registration = config
+            .mux
+            .as_ref()
+            .map(|m| m.register(session.local_credentials().0));
         session.set_agent_config(config.agent);
         session.set_offer_filter(config.offer_filter);
         let resolver = config
@@ -287,6 +301,7 @@ impl Driver {
             session,
             clock,
             hosts,
+            registration,
             resolver,
             config.check_budget.clone(),
             config.resolved_filter.clone(),
@@ -296,8 +311,8 @@ impl Driver {
         }
         driver.mdns_names = mdns_names;
         driver.registrations = registrations;
-        if let (HostAddresses::Discover(filter), Some(every)) =
-            (&config.hosts, config.interface_poll)
+        if let (HostAddresses::Discover(filter), Some(every), None) =
+            (&config.hosts, config.interface_poll, &config.mux)
         {
             driver.watch_interfaces(crate::driver::Watch {
                 filter: filter.clone(),

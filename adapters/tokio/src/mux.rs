@@ -1,0 +1,329 @@
+//! One UDP socket per local address, shared by many sessions: the
+//! router's single ICE port, as SFUs run it.
+//!
+//! A [`UdpMux`] binds its sockets once; every session started with
+//! [`crate::SessionConfig::mux`] uses them as its host sockets instead of
+//! binding its own. One receive task per socket reads every datagram and
+//! hands it to the session it belongs to ([`scream_ice_core::session::demux`]):
+//!
+//! - a Binding request goes to the session whose local ufrag is the first
+//!   half of its USERNAME (RFC 8445 section 7.2.2), since its sender may be
+//!   a peer-reflexive address no session has seen yet;
+//! - anything else (STUN responses, indications, media) goes to the
+//!   session that last sent to that remote address from that socket.
+//!
+//! A session learns remote addresses only from its own transmits (its
+//! checks, and its answers to checks that passed MESSAGE-INTEGRITY), so a
+//! forged datagram cannot move another session's route. A datagram nobody
+//! claims is dropped and counted ([`MuxStats::unrouted`]); one for a
+//! session whose queue ([`SESSION_QUEUE`]) is full is dropped as the
+//! network would drop it ([`MuxStats::dropped`]), and the agent
+//! retransmits.
+//!
+//! Sending is unchanged: a session sends from the shared socket of its
+//! pair's local address, and the sink relay ([`crate::Driver::selected_path`]
+//! hands it that socket) batches every speaker of one socket into one
+//! `sendmmsg`. Interface changes are not followed
+//! ([`crate::SessionConfig::interface_poll`] applies to sessions with
+//! their own sockets): a router's addresses are bound at its start.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use scream_ice_core::session::{Demux, demux};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::error::{BindError, StartError};
+use crate::host::{HostAddresses, HostFilter, HostSocket, bind_address, discover};
+
+/// Datagrams queued for one session before further ones are dropped.
+pub const SESSION_QUEUE: usize = 64;
+
+/// Largest UDP payload received.
+const RECV_BUFFER: usize = 65_536;
+
+/// What the mux did with the datagrams it received.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MuxStats {
+    /// Handed to a session.
+    pub routed: u64,
+    /// Claimed by no session (unknown ufrag or remote address): dropped.
+    pub unrouted: u64,
+    /// For a session whose queue was full: dropped.
+    pub dropped: u64,
+}
+
+/// Shared UDP sockets and the table routing their datagrams to sessions.
+/// Cheap to clone (a handle); the sockets close and the receive tasks end
+/// when the last handle and the last session using it are dropped.
+#[derive(Clone)]
+pub struct UdpMux {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sockets: Vec<HostSocket>,
+    table: Arc<Mutex<Table>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    next_key: u64,
+    sessions: HashMap<u64, mpsc::Sender<Muxed>>,
+    by_ufrag: HashMap<String, u64>,
+    /// `(local, remote)` to the session that last sent there.
+    by_remote: HashMap<(SocketAddr, SocketAddr), u64>,
+    stats: MuxStats,
+}
+
+/// A datagram for one session.
+#[derive(Debug)]
+pub(crate) struct Muxed {
+    pub(crate) local: SocketAddr,
+    pub(crate) from: SocketAddr,
+    pub(crate) data: Vec<u8>,
+}
+
+impl fmt::Debug for UdpMux {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpMux")
+            .field("addresses", &self.local_addresses())
+            .field("sessions", &lock(&self.inner.table).sessions.len())
+            .finish()
+    }
+}
+
+fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    // A panic while the lock was held left the table consistent (every
+    // update is a single map operation), so a poisoned lock is still used.
+    table.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl UdpMux {
+    /// Bind one socket on each of `addresses` (port 0: one the system
+    /// picks) and start their receive tasks (on the current tokio runtime).
+    pub async fn bind(addresses: &[SocketAddr]) -> Result<UdpMux, BindError> {
+        let mut sockets = Vec::with_capacity(addresses.len());
+        for a in addresses {
+            sockets.push(HostSocket::bind(*a, None, 0).await?);
+        }
+        let table = Arc::new(Mutex::new(Table::default()));
+        let tasks = sockets
+            .iter()
+            .map(|h| {
+                tokio::spawn(receive(
+                    h.address,
+                    Arc::clone(&h.socket),
+                    Arc::clone(&table),
+                ))
+            })
+            .collect();
+        Ok(UdpMux {
+            inner: Arc::new(Inner {
+                sockets,
+                table,
+                tasks,
+            }),
+        })
+    }
+
+    /// Bind `port` on every interface address `filter` accepts (see
+    /// [`UdpMux::bind`]). Each session then uses the subset its own
+    /// [`HostAddresses`] accepts.
+    pub async fn bind_discovered(filter: &HostFilter, port: u16) -> Result<UdpMux, StartError> {
+        let addrs: Vec<SocketAddr> = discover(filter)?
+            .iter()
+            .map(|i| {
+                let mut a = bind_address(i);
+                a.set_port(port);
+                a
+            })
+            .collect();
+        if addrs.is_empty() {
+            return Err(StartError::NoHostCandidates);
+        }
+        Ok(UdpMux::bind(&addrs).await?)
+    }
+
+    /// The bound addresses of the shared sockets.
+    pub fn local_addresses(&self) -> Vec<SocketAddr> {
+        self.inner.sockets.iter().map(|h| h.address).collect()
+    }
+
+    /// Sessions registered now.
+    pub fn sessions(&self) -> usize {
+        lock(&self.inner.table).sessions.len()
+    }
+
+    /// What the receive tasks did so far.
+    pub fn stats(&self) -> MuxStats {
+        lock(&self.inner.table).stats
+    }
+
+    /// The shared sockets a session with `hosts` uses, at most `max`:
+    /// explicit addresses match by IP (and by port unless it is 0);
+    /// discovery matches the IPs the filter accepts now.
+    pub(crate) fn hosts_for(
+        &self,
+        hosts: &HostAddresses,
+        max: usize,
+    ) -> Result<Vec<HostSocket>, StartError> {
+        let discovered = match hosts {
+            HostAddresses::Discover(filter) => discover(filter)?,
+            HostAddresses::Explicit(_) => Vec::new(),
+        };
+        let wanted = |a: SocketAddr| match hosts {
+            HostAddresses::Explicit(list) => list
+                .iter()
+                .any(|e| e.ip() == a.ip() && (e.port() == 0 || e.port() == a.port())),
+            HostAddresses::Discover(_) => discovered.iter().any(|i| i.address == a.ip()),
+        };
+        let out: Vec<HostSocket> = self
+            .inner
+            .sockets
+            .iter()
+            .filter(|h| wanted(h.address))
+            .take(max)
+            .cloned()
+            .collect();
+        if out.is_empty() {
+            return Err(StartError::NoHostCandidates);
+        }
+        Ok(out)
+    }
+
+    /// Register a session whose local ufrag is `ufrag`.
+    pub(crate) fn register(&self, ufrag: &str) -> Registration {
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let mut t = lock(&self.inner.table);
+        let key = t.next_key;
+        t.next_key += 1;
+        t.sessions.insert(key, tx);
+        if t.by_ufrag.insert(ufrag.into(), key).is_some() {
+            warn!("two sessions drew the ufrag {ufrag}: the newer one gets its checks");
+        }
+        drop(t);
+        Registration {
+            mux: self.clone(),
+            key,
+            ufrag: ufrag.into(),
+            rx,
+        }
+    }
+}
+
+/// Read `socket` forever, handing each datagram to its session.
+async fn receive(local: SocketAddr, socket: Arc<UdpSocket>, table: Arc<Mutex<Table>>) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        let (len, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            // An ICMP error reported on the socket (a peer's port closed):
+            // nothing to route, the next datagram is unaffected.
+            Err(e) => {
+                debug!("receive on shared socket {local}: {e}");
+                continue;
+            }
+        };
+        let bytes = &buf[..len];
+        let mut t = lock(&table);
+        let key = match demux(bytes) {
+            Demux::Request { ufrag } => t.by_ufrag.get(ufrag).copied(),
+            _ => t.by_remote.get(&(local, from)).copied(),
+        };
+        let Some(tx) = key.and_then(|k| t.sessions.get(&k)) else {
+            t.stats.unrouted += 1;
+            continue;
+        };
+        let m = Muxed {
+            local,
+            from,
+            data: bytes.to_vec(),
+        };
+        match tx.try_send(m) {
+            Ok(()) => t.stats.routed += 1,
+            Err(TrySendError::Full(_)) => t.stats.dropped += 1,
+            // The session is being dropped; its registration goes next.
+            Err(TrySendError::Closed(_)) => t.stats.unrouted += 1,
+        }
+    }
+}
+
+/// One session's place in a [`UdpMux`]: its queue of datagrams, its ufrag
+/// and the remote addresses it sent to. Dropping it removes all three.
+pub(crate) struct Registration {
+    mux: UdpMux,
+    key: u64,
+    ufrag: String,
+    rx: mpsc::Receiver<Muxed>,
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("ufrag", &self.ufrag)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registration {
+    /// The next datagram for this session (cancel-safe). Never returns
+    /// while the mux has no receive task left.
+    pub(crate) async fn recv(&mut self) -> Muxed {
+        match self.rx.recv().await {
+            Some(m) => m,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Follow an ICE restart's new local ufrag.
+    pub(crate) fn set_ufrag(&mut self, ufrag: &str) {
+        if self.ufrag == ufrag {
+            return;
+        }
+        let mut t = lock(&self.mux.inner.table);
+        if t.by_ufrag.get(&self.ufrag) == Some(&self.key) {
+            t.by_ufrag.remove(&self.ufrag);
+        }
+        t.by_ufrag.insert(ufrag.into(), self.key);
+        drop(t);
+        self.ufrag = ufrag.into();
+    }
+
+    /// The session sends from `local` to `remote`: what comes back from
+    /// there is its own.
+    pub(crate) fn learn(&self, local: SocketAddr, remote: SocketAddr) {
+        let mut t = lock(&self.mux.inner.table);
+        if t.by_remote.get(&(local, remote)) != Some(&self.key) {
+            t.by_remote.insert((local, remote), self.key);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut t = lock(&self.mux.inner.table);
+        t.sessions.remove(&self.key);
+        if t.by_ufrag.get(&self.ufrag) == Some(&self.key) {
+            t.by_ufrag.remove(&self.ufrag);
+        }
+        let key = self.key;
+        t.by_remote.retain(|_, k| *k != key);
+    }
+}
