@@ -42,6 +42,7 @@
 //!   advertise_own_stun: true         # offer our responder to peers that need STUN
 //!   trusted_proxies: []              # X-Forwarded-For is honoured only from these
 //!   data_dir: "/home/me/.local/state/scream-ice"
+//!   ice_port: 4012                   # one UDP port shared by all ICE sessions
 //! ```
 //!
 //! Every key is optional; unknown keys are errors.
@@ -306,6 +307,10 @@ pub struct ServerConfig {
     pub trusted_proxies: Sourced<Vec<Cidr>>,
     /// `data_dir`.
     pub data_dir: Sourced<PathBuf>,
+    /// `ice_port`: the one UDP port every ICE session shares on each local
+    /// address (`0`: one the system picks per address); `None`: each
+    /// session binds ports of its own.
+    pub ice_port: Sourced<Option<u16>>,
 }
 
 /// The effective configuration.
@@ -468,6 +473,8 @@ struct FileServer {
     trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     data_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    ice_port: Option<Spanned<u64>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -503,6 +510,7 @@ impl Config {
                 advertise_own_stun: Sourced::default_value(true),
                 trusted_proxies: Sourced::default_value(Vec::new()),
                 data_dir: Sourced::default_value(default_data_dir()),
+                ice_port: Sourced::default_value(None),
             },
             store: crate::store::StoreConfig::default(),
             limits: crate::limits::Limits::default(),
@@ -590,7 +598,8 @@ impl Config {
         s.stun_listen.origin = d.clone();
         s.advertise_own_stun.origin = d.clone();
         s.trusted_proxies.origin = d.clone();
-        s.data_dir.origin = d;
+        s.data_dir.origin = d.clone();
+        s.ice_port.origin = d;
     }
 
     fn fold(&mut self, name: &str, root: FileRoot, errors: &mut Vec<LocatedError>) {
@@ -781,6 +790,23 @@ impl Config {
                     origin: at(&list.referenced),
                     value: parse_cidrs("trusted_proxies", list.value, &at, errors),
                 };
+            }
+            if let Some(v) = server.ice_port {
+                match u16::try_from(v.value) {
+                    Ok(port) => {
+                        dst.ice_port = Sourced {
+                            value: Some(port),
+                            origin: at(&v.referenced),
+                        }
+                    }
+                    Err(_) => errors.push(LocatedError::new(
+                        at(&v.referenced),
+                        format!(
+                            "ice_port: {} is out of range (0..=65535; 0: a port the system picks on each address)",
+                            v.value
+                        ),
+                    )),
+                }
             }
             if let Some(v) = server.data_dir {
                 if v.value.is_empty() {
@@ -1415,6 +1441,16 @@ impl Config {
             quoted(&s.data_dir.value.display().to_string()),
             &s.data_dir.origin,
         );
+        match s.ice_port.value {
+            Some(p) => line(&mut o, 2, "ice_port", p.to_string(), &s.ice_port.origin),
+            None => {
+                let _ = writeln!(
+                    o,
+                    "  # ice_port not set: each ICE session binds its own ports  # {}",
+                    s.ice_port.origin
+                );
+            }
+        }
         show_store(&mut o, &self.store, &self.sections.store, show_secrets);
         show_limits(&mut o, &self.limits, &self.sections.limits, show_secrets);
         if !self.sinks.value.is_empty() {
@@ -1512,6 +1548,13 @@ impl Config {
             "server.data_dir = {} ({})",
             s.data_dir.value.display(),
             s.data_dir.origin
+        ));
+        v.push(format!(
+            "server.ice_port = {} ({})",
+            s.ice_port
+                .value
+                .map_or("per-session".to_string(), |p| p.to_string()),
+            s.ice_port.origin
         ));
         let sinks: Vec<String> = self
             .sinks
@@ -1884,6 +1927,39 @@ webrtc:
         );
         let back = Config::from_yaml("t.yaml", &d).unwrap();
         assert_eq!(back.limits, crate::limits::Limits::default());
+    }
+
+    #[test]
+    fn ice_port_is_read_shown_and_checked() {
+        let c = ok("server:\n  ice_port: 4012\n");
+        assert_eq!(c.server.ice_port.value, Some(4012));
+        let shown = c.to_yaml_with_origins(false);
+        assert!(
+            shown.contains("  ice_port: 4012  # t.yaml:2:13\n"),
+            "{shown}"
+        );
+        let back = Config::from_yaml("t.yaml", &shown).unwrap();
+        assert_eq!(back.server.ice_port.value, Some(4012));
+        let d = ok("server:\n  stun_listen: off\n");
+        assert_eq!(d.server.ice_port.value, None);
+        let shown = d.to_yaml_with_origins(false);
+        assert!(shown.contains("  # ice_port not set"), "{shown}");
+        assert_eq!(
+            Config::from_yaml("t.yaml", &shown)
+                .unwrap()
+                .server
+                .ice_port
+                .value,
+            None
+        );
+        assert_eq!(
+            errors("server:\n  ice_port: 70000\n"),
+            [
+                "t.yaml:2:13: ice_port: 70000 is out of range (0..=65535; 0: a port the system picks on each address)"
+            ]
+        );
+        let e = errors("server:\n  ice_port: any\n");
+        assert!(e.len() == 1 && e[0].starts_with("t.yaml:2:13: "), "{e:?}");
     }
 
     #[test]

@@ -23,6 +23,18 @@
 //! | `scream_ice_outcomes_dropped_total` | counter | |
 //! | `scream_ice_outcomes_written_total` | counter | |
 //! | `scream_ice_outcomes_queued` | gauge | |
+//! | `scream_ice_unanswered_checks_held_total` | counter | |
+//! | `scream_ice_sink_datagrams_total` | counter | `sink` |
+//! | `scream_ice_sink_invalid_total` | counter | `sink` |
+//! | `scream_ice_sink_messages_total` | counter | `sink` |
+//! | `scream_ice_sink_send_errors_total` | counter | `sink` |
+//! | `scream_ice_sink_sendmmsg_calls_total` | counter | `sink` |
+//! | `scream_ice_sink_speakers` | gauge | `sink` |
+//! | `scream_ice_mux_datagrams_total` | counter | `result` (`routed`, `unrouted`, `dropped`) |
+//!
+//! The sink and mux values are read from the sinks' relays and the shared
+//! ICE sockets ([`SinkSample`], [`scream_ice_tokio::MuxStats`]) at each
+//! scrape.
 
 use std::sync::atomic::AtomicI64;
 
@@ -71,6 +83,42 @@ struct StateLabel {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+/// One sink's counters at a scrape.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkSample {
+    /// The sink's name.
+    pub name: String,
+    /// Scream datagrams ingested.
+    pub datagrams: u64,
+    /// Datagrams that were not valid Scream.
+    pub invalid: u64,
+    /// Messages sent to speakers, over all of them.
+    pub messages: u64,
+    /// Messages the kernel refused.
+    pub send_errors: u64,
+    /// `sendmmsg` calls made.
+    pub syscalls: u64,
+    /// Speakers subscribed now.
+    pub speakers: usize,
+}
+
+/// Raise `c` to `value` (a counter read from elsewhere): a value below the
+/// counter's (its source was restarted, e.g. a sink re-created by a
+/// reload) leaves it where it is, so the series never goes down.
+fn raise_to(c: &Counter, value: u64) {
+    c.inc_by(value.saturating_sub(c.get()));
+}
+
 /// Every metric, registered once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -89,6 +137,13 @@ pub struct Metrics {
     written: Counter,
     queued: Gauge<i64, AtomicI64>,
     checks_held: Counter,
+    sink_datagrams: Family<SinkLabel, Counter>,
+    sink_invalid: Family<SinkLabel, Counter>,
+    sink_messages: Family<SinkLabel, Counter>,
+    sink_errors: Family<SinkLabel, Counter>,
+    sink_syscalls: Family<SinkLabel, Counter>,
+    sink_speakers: Family<SinkLabel, Gauge>,
+    mux: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -182,6 +237,52 @@ impl Metrics {
             "Outcomes waiting for the store",
             queued.clone(),
         );
+        let sink_datagrams = Family::<SinkLabel, Counter>::default();
+        let sink_invalid = Family::<SinkLabel, Counter>::default();
+        let sink_messages = Family::<SinkLabel, Counter>::default();
+        let sink_errors = Family::<SinkLabel, Counter>::default();
+        let sink_syscalls = Family::<SinkLabel, Counter>::default();
+        let sink_speakers = Family::<SinkLabel, Gauge>::default();
+        let mux = Family::<ResultLabel, Counter>::default();
+        for (name, help, family) in [
+            (
+                "sink_datagrams",
+                "Scream datagrams a sink ingested and forwarded",
+                &sink_datagrams,
+            ),
+            (
+                "sink_invalid",
+                "Datagrams on a sink's socket that were not valid Scream",
+                &sink_invalid,
+            ),
+            (
+                "sink_messages",
+                "RTP datagrams sent to a sink's speakers, over all of them",
+                &sink_messages,
+            ),
+            (
+                "sink_send_errors",
+                "RTP datagrams to a sink's speakers that the kernel refused",
+                &sink_errors,
+            ),
+            (
+                "sink_sendmmsg_calls",
+                "sendmmsg calls a sink's relay made (speakers sharing a socket share a call)",
+                &sink_syscalls,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "sink_speakers",
+            "Speakers subscribed to a sink now",
+            sink_speakers.clone(),
+        );
+        registry.register(
+            "mux_datagrams",
+            "Datagrams on the shared ICE sockets (server.ice_port), by what became of them",
+            mux.clone(),
+        );
         registry.register(
             "unanswered_checks_held",
             "Connectivity checks toward addresses that never answered, held back by the router-wide budget (limits.sessions.unanswered_check_rate)",
@@ -203,6 +304,42 @@ impl Metrics {
             written,
             queued,
             checks_held,
+            sink_datagrams,
+            sink_invalid,
+            sink_messages,
+            sink_errors,
+            sink_syscalls,
+            sink_speakers,
+            mux,
+        }
+    }
+
+    /// Set the sink and shared-socket values of the next [`Metrics::encode`].
+    pub fn set_media(&self, sinks: &[SinkSample], mux: Option<scream_ice_tokio::MuxStats>) {
+        for k in sinks {
+            let l = SinkLabel {
+                sink: k.name.clone(),
+            };
+            raise_to(&self.sink_datagrams.get_or_create(&l), k.datagrams);
+            raise_to(&self.sink_invalid.get_or_create(&l), k.invalid);
+            raise_to(&self.sink_messages.get_or_create(&l), k.messages);
+            raise_to(&self.sink_errors.get_or_create(&l), k.send_errors);
+            raise_to(&self.sink_syscalls.get_or_create(&l), k.syscalls);
+            self.sink_speakers
+                .get_or_create(&l)
+                .set(i64::try_from(k.speakers).unwrap_or(i64::MAX));
+        }
+        if let Some(m) = mux {
+            for (result, v) in [
+                ("routed", m.routed),
+                ("unrouted", m.unrouted),
+                ("dropped", m.dropped),
+            ] {
+                let l = ResultLabel {
+                    result: result.to_string(),
+                };
+                raise_to(&self.mux.get_or_create(&l), v);
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 //! are not dropped or renegotiated — new sessions and new ICE
 //! configuration requests get the new mode. A config that fails to load
 //! or validate is not put in force: the old one stays and one log line
-//! says why. Listener addresses (`server.http_listen`, `stun_listen`)
+//! says why. Listener addresses (`server.http_listen`, `stun_listen`, `ice_port`)
 //! are bound at start; a changed one is logged and takes effect at the
 //! next restart.
 
@@ -75,6 +75,11 @@ pub fn reload(state: &AppState, loader: &Loader) -> Reloaded {
                     "server.advertise_own_stun",
                     old.server.advertise_own_stun.value.to_string(),
                     new.server.advertise_own_stun.value.to_string(),
+                ),
+                (
+                    "server.ice_port",
+                    format!("{:?}", old.server.ice_port.value),
+                    format!("{:?}", new.server.ice_port.value),
                 ),
                 // Rate limits, caps and timeouts are read at start
                 // (crate::limits).

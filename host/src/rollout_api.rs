@@ -185,6 +185,12 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
         .rollout
         .as_ref()
         .map(|_| hub.rollout.status());
+    let sinks: Vec<crate::metrics::SinkSample> = state
+        .sinks()
+        .map(|set| set.iter().map(crate::sinks::Sink::sample).collect())
+        .unwrap_or_default();
+    let mux = state.sessions().settings().mux.as_ref().map(|m| m.stats());
+    hub.metrics.set_media(&sinks, mux);
     let body = hub.metrics.encode(status.as_ref());
     let openmetrics = headers
         .get(axum::http::header::ACCEPT)

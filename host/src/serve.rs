@@ -32,6 +32,9 @@ pub enum ServeError {
         /// The error.
         source: std::io::Error,
     },
+    /// `server.ice_port` could not be bound on the interfaces.
+    #[error("cannot bind ice_port {0} on this machine's addresses: {1}")]
+    IcePort(u16, scream_ice_tokio::StartError),
     /// The HTTP server failed.
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
@@ -53,6 +56,8 @@ pub enum ServeError {
 pub struct Listeners {
     stun: Option<UdpSocket>,
     http: TcpListener,
+    /// `server.ice_port`'s shared sockets.
+    ice: Option<scream_ice_tokio::UdpMux>,
 }
 
 impl Listeners {
@@ -74,7 +79,21 @@ impl Listeners {
                 addr,
                 source,
             })?;
-        Ok(Listeners { stun, http })
+        let ice = match config.server.ice_port.value {
+            // Every address a session could use: which of them a session
+            // takes is its own decision (loopback only for local peers).
+            Some(port) => {
+                let mut filter = scream_ice_tokio::HostFilter::new();
+                filter.include_loopback = true;
+                Some(
+                    scream_ice_tokio::UdpMux::bind_discovered(&filter, port)
+                        .await
+                        .map_err(|e| ServeError::IcePort(port, e))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Listeners { stun, http, ice })
     }
 
     /// The STUN responder's bound address, if it runs.
@@ -128,12 +147,15 @@ pub async fn run_with_reload(
     if let Some(note) = &store_note {
         tracing::warn!("{note}");
     }
-    let state = AppState::with_hub(
-        config,
-        advertised,
-        crate::sessions::SessionSettings::default(),
-        hub,
-    );
+    let ice_line = listeners.ice.as_ref().map(|m| {
+        let addrs: Vec<String> = m.local_addresses().iter().map(|a| a.to_string()).collect();
+        format!("ICE sessions share udp {}", addrs.join(", "))
+    });
+    let settings = crate::sessions::SessionSettings {
+        mux: listeners.ice.clone(),
+        ..Default::default()
+    };
+    let state = AppState::with_hub(config, advertised, settings, hub);
     crate::rollout_monitor::spawn(state.clone());
     let sink_lines: Vec<String> = sinks
         .iter()
@@ -172,6 +194,9 @@ pub async fn run_with_reload(
                 crate::admission::token_note(&state_limits.sessions)
             );
             let _ = writeln!(out, "scream-ice {version}: {token_line}");
+        }
+        if let Some(l) = &ice_line {
+            let _ = writeln!(out, "scream-ice {version}: {l}");
         }
         for l in &sink_lines {
             let _ = writeln!(out, "scream-ice {version}: {l}");

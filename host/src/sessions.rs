@@ -103,6 +103,10 @@ pub struct SessionSettings {
     /// `limits.sessions.mdns_names`, STUN server names); `None`: the
     /// system's, bounded by the adapter's DNS timeout.
     pub resolver: Option<Arc<dyn scream_ice_tokio::Resolver>>,
+    /// The sockets every session shares (`server.ice_port`): sessions
+    /// take those of their host addresses instead of binding their own.
+    /// `None`: each session binds its own.
+    pub mux: Option<scream_ice_tokio::UdpMux>,
 }
 
 impl Default for SessionSettings {
@@ -113,6 +117,7 @@ impl Default for SessionSettings {
             max_body: 16 * 1024,
             bind: None,
             resolver: None,
+            mux: None,
         }
     }
 }
@@ -322,6 +327,14 @@ fn filter_context(state: &AppState, chosen: &Chosen) -> Context {
         local_subnets: config.ice.local_subnets.value.clone(),
         own: std::iter::once(server.http_listen.value)
             .chain(server.stun_listen.value)
+            .chain(
+                state
+                    .sessions()
+                    .settings()
+                    .mux
+                    .iter()
+                    .flat_map(|m| m.local_addresses()),
+            )
             .collect(),
     }
 }
@@ -463,6 +476,7 @@ pub async fn create(
     let filter = filter_context(&state, &chosen);
     config.resolved_filter = Some(Arc::new(filter.clone()));
     config.resolver = settings.resolver.clone();
+    config.mux = settings.mux.clone();
     let mut driver = match Driver::start(config).await {
         Ok(s) => s,
         Err(e) => {

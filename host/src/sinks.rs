@@ -212,6 +212,21 @@ impl Sink {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Its counters and its relay's, for `/metrics`.
+    pub fn sample(&self) -> crate::metrics::SinkSample {
+        let s = self.stats();
+        let r = self.relay.stats();
+        crate::metrics::SinkSample {
+            name: self.name.clone(),
+            datagrams: s.datagrams,
+            invalid: s.invalid,
+            messages: r.messages,
+            send_errors: r.errors,
+            syscalls: r.syscalls,
+            speakers: self.relay.len(),
+        }
+    }
+
     /// A handle that reads this sink's current format, for as long as the
     /// holder wants (a subscribed session announcing it).
     pub fn format_handle(&self) -> FormatHandle {

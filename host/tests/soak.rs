@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use scream_ice_core::agent::{ConnectionState, Role};
-use scream_ice_core::sdpfrag::SdpFrag;
-use scream_ice_host::sessions::write_sdpfrag;
-use scream_ice_tokio::{Driver, HostAddresses, Output, SessionConfig, SessionEvent};
-use support::{Daemon, temp_dir};
+use scream_ice_core::agent::ConnectionState;
+use scream_ice_tokio::{Output, SessionEvent};
+use support::{
+    Daemon, clock_ticks_per_second, connect_speaker, cpu_ticks, delete_session, fd_targets,
+    temp_dir,
+};
 use tokio::sync::{Semaphore, watch};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -56,28 +57,13 @@ fn sample(pid: u32, t: f64) -> Sample {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count() as f64;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the `(comm)`, which may hold spaces: state is field 3,
-    // utime 14 and stime 15.
-    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let cpu_ticks = rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap();
+    let cpu_ticks = cpu_ticks(pid);
     Sample {
         t,
         rss_kib,
         fds,
         cpu_ticks,
     }
-}
-
-/// What the daemon's descriptors point at (for a failure message).
-fn fd_targets(pid: u32) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .map(|p| p.display().to_string())
-        .collect();
-    v.sort();
-    v
 }
 
 /// The least-squares slope of `y` over `t`.
@@ -92,18 +78,6 @@ fn slope(points: &[(f64, f64)]) -> f64 {
         den += (t - mt) * (t - mt);
     }
     if den == 0.0 { 0.0 } else { num / den }
-}
-
-fn clock_ticks_per_second() -> f64 {
-    let out = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// What one speaker saw.
@@ -127,57 +101,7 @@ async fn speaker(
     mut stop: watch::Receiver<bool>,
 ) -> Result<Seen, String> {
     let permit = setup.acquire_owned().await.unwrap();
-    let mut c = SessionConfig::new(Role::Controlling);
-    c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
-    let mut d = Driver::start(c).await.map_err(|e| e.to_string())?;
-    let mut local = Vec::new();
-    while let Some(o) = d.try_next() {
-        if let Output::Event(SessionEvent::LocalCandidate(c)) = o {
-            local.push(c);
-        }
-    }
-    let creds = d.local_credentials();
-    let offer = write_sdpfrag(&creds.ufrag, &creds.pwd, &local, true).unwrap();
-    let r = scream_ice_host::client::request(
-        http,
-        &http.to_string(),
-        "POST",
-        "/api/ice/sessions",
-        &[("Content-Type", "application/trickle-ice-sdpfrag")],
-        offer.as_bytes(),
-        Duration::from_secs(20),
-    )
-    .await
-    .map_err(|e| format!("speaker {i}: POST: {e}"))?;
-    if r.status != 201 {
-        return Err(format!("speaker {i}: POST {}: {}", r.status, r.text()));
-    }
-    let location = r.location.clone().unwrap();
-    let answer = r.text();
-    let f = SdpFrag::parse(&answer).map_err(|e| format!("{e:?}"))?;
-    d.set_remote_credentials(f.ice_ufrag().unwrap(), f.ice_pwd().unwrap())
-        .unwrap();
-    // Only the router's loopback candidates: the test sends nowhere else.
-    for line in f.candidates() {
-        if line
-            .to_candidate()
-            .is_ok_and(|c| c.address.ip().is_loopback())
-        {
-            d.add_remote_candidate_line(&line.to_string())
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    d.end_of_remote_candidates();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            if let Output::Event(SessionEvent::Selected { .. }) = d.next().await {
-                break;
-            }
-        }
-    })
-    .await
-    .map_err(|_| format!("speaker {i}: no pair selected in 20 s"))?;
+    let (mut d, location) = connect_speaker(http, "/api/ice/sessions", i).await?;
     let (socket, _, remote) = d.selected_path().unwrap();
     drop(permit);
     connected.fetch_add(1, Ordering::SeqCst);
@@ -215,19 +139,11 @@ async fn speaker(
         }
     })
     .await;
-    let r = scream_ice_host::client::request(
-        http,
-        &http.to_string(),
-        "DELETE",
-        &location,
-        &[],
-        b"",
-        Duration::from_secs(20),
-    )
-    .await
-    .map_err(|e| format!("speaker {i}: DELETE: {e}"))?;
-    if r.status != 204 {
-        seen.lost.push(format!("DELETE answered {}", r.status));
+    let status = delete_session(http, &location)
+        .await
+        .map_err(|e| format!("speaker {i}: {e}"))?;
+    if status != 204 {
+        seen.lost.push(format!("DELETE answered {status}"));
     }
     Ok(seen)
 }

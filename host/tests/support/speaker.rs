@@ -1,9 +1,13 @@
 //! Speaker-session requests for the admission tests.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use scream_ice_core::agent::Role;
+use scream_ice_core::sdpfrag::SdpFrag;
 use scream_ice_host::config::Config;
-use scream_ice_host::sessions::SessionSettings;
+use scream_ice_host::sessions::{SessionSettings, write_sdpfrag};
+use scream_ice_tokio::{Driver, HostAddresses, Output, SessionConfig, SessionEvent};
 
 use super::request;
 
@@ -47,4 +51,83 @@ pub fn status(response: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// Speaker `i` (a controlling session on 127.0.0.1) POSTs its offer to
+/// `path` (`/api/ice/sessions`, with a query if any) of the daemon at
+/// `http`, takes only the router's loopback candidates (the tests send
+/// nowhere else) and waits until a pair is selected. The driver and the
+/// session's `Location`.
+pub async fn connect_speaker(
+    http: SocketAddr,
+    path: &str,
+    i: usize,
+) -> Result<(Driver, String), String> {
+    let mut c = SessionConfig::new(Role::Controlling);
+    c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
+    let mut d = Driver::start(c).await.map_err(|e| e.to_string())?;
+    let mut local = Vec::new();
+    while let Some(o) = d.try_next() {
+        if let Output::Event(SessionEvent::LocalCandidate(c)) = o {
+            local.push(c);
+        }
+    }
+    let creds = d.local_credentials();
+    let offer = write_sdpfrag(&creds.ufrag, &creds.pwd, &local, true).unwrap();
+    let r = scream_ice_host::client::request(
+        http,
+        &http.to_string(),
+        "POST",
+        path,
+        &[("Content-Type", "application/trickle-ice-sdpfrag")],
+        offer.as_bytes(),
+        Duration::from_secs(20),
+    )
+    .await
+    .map_err(|e| format!("speaker {i}: POST: {e}"))?;
+    if r.status != 201 {
+        return Err(format!("speaker {i}: POST {}: {}", r.status, r.text()));
+    }
+    let location = r.location.clone().unwrap();
+    let answer = r.text();
+    let f = SdpFrag::parse(&answer).map_err(|e| format!("{e:?}"))?;
+    d.set_remote_credentials(f.ice_ufrag().unwrap(), f.ice_pwd().unwrap())
+        .unwrap();
+    for line in f.candidates() {
+        if line
+            .to_candidate()
+            .is_ok_and(|c| c.address.ip().is_loopback())
+        {
+            d.add_remote_candidate_line(&line.to_string())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    d.end_of_remote_candidates();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Output::Event(SessionEvent::Selected { .. }) = d.next().await {
+                break;
+            }
+        }
+    })
+    .await
+    .map_err(|_| format!("speaker {i}: no pair selected in 20 s"))?;
+    Ok((d, location))
+}
+
+/// `DELETE location` on the daemon at `http`: the status.
+pub async fn delete_session(http: SocketAddr, location: &str) -> Result<u16, String> {
+    let r = scream_ice_host::client::request(
+        http,
+        &http.to_string(),
+        "DELETE",
+        location,
+        &[],
+        b"",
+        Duration::from_secs(20),
+    )
+    .await
+    .map_err(|e| format!("DELETE: {e}"))?;
+    Ok(r.status)
 }
