@@ -29,6 +29,7 @@
 //! | `scream_ice_sink_messages_total` | counter | `sink` |
 //! | `scream_ice_sink_send_errors_total` | counter | `sink` |
 //! | `scream_ice_sink_sendmmsg_calls_total` | counter | `sink` |
+//! | `scream_ice_sink_partial_frame_bytes_dropped_total` | counter | `sink` |
 //! | `scream_ice_sink_speakers` | gauge | `sink` |
 //! | `scream_ice_mux_datagrams_total` | counter | `result` (`routed`, `unrouted`, `dropped`) |
 //!
@@ -108,6 +109,8 @@ pub struct SinkSample {
     pub send_errors: u64,
     /// `sendmmsg` calls made.
     pub syscalls: u64,
+    /// Bytes of partial 5-/7-channel frames dropped.
+    pub partial_bytes_dropped: u64,
     /// Speakers subscribed now.
     pub speakers: usize,
 }
@@ -142,6 +145,7 @@ pub struct Metrics {
     sink_messages: Family<SinkLabel, Counter>,
     sink_errors: Family<SinkLabel, Counter>,
     sink_syscalls: Family<SinkLabel, Counter>,
+    sink_partial: Family<SinkLabel, Counter>,
     sink_speakers: Family<SinkLabel, Gauge>,
     mux: Family<ResultLabel, Counter>,
 }
@@ -242,6 +246,7 @@ impl Metrics {
         let sink_messages = Family::<SinkLabel, Counter>::default();
         let sink_errors = Family::<SinkLabel, Counter>::default();
         let sink_syscalls = Family::<SinkLabel, Counter>::default();
+        let sink_partial = Family::<SinkLabel, Counter>::default();
         let sink_speakers = Family::<SinkLabel, Gauge>::default();
         let mux = Family::<ResultLabel, Counter>::default();
         for (name, help, family) in [
@@ -269,6 +274,11 @@ impl Metrics {
                 "sink_sendmmsg_calls",
                 "sendmmsg calls a sink's relay made (speakers sharing a socket share a call)",
                 &sink_syscalls,
+            ),
+            (
+                "sink_partial_frame_bytes_dropped",
+                "Bytes of 5- or 7-channel frames cut off by a format change or pause",
+                &sink_partial,
             ),
         ] {
             registry.register(name, help, family.clone());
@@ -309,6 +319,7 @@ impl Metrics {
             sink_messages,
             sink_errors,
             sink_syscalls,
+            sink_partial,
             sink_speakers,
             mux,
         }
@@ -325,6 +336,10 @@ impl Metrics {
             raise_to(&self.sink_messages.get_or_create(&l), k.messages);
             raise_to(&self.sink_errors.get_or_create(&l), k.send_errors);
             raise_to(&self.sink_syscalls.get_or_create(&l), k.syscalls);
+            raise_to(
+                &self.sink_partial.get_or_create(&l),
+                k.partial_bytes_dropped,
+            );
             self.sink_speakers
                 .get_or_create(&l)
                 .set(i64::try_from(k.speakers).unwrap_or(i64::MAX));

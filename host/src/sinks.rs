@@ -140,6 +140,10 @@ pub struct SinkStats {
     pub format_changes: u64,
     /// Silences detected (the stream paused longer than [`SILENCE_GAP`]).
     pub silences: u64,
+    /// Bytes of partial frames dropped: the start of a 5- or 7-channel
+    /// frame whose rest never came (the format changed or the stream
+    /// paused in between; [`scream::Reframer::dropped_bytes`]).
+    pub partial_bytes_dropped: u64,
     /// The current format.
     pub format: Option<ScreamFormat>,
 }
@@ -223,6 +227,7 @@ impl Sink {
             messages: r.messages,
             send_errors: r.errors,
             syscalls: r.syscalls,
+            partial_bytes_dropped: s.partial_bytes_dropped,
             speakers: self.relay.len(),
         }
     }
@@ -283,6 +288,7 @@ pub fn run_ingest(
     // Frames that straddle datagrams (5 and 7 channels) are joined here.
     let mut reframer = scream::Reframer::new(SILENCE_GAP);
     let mut joined = [0u8; 4096 + scream::MAX_FRAME_BYTES];
+    let mut dropped = 0;
     while !stop.load(Ordering::Relaxed) {
         let n = match socket.recv(&mut buf) {
             Ok(n) => n,
@@ -326,6 +332,13 @@ pub fn run_ingest(
             Err(_) => {
                 stats.lock().unwrap_or_else(|e| e.into_inner()).invalid += 1;
             }
+        }
+        if reframer.dropped_bytes() != dropped {
+            dropped = reframer.dropped_bytes();
+            stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .partial_bytes_dropped = dropped;
         }
     }
 }
@@ -441,6 +454,13 @@ mod tests {
         d[..5].copy_from_slice(&ScreamFormat::STEREO_48K_16.to_header());
         tx.send_to(&d, sink.local_addr()).unwrap();
         tx.send_to(&[1, 2, 3], sink.local_addr()).unwrap();
+        // 1152 bytes of 5-channel 16-bit audio: 115 frames and 2 bytes of
+        // the next, held for a datagram that never comes (the format
+        // changes below), so those 2 bytes are dropped and counted.
+        let five = ScreamFormat::new(48_000, 16, 5, 0x0037).unwrap();
+        let mut d5 = d;
+        d5[..5].copy_from_slice(&five.to_header());
+        tx.send_to(&d5, sink.local_addr()).unwrap();
         let f = ScreamFormat::new(44_100, 24, 6, 0x060F).unwrap();
         d[..5].copy_from_slice(&f.to_header());
         tx.send_to(&d, sink.local_addr()).unwrap();
@@ -450,19 +470,25 @@ mod tests {
         assert!(h1.marker);
         assert_eq!((h1.payload_type, p1), (102, &d[5..]));
         let n = speaker.recv(&mut buf).unwrap();
+        let (h5, p5) = rtp::Header::parse(&buf[..n]).unwrap();
+        let (got, pcm) = scream::split_payload(h5.payload_type, p5).unwrap();
+        assert_eq!((got, pcm.len()), (five, 115 * 10), "whole frames only");
+        assert_eq!(h5.sequence, h1.sequence.wrapping_add(1));
+        let n = speaker.recv(&mut buf).unwrap();
         let (h2, _) = rtp::Header::parse(&buf[..n]).unwrap();
         assert_eq!((h2.payload_type, h2.marker), (99, true));
-        assert_eq!(h2.sequence, h1.sequence.wrapping_add(1));
+        assert_eq!(h2.sequence, h1.sequence.wrapping_add(2));
         assert_eq!(h2.ssrc, h1.ssrc);
-        // The stats are updated after each forward: wait for all three.
+        // The stats are updated after each forward: wait for all four.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while (sink.stats().invalid, sink.stats().datagrams) != (1, 2)
+        while (sink.stats().invalid, sink.stats().datagrams) != (1, 3)
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let s = sink.stats();
-        assert_eq!((s.datagrams, s.invalid, s.format_changes), (2, 1, 1));
+        assert_eq!((s.datagrams, s.invalid, s.format_changes), (3, 1, 2));
+        assert_eq!(s.partial_bytes_dropped, 2);
         assert_eq!(s.format, Some(f));
     }
 }
