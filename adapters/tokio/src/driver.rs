@@ -498,8 +498,8 @@ impl Driver {
                 );
                 continue;
             }
-            if let Some(m) = &self.mux {
-                m.learn(t.from, t.to);
+            if let Some(m) = &mut self.mux {
+                m.learn(t.from, t.to, t.bytes);
             }
             match self.hosts.iter().find(|h| h.address == t.from) {
                 // UDP: a full send buffer drops the datagram like the

@@ -9,8 +9,12 @@
 //! - a Binding request goes to the session whose local ufrag is the first
 //!   half of its USERNAME (RFC 8445 section 7.2.2), since its sender may be
 //!   a peer-reflexive address no session has seen yet;
-//! - anything else (STUN responses, indications, media) goes to the
-//!   session that last sent to that remote address from that socket.
+//! - a STUN response goes to the session that sent the request with its
+//!   transaction ID (so sessions asking one STUN server, or checking one
+//!   peer address, each get their own answers);
+//! - anything else (indications, media, a response to an unknown
+//!   transaction) goes to the session that last sent to that remote
+//!   address from that socket.
 //!
 //! A session learns remote addresses only from its own transmits (its
 //! checks, and its answers to checks that passed MESSAGE-INTEGRITY), so a
@@ -33,6 +37,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use scream_ice_core::session::{Demux, demux};
+use scream_ice_core::stun::{Class, Message};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -44,6 +49,10 @@ use crate::host::{HostAddresses, HostFilter, HostSocket, bind_address, discover}
 
 /// Datagrams queued for one session before further ones are dropped.
 pub const SESSION_QUEUE: usize = 64;
+
+/// Outstanding request transaction IDs remembered per session; the oldest
+/// is forgotten first (its response is then routed by remote address).
+pub const TRANSACTIONS_PER_SESSION: usize = 64;
 
 /// Largest UDP payload received.
 const RECV_BUFFER: usize = 65_536;
@@ -89,6 +98,8 @@ struct Table {
     by_ufrag: HashMap<String, u64>,
     /// `(local, remote)` to the session that last sent there.
     by_remote: HashMap<(SocketAddr, SocketAddr), u64>,
+    /// Transaction IDs of requests sent, to their session.
+    by_transaction: HashMap<[u8; 12], u64>,
     stats: MuxStats,
 }
 
@@ -224,6 +235,7 @@ impl UdpMux {
             key,
             ufrag: ufrag.into(),
             rx,
+            transactions: std::collections::VecDeque::new(),
         }
     }
 }
@@ -245,7 +257,10 @@ async fn receive(local: SocketAddr, socket: Arc<UdpSocket>, table: Arc<Mutex<Tab
         let mut t = lock(&table);
         let key = match demux(bytes) {
             Demux::Request { ufrag } => t.by_ufrag.get(ufrag).copied(),
-            _ => t.by_remote.get(&(local, from)).copied(),
+            demuxed => response_transaction(bytes)
+                .filter(|_| matches!(demuxed, Demux::Stun))
+                .and_then(|id| t.by_transaction.remove(&id))
+                .or_else(|| t.by_remote.get(&(local, from)).copied()),
         };
         let Some(tx) = key.and_then(|k| t.sessions.get(&k)) else {
             t.stats.unrouted += 1;
@@ -265,13 +280,29 @@ async fn receive(local: SocketAddr, socket: Arc<UdpSocket>, table: Arc<Mutex<Tab
     }
 }
 
-/// One session's place in a [`UdpMux`]: its queue of datagrams, its ufrag
-/// and the remote addresses it sent to. Dropping it removes all three.
+/// The transaction ID of a STUN response (success or error).
+fn response_transaction(bytes: &[u8]) -> Option<[u8; 12]> {
+    let m = Message::new_checked(bytes).ok()?;
+    matches!(m.class(), Class::SuccessResponse | Class::ErrorResponse).then(|| m.transaction_id().0)
+}
+
+/// The transaction ID of a STUN request.
+fn request_transaction(bytes: &[u8]) -> Option<[u8; 12]> {
+    let m = Message::new_checked(bytes).ok()?;
+    (m.class() == Class::Request).then(|| m.transaction_id().0)
+}
+
+/// One session's place in a [`UdpMux`]: its queue of datagrams, its ufrag,
+/// the remote addresses it sent to and its outstanding transactions.
+/// Dropping it removes all of them.
 pub(crate) struct Registration {
     mux: UdpMux,
     key: u64,
     ufrag: String,
     rx: mpsc::Receiver<Muxed>,
+    /// Transaction IDs of this session's requests in `by_transaction`,
+    /// oldest first.
+    transactions: std::collections::VecDeque<[u8; 12]>,
 }
 
 impl fmt::Debug for Registration {
@@ -306,12 +337,25 @@ impl Registration {
         self.ufrag = ufrag.into();
     }
 
-    /// The session sends from `local` to `remote`: what comes back from
-    /// there is its own.
-    pub(crate) fn learn(&self, local: SocketAddr, remote: SocketAddr) {
+    /// The session sends `bytes` from `local` to `remote`: what comes
+    /// back from there is its own, and so is the response to a request.
+    pub(crate) fn learn(&mut self, local: SocketAddr, remote: SocketAddr, bytes: &[u8]) {
         let mut t = lock(&self.mux.inner.table);
         if t.by_remote.get(&(local, remote)) != Some(&self.key) {
             t.by_remote.insert((local, remote), self.key);
+        }
+        let Some(id) = request_transaction(bytes) else {
+            return;
+        };
+        // A retransmission keeps its place.
+        if t.by_transaction.insert(id, self.key).is_none() {
+            self.transactions.push_back(id);
+            if self.transactions.len() > TRANSACTIONS_PER_SESSION
+                && let Some(old) = self.transactions.pop_front()
+                && t.by_transaction.get(&old) == Some(&self.key)
+            {
+                t.by_transaction.remove(&old);
+            }
         }
     }
 }
@@ -325,5 +369,10 @@ impl Drop for Registration {
         }
         let key = self.key;
         t.by_remote.retain(|_, k| *k != key);
+        for id in &self.transactions {
+            if t.by_transaction.get(id) == Some(&key) {
+                t.by_transaction.remove(id);
+            }
+        }
     }
 }

@@ -1,19 +1,23 @@
 //! Sessions sharing one UDP socket ([`UdpMux`]): each connects to its own
 //! peer through the one port, gets only its own datagrams, follows an ICE
-//! restart's new ufrag, and nothing from a stranger reaches any of them.
+//! restart's new ufrag, gets its own STUN responses when sessions share a
+//! server, and nothing from a stranger reaches any of them.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{
-    Node, both_selected, exchange_credentials, exchange_datagrams, loopback_config, pump,
+    Node, both_selected, decision_for, exchange_credentials, exchange_datagrams, knowledge,
+    loopback_config, pump,
 };
-use scream_ice_tokio::scream_ice_core::agent::Role;
+use scream_ice_tokio::scream_ice_core::agent::{GatheringState, Role};
+use scream_ice_tokio::scream_ice_core::policy::StunServer;
 use scream_ice_tokio::scream_ice_core::stun::{
-    Attribute, Class, MessageBuilder, MessageType, Method, TransactionId,
+    Attribute, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
 };
-use scream_ice_tokio::{HostAddresses, UdpMux};
+use scream_ice_tokio::scream_ice_core::time::Duration as CoreDuration;
+use scream_ice_tokio::{HostAddresses, SessionConfig, SessionEvent, UdpMux};
 use tokio::time::Instant;
 
 /// A router-side (controlled) session on `mux`.
@@ -141,4 +145,71 @@ async fn a_session_uses_only_the_mux_addresses_its_hosts_name() {
         "{err}"
     );
     assert_eq!(mux.sessions(), 0);
+}
+
+/// A STUN Binding responder on 127.0.0.1 (the mapped address is the
+/// sender's), answering until the test's runtime ends.
+async fn stun_responder() -> std::net::SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        let mut out = [0u8; 128];
+        loop {
+            let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+            let Ok(m) = Message::new_checked(&buf[..n]) else {
+                continue;
+            };
+            let mut b = MessageBuilder::new(
+                &mut out,
+                MessageType::new(Method::BINDING, Class::SuccessResponse),
+                m.transaction_id(),
+            );
+            b.add(&Attribute::XorMappedAddress(from)).add_fingerprint();
+            let len = b.finish().unwrap();
+            let _ = socket.send_to(&out[..len], from).await;
+        }
+    });
+    addr
+}
+
+/// Five sessions on one shared socket ask one STUN server at once: each
+/// gets its own response (routed by transaction ID, not by the server's
+/// address, which all five share), so each gathering completes as soon as
+/// the server answered rather than at the gather cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_asking_one_stun_server_each_get_their_answer() {
+    let mux = loopback_mux().await;
+    let server = format!("stun:{}", stun_responder().await);
+    let servers = [StunServer {
+        url: &server,
+        enabled: true,
+    }];
+    let (policy, d) = decision_for(&servers, None);
+    assert!(d.gathers_srflx());
+    let cap = Duration::from_secs(3);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let mut c = SessionConfig::for_peer(Role::Controlled, &policy, &knowledge(None));
+        c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
+        c.agent.stun_gather_cap = Some(CoreDuration::from_millis(3_000));
+        c.mux = Some(mux.clone());
+        let mut n = Node::start(c).await;
+        tasks.spawn(async move {
+            let t0 = Instant::now();
+            loop {
+                if let SessionEvent::Gathering(GatheringState::Complete) = n.event().await {
+                    return t0.elapsed();
+                }
+            }
+        });
+    }
+    while let Some(t) = tasks.join_next().await {
+        let gathered = t.unwrap();
+        assert!(
+            gathered < cap / 3,
+            "gathering took {gathered:?}: a Binding response went to another session"
+        );
+    }
+    assert_eq!(mux.stats().unrouted, 0, "{:?}", mux.stats());
 }
