@@ -148,6 +148,10 @@ pub struct SinkStats {
     pub format: Option<ScreamFormat>,
 }
 
+/// The receive buffer a sink asks for: about 400 ms of 48 kHz 16-bit
+/// stereo Scream (each datagram takes ~2.3 KiB of buffer in the kernel).
+pub const SINK_RECV_BUFFER: usize = 1 << 20;
+
 /// The process's monotonic epoch for core `Instant`s.
 pub fn now() -> Instant {
     static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
@@ -160,6 +164,7 @@ pub fn now() -> Instant {
 pub struct Sink {
     name: String,
     local: SocketAddr,
+    recv_buffer: usize,
     relay: Relay,
     stats: Arc<Mutex<SinkStats>>,
     stop: Arc<AtomicBool>,
@@ -177,6 +182,19 @@ impl Sink {
     pub fn start_on(name: String, socket: UdpSocket, relay: Relay) -> std::io::Result<Sink> {
         let packetizer = random_packetizer()?;
         socket.set_read_timeout(Some(std::time::Duration::from_millis(100)))?;
+        // The ingest thread also does the fan-out: while one round of
+        // `sendmmsg` runs (~7 ms to 1,000 speakers on loopback here), the
+        // sender's next datagrams wait in this buffer. The kernel caps the
+        // request at net.core.rmem_max; a smaller buffer is no error.
+        if let Err(e) = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::RcvBuf,
+            &SINK_RECV_BUFFER,
+        ) {
+            tracing::debug!("sink {name}: SO_RCVBUF not raised: {e}");
+        }
+        let recv_buffer =
+            nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::RcvBuf).unwrap_or(0);
         let local = socket.local_addr()?;
         let stats = Arc::new(Mutex::new(SinkStats::default()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -189,6 +207,7 @@ impl Sink {
         Ok(Sink {
             name,
             local,
+            recv_buffer,
             relay,
             stats,
             stop,
@@ -204,6 +223,13 @@ impl Sink {
     /// The address its socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Its socket's receive buffer as the kernel granted it (Linux counts
+    /// its bookkeeping in: twice what was asked, up to twice
+    /// net.core.rmem_max).
+    pub fn recv_buffer(&self) -> usize {
+        self.recv_buffer
     }
 
     /// The relay its audio goes out through (subscribe speakers here).
@@ -487,6 +513,16 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let s = sink.stats();
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            sink.recv_buffer() >= SINK_RECV_BUFFER.min(rmem_max),
+            "{} < {SINK_RECV_BUFFER} (rmem_max {rmem_max})",
+            sink.recv_buffer()
+        );
         assert_eq!((s.datagrams, s.invalid, s.format_changes), (3, 1, 2));
         assert_eq!(s.partial_bytes_dropped, 2);
         assert_eq!(s.format, Some(f));

@@ -40,13 +40,15 @@ fn env_or(name: &str, default: u64) -> u64 {
 /// What one run measured.
 #[derive(Debug)]
 struct Run {
+    /// Scream datagrams the sender sent.
+    sent: f64,
     /// Scream datagrams the sink ingested.
     datagrams: f64,
     /// RTP messages the relay sent, over all speakers.
     messages: f64,
     /// `sendmmsg` calls.
     calls: f64,
-    /// Datagrams some speaker did not get, over all of them.
+    /// Datagrams sent that some speaker did not get, over all of them.
     lost: u64,
     /// Speakers that saw a sequence number out of order.
     out_of_order: usize,
@@ -54,6 +56,9 @@ struct Run {
     socket_growth: usize,
     /// Daemon CPU time while the audio flowed, per message sent.
     cpu_ns_per_message: f64,
+    /// How long after the sender's last datagram the relay had forwarded
+    /// it (to within a 50 ms poll).
+    behind: Duration,
 }
 
 /// Speaker `i`: connect, then count the sink's RTP datagrams until `stop`.
@@ -169,7 +174,27 @@ async fn run(shared: bool, speakers: usize, seconds: f64) -> Run {
     })
     .await
     .unwrap();
-    // The last datagrams in flight.
+    // Until the relay has forwarded the last datagram it ingested (a
+    // relay that cannot keep up falls behind the sender, and its socket
+    // drops what overflows): the count stops moving for 500 ms.
+    let value = |m: &str, name: &str| {
+        metric(m, &format!("scream_ice_{name}{{sink=\"living\"}}"))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{m}"))
+    };
+    let settle = std::time::Instant::now();
+    let (mut last, mut still) = (-1.0, std::time::Instant::now());
+    let behind = loop {
+        let n = value(&daemon.metrics().await, "sink_datagrams_total");
+        if n >= sent as f64 {
+            break settle.elapsed();
+        }
+        if n != last {
+            (last, still) = (n, std::time::Instant::now());
+        } else if still.elapsed() > Duration::from_millis(500) {
+            break still - settle;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cpu = (cpu_ticks(pid) - cpu0) as f64 / clock_ticks_per_second();
     let m = daemon.metrics().await;
@@ -183,16 +208,20 @@ async fn run(shared: bool, speakers: usize, seconds: f64) -> Run {
     }
     daemon.stop();
     let _ = std::fs::remove_dir_all(&dir);
-    let value = |name: &str| {
-        metric(&m, &format!("scream_ice_{name}{{sink=\"living\"}}"))
-            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{m}"))
-    };
-    let messages = value("sink_messages_total");
-    assert_eq!(value("sink_datagrams_total"), sent as f64, "{m}");
+    let messages = value(&m, "sink_messages_total");
+    let routed = metric(&m, "scream_ice_mux_datagrams_total{result=\"routed\"}");
+    if shared {
+        // Every speaker's checks and consent came in through the mux.
+        assert!(routed.is_some_and(|r| r >= speakers as f64), "{m}");
+    } else {
+        assert_eq!(routed, None, "no shared sockets, no mux counters: {m}");
+    }
     Run {
-        datagrams: sent as f64,
+        sent: sent as f64,
+        datagrams: value(&m, "sink_datagrams_total"),
         messages,
-        calls: value("sink_sendmmsg_calls_total"),
+        calls: value(&m, "sink_sendmmsg_calls_total"),
+        behind,
         lost,
         out_of_order,
         socket_growth,
@@ -211,21 +240,35 @@ async fn speakers_on_one_shared_port_share_each_sendmmsg() {
         ("ice_port (shared)", &shared),
     ] {
         println!(
-            "{name}: {speakers} speakers, {} datagrams, {} messages, {} sendmmsg calls ({:.2} per datagram), \
-             {} lost, {} sockets more with all connected, {:.0} ns daemon CPU per message",
+            "{name}: {speakers} speakers, {} datagrams sent, {} ingested, {} messages, {} sendmmsg calls \
+             ({:.2} per datagram), {} lost at the speakers, {} sockets more with all connected, \
+             {:.0} ns daemon CPU per message, relay done {:.0} ms after the sender",
+            r.sent,
             r.datagrams,
             r.messages,
             r.calls,
             r.calls / r.datagrams,
             r.lost,
             r.socket_growth,
-            r.cpu_ns_per_message
+            r.cpu_ns_per_message,
+            r.behind.as_secs_f64() * 1e3
         );
     }
     for r in [&own, &shared] {
-        assert_eq!(r.lost, 0, "{r:?}");
         assert_eq!(r.out_of_order, 0, "{r:?}");
         assert_eq!(r.messages, r.datagrams * speakers as f64, "{r:?}");
+    }
+    // The shared socket keeps up, whatever the number of speakers; a
+    // socket per session is held to it at the default 100 (at 1,000 on
+    // the 2-core build machine its relay falls behind and the sink's
+    // socket overflows: measured in docs/BENCHMARKS.md, not asserted).
+    assert_eq!(
+        (shared.datagrams, shared.lost),
+        (shared.sent, 0),
+        "{shared:?}"
+    );
+    if speakers <= 100 {
+        assert_eq!((own.datagrams, own.lost), (own.sent, 0), "{own:?}");
     }
     // A socket per session: one sendmmsg per speaker and datagram.
     assert_eq!(own.calls, own.datagrams * speakers as f64, "{own:?}");
