@@ -26,7 +26,8 @@ use scream_ice_core::scream::rtp::Header;
 use scream_ice_host::scream_cli::{Pacer, default_mask, tone};
 use scream_ice_tokio::Output;
 use support::{
-    Daemon, clock_ticks_per_second, connect_speaker, cpu_ticks, fd_targets, metric, temp_dir,
+    Daemon, all_connected, clock_ticks_per_second, connect_speaker, cpu_ticks, fd_targets, metric,
+    temp_dir,
 };
 use tokio::sync::{Semaphore, watch};
 
@@ -139,26 +140,8 @@ async fn run(shared: bool, speakers: usize, seconds: f64) -> Run {
             ))
         })
         .collect();
-    let t = std::time::Instant::now();
-    while connected.load(Ordering::SeqCst) < speakers {
-        if tasks.iter().any(|t| t.is_finished()) {
-            // A speaker ended before the audio: its error says why (below).
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60 + speakers as u64 / 10),
-            "{} of {speakers} connected",
-            connected.load(Ordering::SeqCst)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if connected.load(Ordering::SeqCst) < speakers {
-        let _ = stop_tx.send(true);
-        for t in tasks {
-            t.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
-        }
-        unreachable!("a speaker ended early without an error");
-    }
+    let limit = Duration::from_secs(60 + speakers as u64 / 10);
+    let tasks = all_connected(tasks, &connected, speakers, limit, &stop_tx).await;
     let socket_growth = sockets(pid).saturating_sub(idle_sockets);
 
     // The audio: paced like the Scream driver, from a thread (the pacer

@@ -9,7 +9,8 @@
 //! lost (no disconnect, failure or missing echoes) and every session must
 //! still be there to `DELETE` at the end.
 //!
-//! The full soak of docs/BENCHMARKS.md:
+//! `SOAK_ICE_PORT=1` runs every session on the daemon's shared socket
+//! (`server.ice_port: 0`). The full soak of docs/BENCHMARKS.md:
 //! `SOAK_SESSIONS=1000 SOAK_SECONDS=600 cargo test --release -p scream-ice-host --test soak -- --nocapture`
 
 mod support;
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant};
 use scream_ice_core::agent::ConnectionState;
 use scream_ice_tokio::{Output, SessionEvent};
 use support::{
-    Daemon, clock_ticks_per_second, connect_speaker, cpu_ticks, delete_session, fd_targets,
-    temp_dir,
+    Daemon, all_connected, clock_ticks_per_second, connect_speaker, cpu_ticks, delete_session,
+    fd_targets, temp_dir,
 };
 use tokio::sync::{Semaphore, watch};
 
@@ -153,16 +154,20 @@ async fn concurrent_speaker_sessions_hold_with_flat_memory_and_descriptors() {
     let sessions = env_or("SOAK_SESSIONS", 200) as usize;
     let seconds = env_or("SOAK_SECONDS", 60);
     let media = Duration::from_millis(env_or("SOAK_MEDIA_MS", 500));
+    // `SOAK_ICE_PORT=1`: every session on the daemon's shared socket
+    // (`server.ice_port: 0`) instead of sockets of its own.
+    let shared = env_or("SOAK_ICE_PORT", 0) != 0;
     let dir = temp_dir("scream_ice_soak");
     let cfg = dir.join("config.yaml");
     let cap = sessions + 16;
     std::fs::write(
         &cfg,
         format!(
-            "server:\n  http_listen: \"127.0.0.1:0\"\n  stun_listen: \"off\"\n  data_dir: \"{}\"\n\
+            "server:\n  http_listen: \"127.0.0.1:0\"\n  stun_listen: \"off\"\n  data_dir: \"{}\"\n{}\
              limits:\n  http:\n    max_connections: {cap}\n    max_connections_per_client: {cap}\n\
              \x20 sessions:\n    max: {cap}\n    per_client: {cap}\n    post_rate: {{per_second: {cap}, burst: {cap}}}\n",
-            dir.display()
+            dir.display(),
+            if shared { "  ice_port: 0\n" } else { "" },
         ),
     )
     .unwrap();
@@ -188,28 +193,9 @@ async fn concurrent_speaker_sessions_hold_with_flat_memory_and_descriptors() {
             ))
         })
         .collect();
-    while connected.load(Ordering::SeqCst) < sessions {
-        if tasks.iter().any(|t| t.is_finished()) {
-            // A speaker ended before the run: its error says why (below).
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120 + sessions as u64 / 10),
-            "{} of {sessions} connected",
-            connected.load(Ordering::SeqCst)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let limit = Duration::from_secs(120 + sessions as u64 / 10);
+    let tasks = all_connected(tasks, &connected, sessions, limit, &stop_tx).await;
     let ramp = start.elapsed();
-    if connected.load(Ordering::SeqCst) < sessions {
-        let _ = stop_tx.send(true);
-        for t in tasks {
-            if let Err(e) = t.await.unwrap() {
-                panic!("{e}");
-            }
-        }
-        unreachable!("a speaker ended early without an error");
-    }
 
     // The run: a sample every second.
     let t0 = Instant::now();
@@ -259,7 +245,12 @@ async fn concurrent_speaker_sessions_hold_with_flat_memory_and_descriptors() {
         .map(|(i, s)| (i, &s.lost))
         .collect();
     println!(
-        "soak: {sessions} sessions connected in {:.1} s; {seconds} s with media every {} ms; warm-up {warm:.0} s",
+        "soak: {sessions} sessions{} connected in {:.1} s; {seconds} s with media every {} ms; warm-up {warm:.0} s",
+        if shared {
+            " on the shared ice_port"
+        } else {
+            ""
+        },
         ramp.as_secs_f64(),
         media.as_millis()
     );

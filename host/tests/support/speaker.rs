@@ -131,3 +131,40 @@ pub async fn delete_session(http: SocketAddr, location: &str) -> Result<u16, Str
     .map_err(|e| format!("DELETE: {e}"))?;
     Ok(r.status)
 }
+
+/// Wait until `connected` counts `n` speakers (each speaker task counts
+/// itself in once its pair is selected), at most `limit`; the tasks back.
+/// If a speaker task ends first, `stop` the others and panic with the
+/// error it returned.
+pub async fn all_connected<T>(
+    tasks: Vec<tokio::task::JoinHandle<Result<T, String>>>,
+    connected: &std::sync::atomic::AtomicUsize,
+    n: usize,
+    limit: Duration,
+    stop: &tokio::sync::watch::Sender<bool>,
+) -> Vec<tokio::task::JoinHandle<Result<T, String>>> {
+    use std::sync::atomic::Ordering;
+    let start = std::time::Instant::now();
+    while connected.load(Ordering::SeqCst) < n {
+        if tasks.iter().any(|t| t.is_finished()) {
+            // A speaker ended before the run: its error says why (below).
+            break;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{} of {n} connected",
+            connected.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if connected.load(Ordering::SeqCst) < n {
+        let _ = stop.send(true);
+        for t in tasks {
+            if let Err(e) = t.await.unwrap() {
+                panic!("{e}");
+            }
+        }
+        unreachable!("a speaker ended early without an error");
+    }
+    tasks
+}
