@@ -26,8 +26,8 @@ use scream_ice_core::scream::rtp::Header;
 use scream_ice_host::scream_cli::{Pacer, default_mask, tone};
 use scream_ice_tokio::Output;
 use support::{
-    Daemon, all_connected, clock_ticks_per_second, connect_speaker, cpu_ticks, fd_targets, metric,
-    temp_dir,
+    Daemon, all_connected, clock_ticks_per_second, connect_speaker, cpu_ticks, fd_targets,
+    many_speakers_config, metric, temp_dir,
 };
 use tokio::sync::{Semaphore, watch};
 
@@ -108,20 +108,12 @@ async fn run(shared: bool, speakers: usize, seconds: f64) -> Run {
         .local_addr()
         .unwrap()
         .port();
-    let cap = speakers + 16;
-    let cfg = dir.join("config.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "server:\n  http_listen: \"127.0.0.1:0\"\n  stun_listen: \"off\"\n  data_dir: \"{}\"\n{}\
-             sinks:\n  - name: living\n    listen: \"127.0.0.1:{sink_port}\"\n\
-             limits:\n  http:\n    max_connections: {cap}\n    max_connections_per_client: {cap}\n\
-             \x20 sessions:\n    max: {cap}\n    per_client: {cap}\n    post_rate: {{per_second: {cap}, burst: {cap}}}\n",
-            dir.display(),
-            if shared { "  ice_port: 0\n" } else { "" },
-        ),
-    )
-    .unwrap();
+    let cfg = many_speakers_config(
+        &dir,
+        speakers,
+        if shared { "  ice_port: 0\n" } else { "" },
+        &format!("sinks:\n  - name: living\n    listen: \"127.0.0.1:{sink_port}\"\n"),
+    );
     let daemon = Daemon::start(&cfg);
     let pid = daemon.pid();
     let idle_sockets = sockets(pid);

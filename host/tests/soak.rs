@@ -24,7 +24,7 @@ use scream_ice_core::agent::ConnectionState;
 use scream_ice_tokio::{Output, SessionEvent};
 use support::{
     Daemon, all_connected, clock_ticks_per_second, connect_speaker, cpu_ticks, delete_session,
-    fd_targets, temp_dir,
+    fd_targets, many_speakers_config, temp_dir,
 };
 use tokio::sync::{Semaphore, watch};
 
@@ -158,19 +158,8 @@ async fn concurrent_speaker_sessions_hold_with_flat_memory_and_descriptors() {
     // (`server.ice_port: 0`) instead of sockets of its own.
     let shared = env_or("SOAK_ICE_PORT", 0) != 0;
     let dir = temp_dir("scream_ice_soak");
-    let cfg = dir.join("config.yaml");
-    let cap = sessions + 16;
-    std::fs::write(
-        &cfg,
-        format!(
-            "server:\n  http_listen: \"127.0.0.1:0\"\n  stun_listen: \"off\"\n  data_dir: \"{}\"\n{}\
-             limits:\n  http:\n    max_connections: {cap}\n    max_connections_per_client: {cap}\n\
-             \x20 sessions:\n    max: {cap}\n    per_client: {cap}\n    post_rate: {{per_second: {cap}, burst: {cap}}}\n",
-            dir.display(),
-            if shared { "  ice_port: 0\n" } else { "" },
-        ),
-    )
-    .unwrap();
+    let server = if shared { "  ice_port: 0\n" } else { "" };
+    let cfg = many_speakers_config(&dir, sessions, server, "");
     let daemon = Daemon::start(&cfg);
     let pid = daemon.pid();
     let ticks = clock_ticks_per_second();

@@ -168,3 +168,28 @@ pub async fn all_connected<T>(
     }
     tasks
 }
+
+/// A `serve` config in `dir` for `speakers` speakers on loopback: HTTP on
+/// an ephemeral loopback port, no STUN responder, data in `dir`, the
+/// connection and session caps raised for them. `server` is more YAML
+/// under `server:` (indented two spaces), `rest` more top-level YAML.
+pub fn many_speakers_config(
+    dir: &std::path::Path,
+    speakers: usize,
+    server: &str,
+    rest: &str,
+) -> std::path::PathBuf {
+    let cap = speakers + 16;
+    let cfg = dir.join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server:\n  http_listen: \"127.0.0.1:0\"\n  stun_listen: \"off\"\n  data_dir: \"{}\"\n{server}{rest}\
+             limits:\n  http:\n    max_connections: {cap}\n    max_connections_per_client: {cap}\n\
+             \x20 sessions:\n    max: {cap}\n    per_client: {cap}\n    post_rate: {{per_second: {cap}, burst: {cap}}}\n",
+            dir.display(),
+        ),
+    )
+    .unwrap();
+    cfg
+}
