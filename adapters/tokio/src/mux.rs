@@ -50,9 +50,11 @@ use crate::host::{HostAddresses, HostFilter, HostSocket, bind_address, discover}
 /// Datagrams queued for one session before further ones are dropped.
 pub const SESSION_QUEUE: usize = 64;
 
-/// Outstanding request transaction IDs remembered per session; the oldest
-/// is forgotten first (its response is then routed by remote address).
-pub const TRANSACTIONS_PER_SESSION: usize = 64;
+/// Outstanding request transaction IDs remembered per session (checks,
+/// consent and STUN queries in flight at once); the oldest is forgotten
+/// first (its response is then routed by remote address). Allocated when
+/// the session registers, so a session's memory does not grow.
+pub const TRANSACTIONS_PER_SESSION: usize = 16;
 
 /// Largest UDP payload received.
 const RECV_BUFFER: usize = 65_536;
@@ -235,7 +237,7 @@ impl UdpMux {
             key,
             ufrag: ufrag.into(),
             rx,
-            transactions: std::collections::VecDeque::new(),
+            transactions: std::collections::VecDeque::with_capacity(TRANSACTIONS_PER_SESSION),
         }
     }
 }
@@ -348,15 +350,18 @@ impl Registration {
             return;
         };
         // A retransmission keeps its place.
-        if t.by_transaction.insert(id, self.key).is_none() {
-            self.transactions.push_back(id);
-            if self.transactions.len() > TRANSACTIONS_PER_SESSION
-                && let Some(old) = self.transactions.pop_front()
-                && t.by_transaction.get(&old) == Some(&self.key)
-            {
-                t.by_transaction.remove(&old);
-            }
+        if self.transactions.contains(&id) {
+            t.by_transaction.insert(id, self.key);
+            return;
         }
+        if self.transactions.len() == TRANSACTIONS_PER_SESSION
+            && let Some(old) = self.transactions.pop_front()
+            && t.by_transaction.get(&old) == Some(&self.key)
+        {
+            t.by_transaction.remove(&old);
+        }
+        self.transactions.push_back(id);
+        t.by_transaction.insert(id, self.key);
     }
 }
 
