@@ -31,6 +31,11 @@
 //! - **re-announcing** host candidates after an ICE restart, after an
 //!   address change, and when a wider decision offers what an earlier one
 //!   withheld;
+//! - **remote candidates named by a host name** (an mDNS `.local` name, or
+//!   DNS): the adapter resolves the name (I/O) while the session holds the
+//!   candidate ([`Session::handle_remote_candidate_name`], answered by
+//!   [`Session::handle_resolved_candidate`]), and the peer's
+//!   end-of-candidates waits until every such candidate is answered;
 //! - the **end-of-candidates rule**: [`Event::Gathering`] with
 //!   [`GatheringState::Complete`] means "signal end-of-candidates now"; it
 //!   comes at once when the decision queries no server, after the gathering
@@ -56,13 +61,16 @@
 //!   handle_receive(now, local, remote, bytes)  ---> false: application data
 //!   handle_timeout(now) at poll_timeout        ---> checks, ladder
 //!   handle_resolved(now, server, &addresses)   ---> srflx gathering
+//!   handle_remote_candidate_name(candidate)    ---> PendingCandidate
+//!   handle_resolved_candidate(now, p, address) ---> the candidate, held EOC
 //!   restart(now) / handle_interfaces(...)      ---> re-announce
 //! ```
 //!
 //! Inputs: [`Session::handle_interfaces`], [`Session::handle_remote_credentials`],
 //! [`Session::handle_remote_candidate`], [`Session::handle_end_of_remote_candidates`],
 //! [`Session::handle_receive`], [`Session::handle_timeout`],
-//! [`Session::handle_resolved`], [`Session::restart`].
+//! [`Session::handle_resolved`], [`Session::handle_remote_candidate_name`],
+//! [`Session::handle_resolved_candidate`], [`Session::restart`].
 //!
 //! Outputs: [`Session::poll_transmit`] (a datagram with its source and
 //! destination), [`Session::poll_request`] (a host name to resolve),
@@ -116,6 +124,16 @@ pub const MAX_SESSION_SERVERS: usize = crate::agent::MAX_STUN_SERVERS;
 pub const MAX_LOCAL_SUBNETS: usize = 16;
 /// Longest STUN server host name (RFC 1035).
 pub const MAX_HOST_NAME: usize = 253;
+/// Remote candidates whose host names may be resolving at once
+/// ([`Session::handle_remote_candidate_name`]).
+pub const MAX_PENDING_CANDIDATES: usize = 8;
+
+/// A remote candidate waiting for its host name to resolve
+/// ([`Session::handle_remote_candidate_name`]); hand it back with the
+/// answer to [`Session::handle_resolved_candidate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PendingCandidate(u32);
 
 /// A STUN or TURN server of the policy: which list, which index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -218,12 +236,18 @@ pub enum Event {
 pub enum SessionError {
     /// The agent refused (see [`AgentError`]).
     Agent(AgentError),
+    /// [`MAX_PENDING_CANDIDATES`] remote candidates are resolving already.
+    TooManyPendingCandidates,
 }
 
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SessionError::Agent(e) => write!(f, "ICE agent: {e}"),
+            SessionError::TooManyPendingCandidates => write!(
+                f,
+                "{MAX_PENDING_CANDIDATES} remote candidate names are resolving already"
+            ),
         }
     }
 }
@@ -291,6 +315,12 @@ pub struct Session<const L: usize, const R: usize, const P: usize> {
     started: bool,
     /// Whether host candidates the decision does not offer are withheld.
     offer_filter: bool,
+    /// Remote candidates whose names the adapter is resolving (the
+    /// candidate's address is a placeholder until then).
+    pending_candidates: Vec<(PendingCandidate, Candidate), MAX_PENDING_CANDIDATES>,
+    next_pending: u32,
+    /// The peer's end-of-candidates came while candidates were pending.
+    end_deferred: bool,
     /// Requests not polled yet (policy indices of `servers`).
     requests: Deque<u8, REQUEST_QUEUE>,
     events: Deque<Event, EVENT_QUEUE>,
@@ -362,6 +392,9 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
             connected_stage: None,
             started: false,
             offer_filter: true,
+            pending_candidates: Vec::new(),
+            next_pending: 0,
+            end_deferred: false,
             requests: Deque::new(),
             events: Deque::new(),
         };
@@ -531,9 +564,65 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
         r
     }
 
-    /// The peer signalled end-of-candidates.
+    /// A remote candidate from signaling whose connection address is a
+    /// host name the adapter resolves (an mDNS `.local` name, or DNS):
+    /// `candidate` is the line's candidate with any address in its place
+    /// (kept are the rest: foundation, priority, port, type, related
+    /// address). Answer with [`Session::handle_resolved_candidate`]; the
+    /// peer's end-of-candidates waits for that answer. Held in this ICE
+    /// generation only: [`Session::restart`] drops what is pending.
+    pub fn handle_remote_candidate_name(
+        &mut self,
+        candidate: Candidate,
+    ) -> Result<PendingCandidate, SessionError> {
+        let p = PendingCandidate(self.next_pending);
+        self.pending_candidates
+            .push((p, candidate))
+            .map_err(|_| SessionError::TooManyPendingCandidates)?;
+        self.next_pending = self.next_pending.wrapping_add(1);
+        Ok(p)
+    }
+
+    /// The answer for a pending candidate: the address its name resolved
+    /// to that the adapter accepts, or `None` (it did not resolve, or only
+    /// to refused addresses: the candidate is skipped). Then a held
+    /// end-of-candidates is applied once nothing is pending. `None` for a
+    /// candidate not pending (answered already, or from before a restart);
+    /// else what [`Session::handle_remote_candidate`] says, `Ok` for a
+    /// skipped one.
+    pub fn handle_resolved_candidate(
+        &mut self,
+        now: Instant,
+        pending: PendingCandidate,
+        address: Option<IpAddr>,
+    ) -> Option<Result<(), AgentError>> {
+        let i = self
+            .pending_candidates
+            .iter()
+            .position(|(p, _)| *p == pending)?;
+        let (_, mut c) = self.pending_candidates.swap_remove(i);
+        let r = match address {
+            Some(ip) => {
+                c.address.set_ip(ip);
+                self.handle_remote_candidate(now, c)
+            }
+            None => Ok(()),
+        };
+        if self.pending_candidates.is_empty() && core::mem::take(&mut self.end_deferred) {
+            self.agent.end_of_remote_candidates();
+        }
+        self.pump();
+        Some(r)
+    }
+
+    /// The peer signalled end-of-candidates (held while candidate names
+    /// resolve, [`Session::handle_remote_candidate_name`]).
     pub fn handle_end_of_remote_candidates(&mut self) {
-        self.agent.end_of_remote_candidates();
+        if self.pending_candidates.is_empty() {
+            self.agent.end_of_remote_candidates();
+        } else {
+            self.end_deferred = true;
+        }
         self.pump();
     }
 
@@ -847,6 +936,8 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
         self.ufrag = ufrag;
         self.pwd = pwd;
         self.announced.clear();
+        self.pending_candidates.clear();
+        self.end_deferred = false;
         self.connected_stage = None;
         self.widen_at = if self.decision.widen_after.is_some() {
             self.decision.widen_after.map(|w| now + w)

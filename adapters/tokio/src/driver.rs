@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use scream_ice_core::agent::{AgentError, ConnectionState};
 use scream_ice_core::candidate::{Candidate, CandidateAttribute, ConnectionAddress};
-use scream_ice_core::session::{Request, ServerRef, Session};
+use scream_ice_core::session::{PendingCandidate, Request, ServerRef, Session};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio::time::Sleep;
@@ -78,8 +78,8 @@ pub(crate) struct Watch {
 enum Lookup {
     /// A STUN server's name (the session's request).
     Server(ServerRef, Vec<SocketAddr>),
-    /// A remote candidate's name; the line it came in.
-    Candidate(String, Vec<SocketAddr>),
+    /// A remote candidate's name; the line it came in (for the logs).
+    Candidate(PendingCandidate, String, Vec<SocketAddr>),
 }
 
 /// The session, its sockets, its clock and its lookups. See the module
@@ -98,10 +98,6 @@ pub struct Driver {
     /// What a remote candidate's host name may resolve to.
     resolved_filter: Option<Arc<dyn AddressFilter>>,
     lookups: JoinSet<Lookup>,
-    /// Remote candidates whose names are being resolved.
-    candidate_lookups: usize,
-    /// The peer's end-of-candidates, held until those are done.
-    eoc_deferred: bool,
     out: VecDeque<Output>,
     buf: Box<[u8]>,
     /// Round-robin start among the sockets, for fairness.
@@ -161,8 +157,6 @@ impl Driver {
             check_budget,
             resolved_filter,
             lookups: JoinSet::new(),
-            candidate_lookups: 0,
-            eoc_deferred: false,
             out: VecDeque::new(),
             buf: vec![0; RECV_BUFFER].into_boxed_slice(),
             next_socket: 0,
@@ -296,21 +290,29 @@ impl Driver {
     }
 
     /// A remote candidate line whose address is the host name `name`:
-    /// resolved in the background with the resolver, added when it
-    /// resolves (skipped if it does not); end-of-candidates waits for it.
+    /// resolved in the background with the resolver while the core session
+    /// holds the candidate and the peer's end-of-candidates
+    /// ([`Session::handle_remote_candidate_name`]); added when it resolves
+    /// to an address the [`AddressFilter`] allows, skipped otherwise.
     pub fn resolve_remote_candidate(&mut self, line: String, name: &str, port: u16) {
+        let template = CandidateAttribute::parse(&line).ok().and_then(|a| {
+            a.with_address(IpAddr::from([0, 0, 0, 0]))
+                .to_candidate()
+                .ok()
+        });
+        let pending = match template.map(|c| self.session.handle_remote_candidate_name(c)) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return warn!("candidate {line} skipped: {e}"),
+            None => return warn!("candidate {line} skipped: it does not parse"),
+        };
         let lookup = self.resolver.resolve(name, port);
-        self.candidate_lookups += 1;
         self.lookups
-            .spawn(async move { Lookup::Candidate(line, lookup.await) });
+            .spawn(async move { Lookup::Candidate(pending, line, lookup.await) });
     }
 
-    /// The peer's end-of-candidates (held while candidate names resolve).
+    /// The peer's end-of-candidates (the core session holds it while
+    /// candidate names resolve).
     pub fn end_of_remote_candidates(&mut self) {
-        if self.candidate_lookups > 0 {
-            self.eoc_deferred = true;
-            return;
-        }
         self.session.handle_end_of_remote_candidates();
         self.drain();
     }
@@ -457,25 +459,22 @@ impl Driver {
         let now = self.clock.now();
         match l {
             Lookup::Server(server, addrs) => self.session.handle_resolved(now, server, &addrs),
-            Lookup::Candidate(line, addrs) => {
-                self.candidate_lookups -= 1;
+            Lookup::Candidate(pending, line, addrs) => {
                 let allowed = first_allowed(&addrs, self.resolved_filter.as_deref());
-                let c = allowed.and_then(|a| {
-                    let attr = CandidateAttribute::parse(&line).ok()?;
-                    attr.with_address(a.ip()).to_candidate().ok()
-                });
-                match c.map(|c| self.session.handle_remote_candidate(now, c)) {
-                    Some(Ok(())) => debug!("candidate {line} resolved"),
-                    Some(Err(e)) => warn!("candidate {line} rejected: {e}"),
-                    None if addrs.is_empty() => {
+                let r =
+                    self.session
+                        .handle_resolved_candidate(now, pending, allowed.map(|a| a.ip()));
+                match (r, allowed) {
+                    (Some(Ok(())), Some(_)) => debug!("candidate {line} resolved"),
+                    (Some(Err(e)), _) => warn!("candidate {line} rejected: {e}"),
+                    // From before an ICE restart: dropped with its generation.
+                    (None, _) => debug!("candidate {line} resolved too late"),
+                    (Some(Ok(())), None) if addrs.is_empty() => {
                         warn!("candidate {line} skipped: its name did not resolve")
                     }
-                    None => {
+                    (Some(Ok(())), None) => {
                         warn!("candidate {line} skipped: it resolved only to refused {addrs:?}")
                     }
-                }
-                if self.candidate_lookups == 0 && std::mem::take(&mut self.eoc_deferred) {
-                    self.session.handle_end_of_remote_candidates();
                 }
             }
         }

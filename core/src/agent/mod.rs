@@ -637,6 +637,11 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         &self.remotes
     }
 
+    /// Whether the peer's end-of-candidates is in force (this generation).
+    pub fn remote_candidates_ended(&self) -> bool {
+        self.remote_ended
+    }
+
     /// Number of candidate pairs in the check list.
     pub fn pair_count(&self) -> usize {
         self.pairs.len()

@@ -528,3 +528,81 @@ fn configured_subnets_decide_locality() {
     assert!(on_local_network("127.0.0.1".parse().unwrap(), &[]));
     assert!(!on_local_network("8.8.8.8".parse().unwrap(), &[]));
 }
+
+#[test]
+fn named_remote_candidates_hold_end_of_candidates_until_answered() {
+    let policy = PolicyConfig::new(IceMode::Auto);
+    let mut s = session_for(&policy, sa("192.168.1.20:9"), Role::Controlled, 7);
+    s.handle_interfaces(Instant::ZERO, &[sa("192.168.1.10:5000")]);
+    s.handle_remote_credentials("peerufrag", "peerpasswordpeerpassword")
+        .unwrap();
+    // Two `.local` candidates: their lines' candidates with a placeholder
+    // address; the session holds them and the end-of-candidates.
+    let named = remote(CandidateKind::Host, "0.0.0.0:6000", None);
+    let a = s.handle_remote_candidate_name(named).unwrap();
+    let b = s.handle_remote_candidate_name(named).unwrap();
+    assert_ne!(a, b);
+    s.handle_end_of_remote_candidates();
+    assert!(
+        !s.agent().remote_candidates_ended(),
+        "held while names resolve"
+    );
+    // One does not resolve: skipped, the other still holds the end.
+    assert_eq!(
+        s.handle_resolved_candidate(Instant::ZERO, a, None),
+        Some(Ok(()))
+    );
+    assert!(!s.agent().remote_candidates_ended());
+    assert!(s.agent().remote_candidates().is_empty());
+    // The other resolves: added with its port and kind, and the end of
+    // candidates applies.
+    let ip: core::net::IpAddr = "192.168.1.20".parse().unwrap();
+    assert_eq!(
+        s.handle_resolved_candidate(Instant::ZERO, b, Some(ip)),
+        Some(Ok(()))
+    );
+    assert!(s.agent().remote_candidates_ended());
+    let r = s.agent().remote_candidates();
+    assert_eq!((r.len(), r[0].address), (1, sa("192.168.1.20:6000")));
+    // Answered already: nothing happens.
+    assert_eq!(
+        s.handle_resolved_candidate(Instant::ZERO, b, Some(ip)),
+        None
+    );
+    // Without pending names the end applies at once.
+    s.restart(Instant::ZERO);
+    s.handle_remote_credentials("peerufra2", "peerpasswordpeerpasswor2")
+        .unwrap();
+    s.handle_end_of_remote_candidates();
+    assert!(s.agent().remote_candidates_ended());
+}
+
+#[test]
+fn a_restart_drops_pending_names_and_the_capacity_is_bounded() {
+    let policy = PolicyConfig::new(IceMode::Auto);
+    let mut s = session_for(&policy, sa("192.168.1.20:9"), Role::Controlled, 8);
+    s.handle_interfaces(Instant::ZERO, &[sa("192.168.1.10:5000")]);
+    let named = remote(CandidateKind::Host, "0.0.0.0:6000", None);
+    let mut held = StdVec::new();
+    for _ in 0..MAX_PENDING_CANDIDATES {
+        held.push(s.handle_remote_candidate_name(named).unwrap());
+    }
+    assert_eq!(
+        s.handle_remote_candidate_name(named),
+        Err(SessionError::TooManyPendingCandidates)
+    );
+    s.handle_end_of_remote_candidates();
+    s.restart(Instant::ZERO);
+    // The old generation's names are gone: their answers do nothing, and
+    // the new generation's end-of-candidates is not held by them.
+    let ip: core::net::IpAddr = "192.168.1.20".parse().unwrap();
+    assert_eq!(
+        s.handle_resolved_candidate(Instant::ZERO, held[0], Some(ip)),
+        None
+    );
+    s.handle_remote_credentials("peerufrag", "peerpasswordpeerpassword")
+        .unwrap();
+    s.handle_end_of_remote_candidates();
+    assert!(s.agent().remote_candidates_ended());
+    assert!(s.handle_remote_candidate_name(named).is_ok());
+}
