@@ -156,6 +156,7 @@ pub async fn run_with_reload(
         ..Default::default()
     };
     let state = AppState::with_hub(config, advertised, settings, hub);
+    state.set_listeners(http_addr.into_iter().chain(stun_addr).collect());
     crate::rollout_monitor::spawn(state.clone());
     let sink_lines: Vec<String> = sinks
         .iter()

@@ -327,6 +327,7 @@ fn filter_context(state: &AppState, chosen: &Chosen) -> Context {
         local_subnets: config.ice.local_subnets.value.clone(),
         own: std::iter::once(server.http_listen.value)
             .chain(server.stun_listen.value)
+            .chain(state.listeners().iter().copied())
             .chain(
                 state
                     .sessions()

@@ -62,6 +62,9 @@ struct Inner {
     hub: crate::rollout::Hub,
     /// The running sinks, set once by `serve` ([`AppState::set_sinks`]).
     sinks: std::sync::OnceLock<crate::sinks::SinkSet>,
+    /// The listeners' bound addresses, set once by `serve`
+    /// ([`AppState::set_listeners`]).
+    listeners: std::sync::OnceLock<Vec<SocketAddr>>,
 }
 
 impl AppState {
@@ -102,6 +105,7 @@ impl AppState {
                 admission,
                 hub,
                 sinks: std::sync::OnceLock::new(),
+                listeners: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -132,6 +136,20 @@ impl AppState {
     /// once, before serving. `Err` gives them back if already set.
     pub fn set_sinks(&self, sinks: crate::sinks::SinkSet) -> Result<(), crate::sinks::SinkSet> {
         self.inner.sinks.set(sinks)
+    }
+
+    /// Record where the HTTP server and the STUN responder are bound (a
+    /// port 0 in the config is known only then): remote candidates naming
+    /// them are refused like the configured ones. Only the first call
+    /// counts.
+    pub fn set_listeners(&self, addresses: Vec<SocketAddr>) {
+        let _ = self.inner.listeners.set(addresses);
+    }
+
+    /// The listeners' bound addresses ([`AppState::set_listeners`]; empty
+    /// before).
+    pub fn listeners(&self) -> &[SocketAddr] {
+        self.inner.listeners.get().map_or(&[], Vec::as_slice)
     }
 
     /// The running sinks, if [`AppState::set_sinks`] was called.

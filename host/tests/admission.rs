@@ -227,28 +227,64 @@ async fn resolved_local_names_are_checked_like_addresses() {
     ];
     let r = post([127, 0, 0, 9], addr, &fragment(1, &candidates), "").await;
     assert_eq!(status(&r), 201, "{r}");
-    let count = |s: UdpSocket| {
-        std::thread::spawn(move || {
-            s.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            let end = Instant::now() + Duration::from_secs(3);
-            let mut n = 0;
-            let mut buf = [0u8; 1500];
-            while Instant::now() < end {
-                if s.recv_from(&mut buf).is_ok() {
-                    n += 1;
-                }
-            }
-            n
-        })
-    };
-    let (to_router_port, to_allowed) = (count(router_port), count(allowed));
+    let (to_router_port, to_allowed) = (count_for(router_port, 3), count_for(allowed, 3));
     let (to_router_port, to_allowed) = (to_router_port.join().unwrap(), to_allowed.join().unwrap());
     println!(
         "resolved names: {to_allowed} checks to the allowed address, {to_router_port} to the router's port"
     );
     assert_eq!(to_router_port, 0);
     assert!(to_allowed > 0);
+}
+
+/// The router's HTTP port as bound (the config says port 0) is one of its
+/// own ports: a candidate naming it gets no check, one next to it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bound_port_of_a_port_0_listener_is_protected_too() {
+    let (addr, _state) = server_with(
+        config("server:\n  http_listen: \"127.0.0.1:0\"\n  stun_listen: off\n"),
+        loopback_settings(|_| {}),
+        HttpLimits::default(),
+    )
+    .await;
+    // UDP on the number of the TCP port the HTTP server got.
+    let router_port = UdpSocket::bind(addr).unwrap();
+    let allowed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let candidates = [
+        format!(
+            "candidate:1 1 udp 2130706431 127.0.0.1 {} typ host",
+            addr.port()
+        ),
+        format!(
+            "candidate:2 1 udp 2130706431 127.0.0.1 {} typ host",
+            allowed.local_addr().unwrap().port()
+        ),
+    ];
+    let r = post([127, 0, 0, 9], addr, &fragment(1, &candidates), "").await;
+    assert_eq!(status(&r), 201, "{r}");
+    let (to_router_port, to_allowed) = (count_for(router_port, 2), count_for(allowed, 2));
+    let (to_router_port, to_allowed) = (to_router_port.join().unwrap(), to_allowed.join().unwrap());
+    assert_eq!(
+        to_router_port, 0,
+        "checks sent to the router's own HTTP port"
+    );
+    assert!(to_allowed > 0);
+}
+
+/// Datagrams `s` receives in the next `seconds`, counted on a thread.
+fn count_for(s: UdpSocket, seconds: u64) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(seconds);
+        let mut n = 0;
+        let mut buf = [0u8; 1500];
+        while Instant::now() < end {
+            if s.recv_from(&mut buf).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    })
 }
 
 #[tokio::test]

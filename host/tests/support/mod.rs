@@ -29,6 +29,8 @@ pub async fn server_with(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = AppState::with_sessions(config, None, settings);
+    // As `serve` does: the bound address, whatever the config says.
+    state.set_listeners(vec![addr]);
     tokio::spawn(http_guard::serve(
         listener,
         router(state.clone()),
