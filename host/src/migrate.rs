@@ -785,7 +785,13 @@ fn read_input(fs: &dyn Fs, path: &Path) -> Result<(Shape, Node), MigrateError> {
                 .map(|l| (l.line(), l.column().max(1)));
             use serde_saphyr::MessageFormatter;
             let m = serde_saphyr::UserMessageFormatter.format_message(inner);
-            refuse(at, format!("invalid YAML: {}", one_line(&m)))
+            refuse(
+                at,
+                format!(
+                    "invalid YAML: {}",
+                    one_line(&crate::config::plain_yaml_message(&m))
+                ),
+            )
         })?
         .0;
     node.fill_raw(text);

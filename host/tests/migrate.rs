@@ -925,7 +925,7 @@ fn malformed_inputs_are_refused_and_nothing_changes() {
         ("servers-map.json", br#"{"iceServers":{"urls":"stun:a.example"}}"#.to_vec(), "servers-map.json: iceServers: a mapping where a list belongs".into()),
         ("server-str.json", br#"["stun:a.example"]"#.to_vec(), "server-str.json: iceServers[0]: a string where an RTCIceServer object belongs".into()),
         ("invalid-after.yaml", b"webrtc:\n  ice:\n    mode: full\n".to_vec(), "invalid-after.yaml:3:11: webrtc.ice.mode: mode full needs at least one enabled, valid TURN server (the migrated config would not load)".into()),
-        ("typed.yaml", b"webrtc:\n  ice:\n    host_candidate_timeout_ms: abc\n".to_vec(), "typed.yaml:3:32: webrtc.ice.host_candidate_timeout_ms: invalid u64".into()),
+        ("typed.yaml", b"webrtc:\n  ice:\n    host_candidate_timeout_ms: abc\n".to_vec(), "typed.yaml:3:32: webrtc.ice.host_candidate_timeout_ms: not a whole number of 0 or more".into()),
         ("dup.yaml", b"webrtc:\n  ice:\n    mode: auto\n    mode: full\n".to_vec(), "dup.yaml:4:5: invalid YAML: duplicate mapping key".into()),
         ("webrtc-str.yaml", b"webrtc: 3\n".to_vec(), "webrtc-str.yaml:1:9: webrtc: not a mapping".into()),
     ];
