@@ -24,10 +24,14 @@
 //!   [`NetworkType`], the session decides again ([`Event::Decided`]), and a
 //!   symmetric NAT moves it to [`FallbackStage::Full`] at once (relay);
 //! - the **fallback ladder**: when no pair has succeeded within the
-//!   decision's [`Decision::widen_after`], the session steps to the next
-//!   stage, decides again, gathers what the new decision adds (srflx, and
-//!   asks for relays), trickles it, reports the step ([`Event::Widened`])
-//!   and records the stage it connected in ([`Session::connected_stage`]);
+//!   decision's [`Decision::widen_after`], or earlier when every pair has
+//!   failed ([`Agent::is_failing`]; a stage that queries servers has no
+//!   `widen_after` and steps only on this), the session steps to the next
+//!   stage that adds candidates, decides again, gathers what the new
+//!   decision adds (srflx, and asks for relays), trickles it, reports the
+//!   step ([`Event::Widened`]) and records the stage it connected in
+//!   ([`Session::connected_stage`]); the agent's failure grace starts again
+//!   with the new candidates, and a step that adds nothing is not taken;
 //! - **re-announcing** host candidates after an ICE restart, after an
 //!   address change, and when a wider decision offers what an earlier one
 //!   withheld;
@@ -57,7 +61,7 @@
 //!   handle_interfaces(now, &bound addresses) ---> host candidates, gathering
 //!   <signal local_credentials() + LocalCandidate events + end-of-candidates>
 //!   handle_remote_credentials / handle_remote_candidate /
-//!   handle_end_of_remote_candidates            ---> pairs, PeerKnowledge
+//!   handle_end_of_remote_candidates(now)       ---> pairs, PeerKnowledge
 //!   handle_receive(now, local, remote, bytes)  ---> false: application data
 //!   handle_timeout(now) at poll_timeout        ---> checks, ladder
 //!   handle_resolved(now, server, &addresses)   ---> srflx gathering
@@ -172,6 +176,10 @@ pub enum WidenReason {
     NoPairWithin,
     /// An endpoint-dependent (symmetric) NAT was seen: straight to `full`.
     SymmetricNat,
+    /// Every pair of the stage failed ([`Agent::is_failing`]) and the next
+    /// stage adds candidates: the step a stage that queries servers (and so
+    /// has no `widen_after`) takes, and an early one for a stage that has.
+    AllPairsFailed,
 }
 
 impl fmt::Display for WidenReason {
@@ -179,6 +187,7 @@ impl fmt::Display for WidenReason {
         f.write_str(match self {
             WidenReason::NoPairWithin => "no pair succeeded within widen_after",
             WidenReason::SymmetricNat => "symmetric NAT seen",
+            WidenReason::AllPairsFailed => "every candidate pair failed",
         })
     }
 }
@@ -612,18 +621,21 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
             self.agent.end_of_remote_candidates();
         }
         self.pump();
+        self.widen_if_failing(now);
         Some(r)
     }
 
     /// The peer signalled end-of-candidates (held while candidate names
-    /// resolve, [`Session::handle_remote_candidate_name`]).
-    pub fn handle_end_of_remote_candidates(&mut self) {
+    /// resolve, [`Session::handle_remote_candidate_name`]). If every pair
+    /// has failed already, the ladder may step at `now`.
+    pub fn handle_end_of_remote_candidates(&mut self, now: Instant) {
         if self.pending_candidates.is_empty() {
             self.agent.end_of_remote_candidates();
         } else {
             self.end_deferred = true;
         }
         self.pump();
+        self.widen_if_failing(now);
     }
 
     /// A datagram arrived at our address `local` from `remote`. `true`: it
@@ -639,6 +651,7 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
         if stun {
             self.pump();
             self.reconsider(now);
+            self.widen_if_failing(now);
             self.pump();
         }
         stun
@@ -655,6 +668,7 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
                 self.widen(now, WidenReason::NoPairWithin);
             }
         }
+        self.widen_if_failing(now);
         self.pump();
     }
 
@@ -679,6 +693,7 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
         self.used.insert(usize::from(server.index));
         self.maybe_gather(now);
         self.pump();
+        self.widen_if_failing(now);
     }
 
     /// ICE restart (RFC 8445 section 9): new credentials drawn from the
@@ -807,6 +822,37 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
         } else {
             self.apply(now, d);
         }
+    }
+
+    /// Every pair failed: step to the next stage now if it adds candidates
+    /// (the agent then gathers them before its failure grace runs out; a
+    /// stage that adds nothing would only delay the failure report).
+    fn widen_if_failing(&mut self, now: Instant) {
+        if !self.agent.is_failing() {
+            return;
+        }
+        let Some(next) = self.decision.stage.next() else {
+            return;
+        };
+        let symmetric = symmetric_seen(&self.knowledge);
+        let d = self.decisions[stage_index(next)][usize::from(symmetric)];
+        if self.adds_candidates(&d) {
+            self.step_to(now, next, WidenReason::AllPairsFailed);
+        }
+    }
+
+    /// Whether `next` gathers a server the decision in force does not, or
+    /// offers one of our host candidates that it withholds.
+    fn adds_candidates(&self, next: &Decision) -> bool {
+        let current = &self.decision;
+        !next.stun_servers.is_subset(current.stun_servers)
+            || !next.turn_servers.is_subset(current.turn_servers)
+            || self.agent.local_candidates().any(|c| {
+                c.kind == CandidateKind::Host
+                    && self.offer_filter
+                    && !current.offers(c.address.ip())
+                    && next.offers(c.address.ip())
+            })
     }
 
     fn widen(&mut self, now: Instant, reason: WidenReason) {

@@ -10,6 +10,9 @@
 //! (b) A right guess: both on one LAN with a STUN server configured and
 //!     reachable; they connect on host candidates, the ladder never fires
 //!     and nobody sends a single datagram to the STUN server.
+//! (c) The wrong guess of (a) with a host timeout longer than the host
+//!     checks last: the ladder steps when every host pair has failed, not
+//!     at the timeout.
 //!
 //! Links have jitter (LAN 0-0.4 ms, internet 0-10 ms) and no loss.
 //!
@@ -69,12 +72,18 @@ struct Node {
 }
 
 impl Node {
-    fn new(peer: SocketAddr, host: SocketAddr, role: Role, seed: u64, subnets: bool) -> Node {
+    fn new(
+        peer: SocketAddr,
+        host: SocketAddr,
+        role: Role,
+        seed: u64,
+        policy: &PolicyConfig<'_>,
+    ) -> Node {
         let mut s = [0u8; 32];
         s[..8].copy_from_slice(&seed.to_le_bytes());
         s[8] = role as u8;
         let mut session = IceSession::new(
-            &policy(subnets),
+            policy,
             PeerKnowledge::with_address(peer.ip()),
             role,
             s,
@@ -164,7 +173,7 @@ fn signal(sim: &mut Sim, topo: &Topology) {
             let _ = peer.session.handle_remote_candidate(now, c);
         }
         if eoc {
-            peer.session.handle_end_of_remote_candidates();
+            peer.session.handle_end_of_remote_candidates(now);
         }
     }
 }
@@ -184,7 +193,8 @@ struct Run {
     connected_at: Option<Instant>,
 }
 
-fn run(seed: u64, wrong_guess: bool) -> Run {
+/// `host_timeout` replaces the policy's `host_candidate_timeout`.
+fn run(seed: u64, wrong_guess: bool, host_timeout: Option<Duration>) -> Run {
     let mut sim = Sim::new(seed);
     // Jitter (no loss) so that every seed times the run differently.
     let mut p = TopologyParams::default();
@@ -203,8 +213,12 @@ fn run(seed: u64, wrong_guess: bool) -> Run {
     // What each side sees of the other: its private address (a VPN or a
     // second site that `local_subnets` lists), in both cases.
     let (r, s) = (topo.router.addr(PORT), topo.speaker.addr(PORT));
-    let mut router = Node::new(s, r, Role::Controlled, seed, wrong_guess);
-    let mut speaker = Node::new(r, s, Role::Controlling, seed, wrong_guess);
+    let mut policy = policy(wrong_guess);
+    if let Some(t) = host_timeout {
+        policy.host_candidate_timeout = t;
+    }
+    let mut router = Node::new(s, r, Role::Controlled, seed, &policy);
+    let mut speaker = Node::new(r, s, Role::Controlling, seed, &policy);
     exchange_credentials(&mut router, &mut speaker);
     sim.set_endpoint(topo.router.host, router);
     sim.set_endpoint(topo.speaker.host, speaker);
@@ -216,7 +230,7 @@ fn run(seed: u64, wrong_guess: bool) -> Run {
     };
     let pending = |sim: &Sim| hosts.iter().any(|h| sim.endpoint::<Node>(*h).pending());
     signal(&mut sim, &topo);
-    let deadline = Instant::from_secs(30);
+    let deadline = Instant::from_secs(90);
     loop {
         sim.run_until(deadline, |sim| connected(sim) || pending(sim));
         if pending(&sim) && !connected(&sim) && sim.now() < deadline {
@@ -271,7 +285,7 @@ fn a_wrong_first_guess_widens_to_stun_and_connects_through_the_nats() {
     let widen_after = policy(true).host_candidate_timeout;
     let mut times = Vec::new();
     for seed in 0..seeds() {
-        let r = run(seed, true);
+        let r = run(seed, true, None);
         let Run {
             sim,
             topo,
@@ -352,7 +366,7 @@ fn a_wrong_first_guess_widens_to_stun_and_connects_through_the_nats() {
 fn a_right_guess_never_widens_and_never_asks_stun() {
     let mut times = Vec::new();
     for seed in 0..seeds() {
-        let r = run(seed, false);
+        let r = run(seed, false, None);
         let Run {
             sim,
             topo,
@@ -383,4 +397,64 @@ fn a_right_guess_never_widens_and_never_asks_stun() {
         times.push(t - Instant::ZERO);
     }
     print_times("(b) right guess, one LAN", times);
+}
+
+/// (c) The wrong guess of (a) with a `host_candidate_timeout` longer than
+/// the host checks can take: the ladder does not wait for it. Once every
+/// host pair has failed (20 unanswered transmissions at the LAN timers,
+/// about 9.2 s) both ends step to `with-stun` at once and connect over the
+/// NATs, long before the timeout would have fired (without the step the
+/// agents report failure 10 s later and never connect).
+#[test]
+fn a_failed_stage_widens_before_its_timeout() {
+    let host_timeout = Duration::from_secs(80);
+    let mut times = Vec::new();
+    for seed in 0..seeds() {
+        let r = run(seed, true, Some(host_timeout));
+        let Run {
+            sim,
+            topo,
+            connected_at,
+        } = &r;
+        let t = connected_at
+            .unwrap_or_else(|| panic!("seed {seed}: not connected\n{}", sim.report_tail(10)));
+        scream_ice_tests::sim_assert!(
+            sim,
+            t - Instant::ZERO < host_timeout,
+            "seed {seed}: connected at {t}, not before the host timeout"
+        );
+        for host in [topo.router.host, topo.speaker.host] {
+            let n = sim.endpoint::<Node>(host);
+            let steps = n.widened();
+            scream_ice_tests::sim_assert!(
+                sim,
+                steps.len() == 1
+                    && steps[0].1 == FallbackStage::WithStun
+                    && steps[0].2 == WidenReason::AllPairsFailed
+                    && steps[0].0 < Instant::ZERO + host_timeout,
+                "seed {seed}: steps {steps:?}"
+            );
+            // Connected within 2 s of the step (srflx gathering and checks).
+            scream_ice_tests::sim_assert!(
+                sim,
+                t - steps[0].0 < Duration::from_secs(2),
+                "seed {seed}: step at {}, connected at {t}",
+                steps[0].0
+            );
+            scream_ice_tests::sim_assert!(
+                sim,
+                n.session.connected_stage() == Some(FallbackStage::WithStun)
+            );
+            scream_ice_tests::sim_assert!(
+                sim,
+                !n.events.iter().any(|(_, e)| matches!(e, Event::Failed(_))),
+                "seed {seed}: failed"
+            );
+        }
+        times.push(t - Instant::ZERO);
+    }
+    print_times(
+        "(c) wrong guess, host timeout 80 s, every host pair failed",
+        times,
+    );
 }

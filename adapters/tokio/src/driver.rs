@@ -313,7 +313,8 @@ impl Driver {
     /// The peer's end-of-candidates (the core session holds it while
     /// candidate names resolve).
     pub fn end_of_remote_candidates(&mut self) {
-        self.session.handle_end_of_remote_candidates();
+        self.session
+            .handle_end_of_remote_candidates(self.clock.now());
         self.drain();
     }
 

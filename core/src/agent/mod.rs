@@ -666,6 +666,15 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         self.pairs.iter().any(|p| p.valid)
     }
 
+    /// Nothing can succeed any more: no pair is selected, valid or still to
+    /// be checked, and both sides ended their candidates. The agent reports
+    /// [`Event::Failed`] at the end of [`AgentConfig::failure_grace`] unless
+    /// a new candidate (ours or the peer's) or a check from the peer comes
+    /// first. The fallback ladder widens on this.
+    pub fn is_failing(&self) -> bool {
+        !self.failed && self.fail_deadline.is_some()
+    }
+
     /// The pair data can flow on, as (our base address, the peer's
     /// address): the selected pair; before a selection, the
     /// highest-priority pair that is valid (our check on it succeeded) or,
@@ -794,6 +803,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
     }
 
     fn gather_round(&mut self, now: Instant) {
+        let mut asked = false;
         for li in 0..self.locals.len() {
             let l = self.locals[li];
             if l.candidate.kind != CandidateKind::Host {
@@ -827,6 +837,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                     })
                     .is_ok()
                 {
+                    asked = true;
                     self.queue(Outgoing {
                         from: l.base(),
                         to: server,
@@ -835,6 +846,11 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                     });
                 }
             }
+        }
+        if asked {
+            // New candidates may come: the failure grace starts again once
+            // nothing can succeed with them either.
+            self.fail_deadline = None;
         }
         self.set_gathering(GatheringState::Gathering);
         self.gather_deadline = self.config.stun_gather_cap.map(|cap| now + cap);

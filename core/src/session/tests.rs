@@ -542,7 +542,7 @@ fn named_remote_candidates_hold_end_of_candidates_until_answered() {
     let a = s.handle_remote_candidate_name(named).unwrap();
     let b = s.handle_remote_candidate_name(named).unwrap();
     assert_ne!(a, b);
-    s.handle_end_of_remote_candidates();
+    s.handle_end_of_remote_candidates(Instant::ZERO);
     assert!(
         !s.agent().remote_candidates_ended(),
         "held while names resolve"
@@ -573,7 +573,7 @@ fn named_remote_candidates_hold_end_of_candidates_until_answered() {
     s.restart(Instant::ZERO);
     s.handle_remote_credentials("peerufra2", "peerpasswordpeerpasswor2")
         .unwrap();
-    s.handle_end_of_remote_candidates();
+    s.handle_end_of_remote_candidates(Instant::ZERO);
     assert!(s.agent().remote_candidates_ended());
 }
 
@@ -591,7 +591,7 @@ fn a_restart_drops_pending_names_and_the_capacity_is_bounded() {
         s.handle_remote_candidate_name(named),
         Err(SessionError::TooManyPendingCandidates)
     );
-    s.handle_end_of_remote_candidates();
+    s.handle_end_of_remote_candidates(Instant::ZERO);
     s.restart(Instant::ZERO);
     // The old generation's names are gone: their answers do nothing, and
     // the new generation's end-of-candidates is not held by them.
@@ -602,7 +602,105 @@ fn a_restart_drops_pending_names_and_the_capacity_is_bounded() {
     );
     s.handle_remote_credentials("peerufrag", "peerpasswordpeerpassword")
         .unwrap();
-    s.handle_end_of_remote_candidates();
+    s.handle_end_of_remote_candidates(Instant::ZERO);
     assert!(s.agent().remote_candidates_ended());
     assert!(s.handle_remote_candidate_name(named).is_ok());
+}
+
+/// A stage that queries servers has no `widen_after`: once every pair of
+/// it has failed, the session steps to `full` if that adds relays (and asks
+/// for them), and does not step when `full` adds nothing. Either way the
+/// agent reports failure one grace period later when nothing new arrives.
+#[test]
+fn every_pair_failed_steps_to_full_only_when_it_adds_relays() {
+    let stun = [StunServer {
+        url: "stun:192.0.2.1",
+        enabled: true,
+    }];
+    let turn = [TurnServer {
+        url: "turn:192.0.2.2",
+        username: Some("u"),
+        credential: Some("p"),
+        enabled: true,
+    }];
+    for with_turn in [true, false] {
+        let mut policy = PolicyConfig::new(IceMode::StunRequired);
+        policy.stun_servers = &stun;
+        if with_turn {
+            policy.turn_servers = &turn;
+        }
+        let mut s = session_for(&policy, sa("203.0.113.5:6000"), Role::Controlling, 3);
+        assert_eq!(s.stage(), FallbackStage::WithStun);
+        assert_eq!(s.decision().widen_after, None);
+        s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
+        s.handle_remote_credentials("peer", "peerpassword0123456789ab")
+            .unwrap();
+        s.handle_remote_candidate(
+            Instant::ZERO,
+            remote(CandidateKind::Host, "203.0.113.5:6000", None),
+        )
+        .unwrap();
+        s.handle_end_of_remote_candidates(Instant::ZERO);
+        let mut c = *s.agent().config();
+        c.unanswered_check_budget = 3;
+        s.set_agent_config(c);
+        let mut events: StdVec<(Instant, Event)> = StdVec::new();
+        let mut failing_at = None;
+        let mut now = Instant::ZERO;
+        loop {
+            let (_, ev) = drain(&mut s);
+            events.extend(ev.into_iter().map(|e| (now, e)));
+            if s.agent().is_failing() {
+                failing_at.get_or_insert(now);
+            }
+            let Some(next) = s.poll_timeout() else { break };
+            if next > Instant::from_secs(60) {
+                break;
+            }
+            now = next.max(now);
+            s.handle_timeout(now);
+        }
+        let widened: StdVec<_> = events
+            .iter()
+            .filter_map(|(t, e)| match e {
+                Event::Widened { stage, reason } => Some((*t, *stage, *reason)),
+                _ => None,
+            })
+            .collect();
+        let failed: StdVec<Instant> = events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Failed(FailureReason::AllPairsFailed)))
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(failed.len(), 1, "with_turn {with_turn}: {events:?}");
+        if with_turn {
+            assert_eq!(widened.len(), 1, "{events:?}");
+            let (at, stage, reason) = widened[0];
+            assert_eq!(
+                (stage, reason),
+                (FallbackStage::Full, WidenReason::AllPairsFailed)
+            );
+            // The step comes when nothing can succeed (after the srflx
+            // gathering cap and the three checks), not on a timer.
+            assert!(at > Instant::ZERO && at < Instant::from_secs(5), "{at}");
+            assert!(
+                events
+                    .iter()
+                    .any(|(t, e)| *t == at
+                        && matches!(e, Event::RelayWanted(set) if set.contains(0))),
+                "{events:?}"
+            );
+            assert_eq!(s.stage(), FallbackStage::Full);
+            // No relay came (TURN allocation is not implemented here):
+            // failure one grace period after the step.
+            assert_eq!(failed[0], at + Duration::from_secs(10));
+        } else {
+            assert!(widened.is_empty(), "{widened:?}");
+            assert_eq!(s.stage(), FallbackStage::WithStun);
+            assert_eq!(
+                Some(failed[0]),
+                failing_at.map(|t| t + Duration::from_secs(10))
+            );
+        }
+    }
 }
