@@ -312,7 +312,7 @@ fuzz_target!(|input: Input| {
                     let _ = a.handle_remote_candidate(now, c);
                 }
             }
-            Op::EndOfCandidates => a.handle_end_of_remote_candidates(),
+            Op::EndOfCandidates => a.handle_end_of_remote_candidates(now),
             Op::Credentials { ufrag, pwd } => {
                 let _ = a.handle_remote_credentials(&ufrag, &pwd);
             }
