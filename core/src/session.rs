@@ -109,7 +109,7 @@ use crate::policy::{
 };
 use crate::stun::{Class, Message, Method, Repr};
 use crate::time::Instant;
-use crate::url::{IceServerUrl, Scheme, Target};
+use crate::url::{IceServerUrl, Scheme, Target, Transport};
 
 /// Length of the ufrags the session draws (RFC 8839 asks for at least 4).
 pub const UFRAG_LEN: usize = 8;
@@ -117,8 +117,12 @@ pub const UFRAG_LEN: usize = 8;
 pub const PWD_LEN: usize = 24;
 /// Events queued at most between two drains.
 pub const EVENT_QUEUE: usize = 32;
-/// Resolution requests queued at most (one per STUN server the agent can use).
-pub const REQUEST_QUEUE: usize = crate::agent::MAX_STUN_SERVERS;
+/// TURN servers a session takes from the policy at most (the first `turn:`
+/// UDP ones any stage of its ladder selects).
+pub const MAX_SESSION_TURN_SERVERS: usize = 2;
+/// Resolution requests queued at most (one per STUN server the agent can
+/// use and one per TURN server the session takes).
+pub const REQUEST_QUEUE: usize = crate::agent::MAX_STUN_SERVERS + MAX_SESSION_TURN_SERVERS;
 /// STUN servers a session takes from the policy at most (the first ones any
 /// stage of its ladder selects); the agent uses at most this many.
 pub const MAX_SESSION_SERVERS: usize = crate::agent::MAX_STUN_SERVERS;
@@ -230,8 +234,21 @@ pub enum Event {
     },
     /// The decision asks for relayed candidates from these TURN servers
     /// (indices into `turn_servers`). Relay allocation is not implemented
-    /// yet; an adapter logs this.
+    /// yet; an adapter logs this. Each server's address follows as
+    /// [`Event::RelayServer`] (at once for an IP literal, after a
+    /// [`Request::Resolve`] for a host name).
     RelayWanted(ServerSet),
+    /// Where a TURN server of [`Event::RelayWanted`] is: `index` into
+    /// `turn_servers`, and one address per family its name resolved to
+    /// (or its literal address). This is where a relay would be allocated
+    /// ([`Session::relay_servers`] lists them all). `turns:` and
+    /// `?transport=tcp` servers are not taken (no TLS or TCP here).
+    RelayServer {
+        /// Index into the policy's `turn_servers`.
+        index: u8,
+        /// The server's address.
+        address: SocketAddr,
+    },
     /// The session restarted ICE by itself (the selected pair's local
     /// address went away): signal [`Session::local_credentials`] and the
     /// candidates that follow, as after [`Session::restart`].
@@ -330,8 +347,14 @@ pub struct Session<const L: usize, const R: usize, const P: usize> {
     next_pending: u32,
     /// The peer's end-of-candidates came while candidates were pending.
     end_deferred: bool,
-    /// Requests not polled yet (policy indices of `servers`).
-    requests: Deque<u8, REQUEST_QUEUE>,
+    /// TURN servers as the session keeps them (policy indices).
+    turn: Vec<(u8, ServerEntry), MAX_SESSION_TURN_SERVERS>,
+    /// TURN servers (policy indices) asked to resolve and not answered.
+    turn_pending: Vec<u8, MAX_SESSION_TURN_SERVERS>,
+    /// Where the wanted TURN servers are (an address per family).
+    relay_servers: Vec<(u8, SocketAddr), { 2 * MAX_SESSION_TURN_SERVERS }>,
+    /// Requests not polled yet.
+    requests: Deque<ServerRef, REQUEST_QUEUE>,
     events: Deque<Event, EVENT_QUEUE>,
 }
 
@@ -386,6 +409,9 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
             local_network_priority: policy.local_network_priority,
             local_subnets,
             servers: session_servers(policy, &decisions),
+            turn: session_turn_servers(policy, &decisions),
+            turn_pending: Vec::new(),
+            relay_servers: Vec::new(),
             knowledge: peer,
             decision,
             agent,
@@ -440,6 +466,12 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
     /// What is known of the peer so far.
     pub fn knowledge(&self) -> &PeerKnowledge {
         &self.knowledge
+    }
+
+    /// Where the TURN servers asked for so far are ([`Event::RelayServer`]):
+    /// `(index into turn_servers, address)`, an address per family.
+    pub fn relay_servers(&self) -> &[(u8, SocketAddr)] {
+        &self.relay_servers
     }
 
     /// The agent (read-only: every input goes through the session).
@@ -674,9 +706,23 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
 
     /// The answer to a [`Request::Resolve`]: the addresses `server`'s name
     /// resolved to (empty when it did not). The first IPv4 and the first
-    /// IPv6 address are used. Once every request is answered, gathering
-    /// starts (or gathers more, after a widening).
+    /// IPv6 address are used. For a STUN server: once every request is
+    /// answered, gathering starts (or gathers more, after a widening). For
+    /// a TURN server: [`Event::RelayServer`] per address (gathering never
+    /// waits for TURN names).
     pub fn handle_resolved(&mut self, now: Instant, server: ServerRef, addresses: &[SocketAddr]) {
+        if server.turn {
+            let Some(pos) = self.turn_pending.iter().position(|i| *i == server.index) else {
+                return;
+            };
+            self.turn_pending.remove(pos);
+            for v4 in [true, false] {
+                if let Some(a) = addresses.iter().find(|a| a.is_ipv4() == v4) {
+                    self.add_relay_server(server.index, *a);
+                }
+            }
+            return;
+        }
         let Some(pos) = self
             .pending
             .iter()
@@ -714,10 +760,15 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
 
     /// The next request (a host name to resolve).
     pub fn poll_request(&mut self) -> Option<Request<'_>> {
-        let index = self.requests.pop_front()?;
-        match self.servers.iter().find(|(i, _)| *i == index) {
+        let server = self.requests.pop_front()?;
+        let list = if server.turn {
+            &self.turn[..]
+        } else {
+            &self.servers[..]
+        };
+        match list.iter().find(|(i, _)| *i == server.index) {
             Some((_, ServerEntry::Name(name, port))) => Some(Request::Resolve {
-                server: ServerRef { turn: false, index },
+                server,
                 name,
                 port: *port,
             }),
@@ -935,7 +986,9 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
                 }
                 Some(ServerEntry::Name(..)) => {
                     let Ok(index) = u8::try_from(i) else { continue };
-                    if self.pending.push(index).is_ok() && self.requests.push_back(index).is_ok() {
+                    let request = ServerRef { turn: false, index };
+                    if self.pending.push(index).is_ok() && self.requests.push_back(request).is_ok()
+                    {
                         continue;
                     }
                     self.pending.retain(|p| *p != index);
@@ -950,8 +1003,42 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
         }
         let turn = self.decision.turn_servers;
         if !turn.is_subset(self.relays_wanted) {
+            let before = self.relays_wanted;
             self.relays_wanted = self.relays_wanted.union(turn);
             self.push(Event::RelayWanted(turn));
+            for i in turn.iter().filter(|i| !before.contains(*i)) {
+                self.adopt_turn_server(i);
+            }
+        }
+    }
+
+    /// Where TURN server `i` is: its literal address now, or a request
+    /// for its name. Servers the session did not take (`turns:`, TCP,
+    /// beyond [`MAX_SESSION_TURN_SERVERS`]) get nothing.
+    fn adopt_turn_server(&mut self, i: usize) {
+        let Some((index, entry)) = self.turn.iter().find(|(x, _)| usize::from(*x) == i) else {
+            return;
+        };
+        let index = *index;
+        match entry {
+            ServerEntry::Address(a) => {
+                let a = *a;
+                self.add_relay_server(index, a);
+            }
+            ServerEntry::Name(..) => {
+                let request = ServerRef { turn: true, index };
+                if self.turn_pending.push(index).is_ok()
+                    && self.requests.push_back(request).is_err()
+                {
+                    self.turn_pending.retain(|p| *p != index);
+                }
+            }
+        }
+    }
+
+    fn add_relay_server(&mut self, index: u8, address: SocketAddr) {
+        if self.relay_servers.push((index, address)).is_ok() {
+            self.push(Event::RelayServer { index, address });
         }
     }
 
@@ -1080,12 +1167,7 @@ fn session_servers(
             .get(i)
             .and_then(|s| IceServerUrl::parse(s.url).ok())
             .filter(|u| u.scheme() == Scheme::Stun)
-            .and_then(|u| match u.target() {
-                Target::Address(a) => Some(ServerEntry::Address(a)),
-                Target::Name { name, port } => String::try_from(name)
-                    .ok()
-                    .map(|n| ServerEntry::Name(n, port)),
-            });
+            .and_then(|u| server_entry(u.target()));
         if let Some(e) = entry
             && out.push((index, e)).is_err()
         {
@@ -1093,6 +1175,43 @@ fn session_servers(
         }
     }
     out
+}
+
+/// The policy's `turn:` UDP servers any stage selects, as the session
+/// keeps them (at most [`MAX_SESSION_TURN_SERVERS`]).
+fn session_turn_servers(
+    policy: &PolicyConfig<'_>,
+    decisions: &Decisions,
+) -> Vec<(u8, ServerEntry), MAX_SESSION_TURN_SERVERS> {
+    let mut all = ServerSet::EMPTY;
+    for d in decisions.iter().flatten() {
+        all = all.union(d.turn_servers);
+    }
+    let mut out = Vec::new();
+    for i in all.iter() {
+        let Ok(index) = u8::try_from(i) else { break };
+        let entry = policy
+            .turn_servers
+            .get(i)
+            .and_then(|t| IceServerUrl::parse(t.url).ok())
+            .filter(|u| u.scheme() == Scheme::Turn && u.transport() != Some(Transport::Tcp))
+            .and_then(|u| server_entry(u.target()));
+        if let Some(e) = entry
+            && out.push((index, e)).is_err()
+        {
+            break;
+        }
+    }
+    out
+}
+
+fn server_entry(target: Target<'_>) -> Option<ServerEntry> {
+    match target {
+        Target::Address(a) => Some(ServerEntry::Address(a)),
+        Target::Name { name, port } => String::try_from(name)
+            .ok()
+            .map(|n| ServerEntry::Name(n, port)),
+    }
 }
 
 fn draw_credentials(rng: &mut Drbg) -> (String<UFRAG_LEN>, String<PWD_LEN>) {

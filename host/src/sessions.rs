@@ -859,6 +859,12 @@ impl SessionActor {
                 session = %self.id,
                 "relay asked for; TURN allocation is not implemented yet"
             ),
+            SessionEvent::RelayServer { index, address } => tracing::info!(
+                session = %self.id,
+                turn_server = index,
+                %address,
+                "TURN server located"
+            ),
             _ => {}
         }
         true

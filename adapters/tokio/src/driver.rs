@@ -513,7 +513,10 @@ impl Driver {
             }
         }
         while let Some(Request::Resolve { server, name, port }) = self.session.poll_request() {
-            trace!("resolving STUN server {name}");
+            trace!(
+                "resolving {} server {name}",
+                if server.turn { "TURN" } else { "STUN" }
+            );
             let lookup = self.resolver.resolve(name, port);
             self.lookups
                 .spawn(async move { Lookup::Server(server, lookup.await) });

@@ -453,6 +453,36 @@ mod tests {
         }
     }
 
+    /// A TURN server's host name is resolved through the driver's resolver
+    /// (here the system's: `localhost`) once the decision wants relays.
+    #[tokio::test]
+    async fn turn_server_names_resolve_to_relay_server_events() {
+        let mut c = SessionConfig::new(Role::Controlled);
+        c.hosts = HostAddresses::Explicit(vec!["127.0.0.1:0".parse().unwrap()]);
+        c.policy.mode = IceMode::Full;
+        c.policy.turn_servers = vec![OwnedTurnServer {
+            url: "turn:localhost:3479".into(),
+            username: Some("u".into()),
+            credential: Some("p".into()),
+            enabled: true,
+        }];
+        let mut d = Driver::start(c).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                if let Output::Event(SessionEvent::RelayServer { index, address }) = d.next().await
+                {
+                    break (index, address);
+                }
+            }
+        })
+        .await
+        .expect("a RelayServer event");
+        assert_eq!(got.0, 0);
+        assert!(got.1.ip().is_loopback(), "{}", got.1);
+        assert_eq!(got.1.port(), 3479);
+        assert!(d.session().relay_servers().contains(&got));
+    }
+
     #[tokio::test]
     async fn junk_datagrams_are_application_data_and_never_kill_the_driver() {
         let mut c = SessionConfig::new(Role::Controlled);

@@ -704,3 +704,107 @@ fn every_pair_failed_steps_to_full_only_when_it_adds_relays() {
         }
     }
 }
+
+/// TURN servers of a decision become `RelayServer` addresses: a literal at
+/// once, a host name through a request (gathering never waits for it), and
+/// `turns:` and TCP servers not at all.
+#[test]
+fn turn_server_names_are_resolved_when_relays_are_wanted() {
+    let turn = [
+        TurnServer {
+            url: "turn:turn.example.org",
+            username: Some("u"),
+            credential: Some("p"),
+            enabled: true,
+        },
+        TurnServer {
+            url: "turn:192.0.2.2:3479?transport=udp",
+            username: Some("u"),
+            credential: Some("p"),
+            enabled: true,
+        },
+        TurnServer {
+            url: "turns:turn.example.org",
+            username: Some("u"),
+            credential: Some("p"),
+            enabled: true,
+        },
+        TurnServer {
+            url: "turn:turn.example.org?transport=tcp",
+            username: Some("u"),
+            credential: Some("p"),
+            enabled: true,
+        },
+    ];
+    let mut policy = PolicyConfig::new(IceMode::Full);
+    policy.turn_servers = &turn;
+    policy.validate().unwrap();
+    let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
+    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
+    s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
+    let named = ServerRef {
+        turn: true,
+        index: 0,
+    };
+    assert_eq!(
+        s.poll_request(),
+        Some(Request::Resolve {
+            server: named,
+            name: "turn.example.org",
+            port: 3478
+        })
+    );
+    assert_eq!(s.poll_request(), None, "turns: and TCP are not asked for");
+    let (_, ev) = drain(&mut s);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::RelayWanted(set) if set.contains(0) && set.contains(1))),
+        "{ev:?}"
+    );
+    let literal = (1, sa("192.0.2.2:3479"));
+    assert!(ev.contains(&Event::RelayServer {
+        index: 1,
+        address: literal.1
+    }));
+    assert_eq!(s.relay_servers(), &[literal]);
+    // Gathering did not wait for the TURN name.
+    assert!(
+        ev.contains(&Event::Gathering(GatheringState::Complete)),
+        "{ev:?}"
+    );
+    // A stale answer (a server not pending) changes nothing.
+    s.handle_resolved(
+        Instant::ZERO,
+        ServerRef {
+            turn: true,
+            index: 2,
+        },
+        &[sa("192.0.2.9:3478")],
+    );
+    assert_eq!(s.relay_servers(), &[literal]);
+    // The answer: one address per family is kept, in that order.
+    let (v4, v6) = (sa("192.0.2.3:3478"), sa("[2001:db8::3]:3478"));
+    s.handle_resolved(
+        Instant::from_millis(4),
+        named,
+        &[v6, v4, sa("192.0.2.4:3478")],
+    );
+    let (_, ev) = drain(&mut s);
+    assert_eq!(
+        ev,
+        [
+            Event::RelayServer {
+                index: 0,
+                address: v4
+            },
+            Event::RelayServer {
+                index: 0,
+                address: v6
+            },
+        ]
+    );
+    assert_eq!(s.relay_servers(), &[literal, (0, v4), (0, v6)]);
+    // Answered once: a second answer is stale.
+    s.handle_resolved(Instant::from_millis(5), named, &[v4]);
+    assert_eq!(s.relay_servers().len(), 3);
+}
