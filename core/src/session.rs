@@ -408,8 +408,18 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
             decisions,
             local_network_priority: policy.local_network_priority,
             local_subnets,
-            servers: session_servers(policy, &decisions),
-            turn: session_turn_servers(policy, &decisions),
+            servers: kept_servers(
+                &decisions,
+                |d| d.stun_servers,
+                |i| policy.stun_servers.get(i).map(|s| s.url),
+                |u| u.scheme() == Scheme::Stun,
+            ),
+            turn: kept_servers(
+                &decisions,
+                |d| d.turn_servers,
+                |i| policy.turn_servers.get(i).map(|t| t.url),
+                |u| u.scheme() == Scheme::Turn && u.transport() != Some(Transport::Tcp),
+            ),
             turn_pending: Vec::new(),
             relay_servers: Vec::new(),
             knowledge: peer,
@@ -1148,53 +1158,27 @@ fn all_decisions(policy: &PolicyConfig<'_>, peer: &PeerKnowledge) -> Decisions {
     stages.map(|st| [decide(policy, &plain, st), decide(policy, &symmetric, st)])
 }
 
-/// The STUN servers any of `decisions` selects, first ones first, as the
-/// session keeps them: literal addresses, or names to resolve. `stuns:`
-/// URIs are not spoken by this agent and are left out.
-fn session_servers(
-    policy: &PolicyConfig<'_>,
+/// The servers of one of the policy's lists that any of `decisions`
+/// selects (`set` picks that list's [`ServerSet`], `url` an entry's URI),
+/// first ones first, as the session keeps them: literal addresses, or
+/// names to resolve. URIs this agent does not speak (`speaks` says no:
+/// `stuns:`, `turns:`, TURN over TCP) are left out.
+fn kept_servers<'p, const N: usize>(
     decisions: &Decisions,
-) -> Vec<(u8, ServerEntry), MAX_SESSION_SERVERS> {
+    set: impl Fn(&Decision) -> ServerSet,
+    url: impl Fn(usize) -> Option<&'p str>,
+    speaks: impl Fn(&IceServerUrl<'_>) -> bool,
+) -> Vec<(u8, ServerEntry), N> {
     let mut all = ServerSet::EMPTY;
     for d in decisions.iter().flatten() {
-        all = all.union(d.stun_servers);
+        all = all.union(set(d));
     }
     let mut out = Vec::new();
     for i in all.iter() {
         let Ok(index) = u8::try_from(i) else { break };
-        let entry = policy
-            .stun_servers
-            .get(i)
-            .and_then(|s| IceServerUrl::parse(s.url).ok())
-            .filter(|u| u.scheme() == Scheme::Stun)
-            .and_then(|u| server_entry(u.target()));
-        if let Some(e) = entry
-            && out.push((index, e)).is_err()
-        {
-            break;
-        }
-    }
-    out
-}
-
-/// The policy's `turn:` UDP servers any stage selects, as the session
-/// keeps them (at most [`MAX_SESSION_TURN_SERVERS`]).
-fn session_turn_servers(
-    policy: &PolicyConfig<'_>,
-    decisions: &Decisions,
-) -> Vec<(u8, ServerEntry), MAX_SESSION_TURN_SERVERS> {
-    let mut all = ServerSet::EMPTY;
-    for d in decisions.iter().flatten() {
-        all = all.union(d.turn_servers);
-    }
-    let mut out = Vec::new();
-    for i in all.iter() {
-        let Ok(index) = u8::try_from(i) else { break };
-        let entry = policy
-            .turn_servers
-            .get(i)
-            .and_then(|t| IceServerUrl::parse(t.url).ok())
-            .filter(|u| u.scheme() == Scheme::Turn && u.transport() != Some(Transport::Tcp))
+        let entry = url(i)
+            .and_then(|u| IceServerUrl::parse(u).ok())
+            .filter(|u| speaks(u))
             .and_then(|u| server_entry(u.target()));
         if let Some(e) = entry
             && out.push((index, e)).is_err()

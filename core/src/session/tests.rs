@@ -12,6 +12,18 @@ use crate::net::Cidr;
 use crate::policy::{StunServer, TurnServer};
 use crate::time::Duration;
 
+/// One STUN server and one TURN server, at literal test addresses.
+const STUN_AT_192: [StunServer<'static>; 1] = [StunServer {
+    url: "stun:192.0.2.1",
+    enabled: true,
+}];
+const TURN_AT_192: [TurnServer<'static>; 1] = [TurnServer {
+    url: "turn:192.0.2.2",
+    username: Some("u"),
+    credential: Some("p"),
+    enabled: true,
+}];
+
 fn cidr(s: &str) -> Cidr {
     Cidr::parse(s).unwrap()
 }
@@ -67,6 +79,23 @@ fn session_for(policy: &PolicyConfig<'_>, peer: SocketAddr, role: Role, seed: u8
         Instant::ZERO,
     )
     .unwrap()
+}
+
+/// A controlled session on the global address 198.51.100.7:5000 for the
+/// peer at 203.0.113.5, its interfaces reported.
+fn global_session(policy: &PolicyConfig<'_>) -> S {
+    let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
+    let mut s = S::new(policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
+    s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
+    s
+}
+
+/// The peer's credentials and one host candidate of its at `address`.
+fn peer_host(s: &mut S, address: &str) {
+    s.handle_remote_credentials("peer", "peerpassword0123456789ab")
+        .unwrap();
+    s.handle_remote_candidate(Instant::ZERO, remote(CandidateKind::Host, address, None))
+        .unwrap();
 }
 
 fn candidates(ev: &[Event]) -> StdVec<Candidate> {
@@ -158,9 +187,7 @@ fn host_names_become_requests_and_gathering_waits_for_the_answer() {
     }];
     let mut policy = PolicyConfig::new(IceMode::StunRequired);
     policy.stun_servers = &servers;
-    let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
-    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
-    s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
+    let mut s = global_session(&policy);
     let server = ServerRef {
         turn: false,
         index: 0,
@@ -204,9 +231,7 @@ fn an_unresolved_name_lets_gathering_complete_without_it() {
     }];
     let mut policy = PolicyConfig::new(IceMode::StunRequired);
     policy.stun_servers = &servers;
-    let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
-    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
-    s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
+    let mut s = global_session(&policy);
     let Some(Request::Resolve { server, .. }) = s.poll_request() else {
         panic!("no request");
     };
@@ -234,13 +259,7 @@ fn the_ladder_widens_after_widen_after_without_a_valid_pair() {
     assert_eq!(s.decision().network, NetworkType::Local);
     assert_eq!(s.decision().widen_after, Some(Duration::from_secs(1)));
     s.handle_interfaces(Instant::ZERO, &[sa("10.1.0.1:5000")]);
-    s.handle_remote_credentials("peer", "peerpassword0123456789ab")
-        .unwrap();
-    s.handle_remote_candidate(
-        Instant::ZERO,
-        remote(CandidateKind::Host, "10.9.0.2:6000", None),
-    )
-    .unwrap();
+    peer_host(&mut s, "10.9.0.2:6000");
     // A limit the application set: the ladder step keeps it.
     let mut c = *s.agent().config();
     c.unanswered_check_budget = 6;
@@ -368,22 +387,11 @@ fn a_right_guess_connects_and_never_widens() {
 /// A session in `mode` for a remote peer that signals two srflx
 /// candidates of one base (a symmetric NAT): the events after them.
 fn symmetric_peer_events(mode: IceMode) -> StdVec<Event> {
-    let stun = [StunServer {
-        url: "stun:192.0.2.1",
-        enabled: true,
-    }];
-    let turn = [TurnServer {
-        url: "turn:192.0.2.2",
-        username: Some("u"),
-        credential: Some("p"),
-        enabled: true,
-    }];
+    let (stun, turn) = (STUN_AT_192, TURN_AT_192);
     let mut policy = PolicyConfig::new(mode);
     policy.stun_servers = &stun;
     policy.turn_servers = &turn;
-    let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
-    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
-    s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
+    let mut s = global_session(&policy);
     let (_, ev) = drain(&mut s);
     assert!(
         ev.iter()
@@ -434,12 +442,7 @@ fn full_mode_reports_a_symmetric_nat_from_the_peers_candidates() {
 
 #[test]
 fn full_mode_asks_for_relay_at_once() {
-    let turn = [TurnServer {
-        url: "turn:192.0.2.2",
-        username: Some("u"),
-        credential: Some("p"),
-        enabled: true,
-    }];
+    let turn = TURN_AT_192;
     let mut policy = PolicyConfig::new(IceMode::Full);
     policy.turn_servers = &turn;
     let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
@@ -613,16 +616,7 @@ fn a_restart_drops_pending_names_and_the_capacity_is_bounded() {
 /// agent reports failure one grace period later when nothing new arrives.
 #[test]
 fn every_pair_failed_steps_to_full_only_when_it_adds_relays() {
-    let stun = [StunServer {
-        url: "stun:192.0.2.1",
-        enabled: true,
-    }];
-    let turn = [TurnServer {
-        url: "turn:192.0.2.2",
-        username: Some("u"),
-        credential: Some("p"),
-        enabled: true,
-    }];
+    let (stun, turn) = (STUN_AT_192, TURN_AT_192);
     for with_turn in [true, false] {
         let mut policy = PolicyConfig::new(IceMode::StunRequired);
         policy.stun_servers = &stun;
@@ -633,13 +627,7 @@ fn every_pair_failed_steps_to_full_only_when_it_adds_relays() {
         assert_eq!(s.stage(), FallbackStage::WithStun);
         assert_eq!(s.decision().widen_after, None);
         s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
-        s.handle_remote_credentials("peer", "peerpassword0123456789ab")
-            .unwrap();
-        s.handle_remote_candidate(
-            Instant::ZERO,
-            remote(CandidateKind::Host, "203.0.113.5:6000", None),
-        )
-        .unwrap();
+        peer_host(&mut s, "203.0.113.5:6000");
         s.handle_end_of_remote_candidates(Instant::ZERO);
         let mut c = *s.agent().config();
         c.unanswered_check_budget = 3;
@@ -739,9 +727,7 @@ fn turn_server_names_are_resolved_when_relays_are_wanted() {
     let mut policy = PolicyConfig::new(IceMode::Full);
     policy.turn_servers = &turn;
     policy.validate().unwrap();
-    let peer = PeerKnowledge::with_address("203.0.113.5".parse().unwrap());
-    let mut s = S::new(&policy, peer, Role::Controlled, [1; 32], Instant::ZERO).unwrap();
-    s.handle_interfaces(Instant::ZERO, &[sa("198.51.100.7:5000")]);
+    let mut s = global_session(&policy);
     let named = ServerRef {
         turn: true,
         index: 0,
