@@ -32,7 +32,8 @@
 //! - **auto**: a peer on the local network ([`NetworkType::Local`]) gets host
 //!   candidates only, end-of-candidates at once, Ta = 5 ms and nomination of
 //!   the first host pair that succeeds; if no pair works within
-//!   `host_candidate_timeout` the caller widens ([`Decision::widen_after`]).
+//!   `host_candidate_timeout` the caller widens ([`Decision::widen_after`];
+//!   `core::session` also widens as soon as every pair has failed).
 //!   An unknown peer gets host candidates at once plus STUN in parallel,
 //!   capped by `stun_gather_cap`. A remote peer ([`NetworkType::Nat`]) or
 //!   one behind a symmetric NAT ([`NetworkType::SymmetricNat`]) gets STUN
