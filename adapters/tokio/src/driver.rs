@@ -76,7 +76,7 @@ pub(crate) struct Watch {
 
 /// A finished lookup.
 enum Lookup {
-    /// A STUN server's name (the session's request).
+    /// A STUN or TURN server's name (the session's request).
     Server(ServerRef, Vec<SocketAddr>),
     /// A remote candidate's name; the line it came in (for the logs).
     Candidate(PendingCandidate, String, Vec<SocketAddr>),
