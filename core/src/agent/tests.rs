@@ -329,20 +329,42 @@ fn no_pairs_fails_with_no_candidate_pairs() {
     a.set_remote_credentials("bbbb", "apasswordof22chars+abcd")
         .unwrap();
     a.start_gathering(Instant::ZERO);
+    assert!(!a.is_failing(), "the peer has not ended its candidates");
     a.end_of_remote_candidates();
     let early: Vec<Event> = core::iter::from_fn(|| a.poll_event()).collect();
     assert!(
         !early.iter().any(|e| matches!(e, Event::Failed(_))),
         "{early:?}"
     );
-    // The peer gets the grace period to reach us with a check first.
+    // The peer gets the grace period to reach us with a check first; the
+    // agent says it is failing meanwhile (the session's ladder steps on it).
     assert_eq!(a.poll_timeout(), Some(Instant::from_secs(10)));
+    assert!(a.is_failing());
     a.handle_timeout(Instant::from_secs(10));
+    assert!(!a.is_failing(), "failed, not failing");
     let events: Vec<Event> = core::iter::from_fn(|| a.poll_event()).collect();
     assert!(
         events.contains(&Event::Failed(FailureReason::NoCandidatePairs)),
         "{events:?}"
     );
+}
+
+/// A remote candidate that arrives during the failure grace ends it: the
+/// new pair can still succeed.
+#[test]
+fn a_late_candidate_ends_the_failing_state() {
+    let mut a = lan_agent(Role::Controlling, "aaaa", 12);
+    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
+        .unwrap();
+    a.set_remote_credentials("bbbb", "apasswordof22chars+abcd")
+        .unwrap();
+    a.start_gathering(Instant::ZERO);
+    a.end_of_remote_candidates();
+    assert!(a.is_failing());
+    a.add_remote_candidate(remote_host("192.168.1.11:5000"))
+        .unwrap();
+    assert!(!a.is_failing());
+    assert_ne!(a.poll_timeout(), Some(Instant::from_secs(10)));
 }
 
 #[test]
