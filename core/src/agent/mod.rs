@@ -1300,8 +1300,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         let Some(tx) = self.pairs[i].tx() else { return };
         if !self.remote(&self.pairs[i]).heard {
             if self.unanswered_checks >= self.config.unanswered_check_budget {
-                self.pairs[i].state = PairState::Failed;
-                self.pairs[i].set_tx(None);
+                self.fail_pair(i);
                 debug!("pair failed: unanswered-check budget spent");
                 return;
             }
@@ -1352,8 +1351,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                 continue;
             }
             if tx.sent >= self.config.max_check_transmissions {
-                self.pairs[i].state = PairState::Failed;
-                self.pairs[i].set_tx(None);
+                self.fail_pair(i);
                 debug!("pair check timed out");
                 continue;
             }
@@ -1675,8 +1673,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         let p = self.pairs[i];
         // Non-symmetric transport addresses fail the pair (section 7.2.5.2.1).
         if self.local(&p).base() != local || self.remote(&p).address != remote {
-            self.pairs[i].state = PairState::Failed;
-            self.pairs[i].set_tx(None);
+            self.fail_pair(i);
             return;
         }
         if repr.message_type.class == Class::ErrorResponse {
@@ -1691,7 +1688,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
                 self.pairs[i].state = PairState::Waiting;
                 self.trigger(i);
             } else {
-                self.pairs[i].state = PairState::Failed;
+                self.fail_pair(i);
             }
             return;
         }
@@ -1843,6 +1840,27 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
     }
 
     /// Controlling: mark pair `i` for a USE-CANDIDATE check, sent at once.
+    /// Pair `i`'s check failed. A failed nomination (or the check
+    /// triggered by the peer's) also takes the pair off the valid list —
+    /// its path no longer answers — and lets another valid pair be
+    /// nominated at once: otherwise a pair that died between its first
+    /// success and its nomination would block nomination for good, and the
+    /// agent would neither connect nor fail.
+    fn fail_pair(&mut self, i: usize) {
+        let p = &mut self.pairs[i];
+        p.state = PairState::Failed;
+        p.set_tx(None);
+        if p.nominate {
+            p.nominate = false;
+            p.valid = false;
+            if self.role == Role::Controlling
+                && !self.pairs.iter().any(|q| q.nominate || q.nominated)
+            {
+                self.nominate_at = Some(self.now);
+            }
+        }
+    }
+
     fn nominate(&mut self, i: usize) {
         self.nominate_at = None;
         self.pairs[i].nominate = true;

@@ -60,6 +60,8 @@ struct Pair2 {
     b_lite: bool,
     /// Every datagram sent: (by `b`, a request, [`Transmit::unanswered`]).
     sent: Vec<(bool, bool, bool)>,
+    /// A local address whose datagrams, in flight or new, are all lost.
+    dead: Option<SocketAddr>,
 }
 
 impl Pair2 {
@@ -75,6 +77,7 @@ impl Pair2 {
             up: true,
             b_lite: false,
             sent: Vec::new(),
+            dead: None,
         }
     }
 
@@ -147,6 +150,9 @@ impl Pair2 {
             due
         };
         for w in due {
+            if self.dead.is_some_and(|d| d == w.from || d == w.to) {
+                continue;
+            }
             let a_addrs: Vec<SocketAddr> = self.a.locals.iter().map(|l| l.base()).collect();
             let target = if a_addrs.contains(&w.to) {
                 &mut self.a
@@ -365,6 +371,32 @@ fn a_late_candidate_ends_the_failing_state() {
         .unwrap();
     assert!(!a.is_failing());
     assert_ne!(a.poll_timeout(), Some(Instant::from_secs(10)));
+}
+
+/// The nominated pair's path dies between its first success and its
+/// nomination: once the nomination check times out, the controlling agent
+/// nominates its other pair (valid by then), and both connect over it (before, the
+/// dead pair's nomination flag blocked any other, and the agents neither
+/// connected nor failed).
+#[test]
+fn a_failed_nomination_nominates_the_next_valid_pair() {
+    let mut a = agent(Role::Controlling, "aaaa", 13);
+    let (a1, a2) = (addr("192.168.1.10:5000"), addr("192.168.1.11:5000"));
+    a.add_host_candidate(a1, 65535).unwrap();
+    a.add_host_candidate(a2, 65000).unwrap();
+    let mut b = agent(Role::Controlled, "bbbb", 14);
+    b.add_host_candidate(addr("192.168.1.20:6000"), 65535)
+        .unwrap();
+    let mut net = Pair2::new(a, b);
+    net.connect();
+    let nominating = |n: &Pair2| n.a.pairs.iter().any(|p| p.nominate);
+    assert!(net.run_until(Instant::from_secs(5), nominating));
+    let i = net.a.pairs.iter().position(|p| p.nominate).unwrap();
+    assert_eq!(net.a.locals[usize::from(net.a.pairs[i].local)].base(), a1);
+    net.dead = Some(a1);
+    assert!(net.run_until(Instant::from_secs(60), Pair2::both_connected));
+    assert_eq!(net.a.selected_pair().map(|(l, _)| l), Some(a2));
+    assert!(!net.events_a.iter().any(|e| matches!(e, Event::Failed(_))));
 }
 
 #[test]
