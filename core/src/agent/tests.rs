@@ -327,14 +327,21 @@ fn no_path_fails_cleanly_with_a_reason() {
     assert_eq!(net.a.poll_timeout(), None, "a failed agent has no timers");
 }
 
-#[test]
-fn no_pairs_fails_with_no_candidate_pairs() {
-    let mut a = lan_agent(Role::Controlling, "aaaa", 11);
+/// A controlling LAN agent with one host candidate, the peer's credentials
+/// and no remote candidate yet, gathering started.
+fn lone_agent(seed: u8) -> TestAgent {
+    let mut a = lan_agent(Role::Controlling, "aaaa", seed);
     a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
         .unwrap();
     a.set_remote_credentials("bbbb", "apasswordof22chars+abcd")
         .unwrap();
     a.start_gathering(Instant::ZERO);
+    a
+}
+
+#[test]
+fn no_pairs_fails_with_no_candidate_pairs() {
+    let mut a = lone_agent(11);
     assert!(!a.is_failing(), "the peer has not ended its candidates");
     a.end_of_remote_candidates();
     let early: Vec<Event> = core::iter::from_fn(|| a.poll_event()).collect();
@@ -359,12 +366,7 @@ fn no_pairs_fails_with_no_candidate_pairs() {
 /// new pair can still succeed.
 #[test]
 fn a_late_candidate_ends_the_failing_state() {
-    let mut a = lan_agent(Role::Controlling, "aaaa", 12);
-    a.add_host_candidate(addr("192.168.1.10:5000"), 65535)
-        .unwrap();
-    a.set_remote_credentials("bbbb", "apasswordof22chars+abcd")
-        .unwrap();
-    a.start_gathering(Instant::ZERO);
+    let mut a = lone_agent(12);
     a.end_of_remote_candidates();
     assert!(a.is_failing());
     a.add_remote_candidate(remote_host("192.168.1.11:5000"))

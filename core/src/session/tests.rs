@@ -98,6 +98,17 @@ fn peer_host(s: &mut S, address: &str) {
         .unwrap();
 }
 
+/// The next request is to resolve `name` (port `port`) for server 0 of
+/// the STUN (`turn` false) or TURN list; that server.
+fn expect_resolve(s: &mut S, turn: bool, name: &str, port: u16) -> ServerRef {
+    let server = ServerRef { turn, index: 0 };
+    assert_eq!(
+        s.poll_request(),
+        Some(Request::Resolve { server, name, port })
+    );
+    server
+}
+
 fn candidates(ev: &[Event]) -> StdVec<Candidate> {
     ev.iter()
         .filter_map(|e| match e {
@@ -188,18 +199,7 @@ fn host_names_become_requests_and_gathering_waits_for_the_answer() {
     let mut policy = PolicyConfig::new(IceMode::StunRequired);
     policy.stun_servers = &servers;
     let mut s = global_session(&policy);
-    let server = ServerRef {
-        turn: false,
-        index: 0,
-    };
-    assert_eq!(
-        s.poll_request(),
-        Some(Request::Resolve {
-            server,
-            name: "stun.example.org",
-            port: 3479
-        })
-    );
+    let server = expect_resolve(&mut s, false, "stun.example.org", 3479);
     assert_eq!(s.poll_request(), None);
     let (tx, _) = drain(&mut s);
     assert!(tx.is_empty());
@@ -728,18 +728,7 @@ fn turn_server_names_are_resolved_when_relays_are_wanted() {
     policy.turn_servers = &turn;
     policy.validate().unwrap();
     let mut s = global_session(&policy);
-    let named = ServerRef {
-        turn: true,
-        index: 0,
-    };
-    assert_eq!(
-        s.poll_request(),
-        Some(Request::Resolve {
-            server: named,
-            name: "turn.example.org",
-            port: 3478
-        })
-    );
+    let named = expect_resolve(&mut s, true, "turn.example.org", 3478);
     assert_eq!(s.poll_request(), None, "turns: and TCP are not asked for");
     let (_, ev) = drain(&mut s);
     assert!(
