@@ -71,7 +71,7 @@ pub use mdns::{MdnsDaemon, MdnsMode, MdnsResolver};
 /// restricted to some interfaces).
 #[cfg(feature = "mdns")]
 pub use mdns_sd;
-pub use mux::{MuxStats, UdpMux};
+pub use mux::{MuxChange, MuxStats, UdpMux};
 pub use resolve::{AddressFilter, Resolver, SystemResolver};
 pub use scream_ice_core;
 pub use session::{

@@ -27,9 +27,11 @@
 //! Sending is unchanged: a session sends from the shared socket of its
 //! pair's local address, and the sink relay ([`crate::Driver::selected_path`]
 //! hands it that socket) batches every speaker of one socket into one
-//! `sendmmsg`. Interface changes are not followed
-//! ([`crate::SessionConfig::interface_poll`] applies to sessions with
-//! their own sockets): a router's addresses are bound at its start.
+//! `sendmmsg`. A mux from [`UdpMux::bind_discovered`] follows interface
+//! changes when [`UdpMux::rescan`] is called (the router calls it
+//! periodically): an address that appeared is bound and used by the
+//! sessions started after; one that went away is closed (a session whose
+//! selected pair used it loses consent and restarts).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -44,7 +46,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::error::{BindError, StartError};
+use crate::error::{BindError, DiscoverError, StartError};
 use crate::host::{HostAddresses, HostFilter, HostSocket, bind_address, discover};
 
 /// Datagrams queued for one session before further ones are dropped.
@@ -80,17 +82,29 @@ pub struct UdpMux {
 }
 
 struct Inner {
-    sockets: Vec<HostSocket>,
+    /// The shared sockets, each with its receive task.
+    sockets: Mutex<Vec<(HostSocket, JoinHandle<()>)>>,
     table: Arc<Mutex<Table>>,
-    tasks: Vec<JoinHandle<()>>,
+    /// What [`UdpMux::rescan`] discovers: the filter and the port to bind.
+    discovery: Option<(HostFilter, u16)>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        for (_, task) in lock(&self.sockets).iter() {
+            task.abort();
         }
     }
+}
+
+/// What one [`UdpMux::rescan`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MuxChange {
+    /// Sockets bound on addresses that appeared.
+    pub added: Vec<SocketAddr>,
+    /// Sockets closed because their address went away.
+    pub removed: Vec<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -122,38 +136,85 @@ impl fmt::Debug for UdpMux {
     }
 }
 
-fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
-    // A panic while the lock was held left the table consistent (every
-    // update is a single map operation), so a poisoned lock is still used.
-    table.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while the lock was held left the value consistent (every
+    // update is a single map or list operation), so a poisoned lock is
+    // still used.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl UdpMux {
     /// Bind one socket on each of `addresses` (port 0: one the system
     /// picks) and start their receive tasks (on the current tokio runtime).
     pub async fn bind(addresses: &[SocketAddr]) -> Result<UdpMux, BindError> {
+        UdpMux::bind_with(addresses, None).await
+    }
+
+    async fn bind_with(
+        addresses: &[SocketAddr],
+        discovery: Option<(HostFilter, u16)>,
+    ) -> Result<UdpMux, BindError> {
         let mut sockets = Vec::with_capacity(addresses.len());
         for a in addresses {
             sockets.push(HostSocket::bind(*a, None, 0).await?);
         }
         let table = Arc::new(Mutex::new(Table::default()));
-        let tasks = sockets
-            .iter()
+        let sockets = sockets
+            .into_iter()
             .map(|h| {
-                tokio::spawn(receive(
-                    h.address,
-                    Arc::clone(&h.socket),
-                    Arc::clone(&table),
-                ))
+                let task = spawn_receive(&h, &table);
+                (h, task)
             })
             .collect();
         Ok(UdpMux {
             inner: Arc::new(Inner {
-                sockets,
+                sockets: Mutex::new(sockets),
                 table,
-                tasks,
+                discovery,
             }),
         })
+    }
+
+    /// Discover the interfaces again (a mux from
+    /// [`UdpMux::bind_discovered`]; for one from [`UdpMux::bind`] nothing
+    /// changes): bind the mux's port on every address that appeared, close
+    /// the sockets of addresses that went away. An address whose bind
+    /// fails is skipped (logged) and tried again at the next rescan.
+    pub async fn rescan(&self) -> Result<MuxChange, DiscoverError> {
+        let Some((filter, port)) = &self.inner.discovery else {
+            return Ok(MuxChange::default());
+        };
+        let wanted: Vec<SocketAddr> = discover(filter)?
+            .iter()
+            .map(|i| with_port(bind_address(i), *port))
+            .collect();
+        let mut change = MuxChange::default();
+        {
+            let mut sockets = lock(&self.inner.sockets);
+            sockets.retain(|(h, task)| {
+                let keep = wanted.iter().any(|w| w.ip() == h.address.ip());
+                if !keep {
+                    task.abort();
+                    change.removed.push(h.address);
+                }
+                keep
+            });
+        }
+        let bound: Vec<SocketAddr> = self.local_addresses();
+        for w in wanted
+            .into_iter()
+            .filter(|w| !bound.iter().any(|b| b.ip() == w.ip()))
+        {
+            match HostSocket::bind(w, None, 0).await {
+                Ok(h) => {
+                    let task = spawn_receive(&h, &self.inner.table);
+                    change.added.push(h.address);
+                    lock(&self.inner.sockets).push((h, task));
+                }
+                Err(e) => warn!("shared ICE socket on {w} not bound: {e}"),
+            }
+        }
+        Ok(change)
     }
 
     /// Bind `port` on every interface address `filter` accepts (see
@@ -162,21 +223,20 @@ impl UdpMux {
     pub async fn bind_discovered(filter: &HostFilter, port: u16) -> Result<UdpMux, StartError> {
         let addrs: Vec<SocketAddr> = discover(filter)?
             .iter()
-            .map(|i| {
-                let mut a = bind_address(i);
-                a.set_port(port);
-                a
-            })
+            .map(|i| with_port(bind_address(i), port))
             .collect();
         if addrs.is_empty() {
             return Err(StartError::NoHostCandidates);
         }
-        Ok(UdpMux::bind(&addrs).await?)
+        Ok(UdpMux::bind_with(&addrs, Some((filter.clone(), port))).await?)
     }
 
     /// The bound addresses of the shared sockets.
     pub fn local_addresses(&self) -> Vec<SocketAddr> {
-        self.inner.sockets.iter().map(|h| h.address).collect()
+        lock(&self.inner.sockets)
+            .iter()
+            .map(|(h, _)| h.address)
+            .collect()
     }
 
     /// Sessions registered now.
@@ -207,10 +267,9 @@ impl UdpMux {
                 .any(|e| e.ip() == a.ip() && (e.port() == 0 || e.port() == a.port())),
             HostAddresses::Discover(_) => discovered.iter().any(|i| i.address == a.ip()),
         };
-        let out: Vec<HostSocket> = self
-            .inner
-            .sockets
+        let out: Vec<HostSocket> = lock(&self.inner.sockets)
             .iter()
+            .map(|(h, _)| h)
             .filter(|h| wanted(h.address))
             .take(max)
             .cloned()
@@ -240,6 +299,15 @@ impl UdpMux {
             transactions: std::collections::VecDeque::with_capacity(TRANSACTIONS_PER_SESSION),
         }
     }
+}
+
+fn with_port(mut a: SocketAddr, port: u16) -> SocketAddr {
+    a.set_port(port);
+    a
+}
+
+fn spawn_receive(h: &HostSocket, table: &Arc<Mutex<Table>>) -> JoinHandle<()> {
+    tokio::spawn(receive(h.address, Arc::clone(&h.socket), Arc::clone(table)))
 }
 
 /// Read `socket` forever, handing each datagram to its session.

@@ -1,5 +1,6 @@
 //! `SessionConfig::interface_poll`: a session whose host address goes away
-//! mid-session binds the new address, restarts ICE and is connected again.
+//! mid-session binds the new address, restarts ICE and is connected again;
+//! and `UdpMux::rescan`: the shared sockets follow the addresses.
 //!
 //! The test runs itself again inside a fresh network namespace (`unshare
 //! --net`, root), where it owns a veth interface `d0` and may add and
@@ -11,7 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use scream_ice_tokio::scream_ice_core::agent::Role;
-use scream_ice_tokio::{Driver, HostAddresses, HostFilter, Output, SessionConfig, SessionEvent};
+use scream_ice_tokio::{
+    Driver, HostAddresses, HostFilter, MuxChange, Output, SessionConfig, SessionEvent, UdpMux,
+};
 
 const INNER: &str = "SCREAM_ICE_INTERFACE_WATCH_INNER";
 
@@ -27,25 +30,23 @@ fn ip(args: &str) {
     );
 }
 
-#[test]
-fn a_session_follows_its_address_changing() {
+/// Run `inner` inside a fresh network namespace: the test runs itself
+/// again under `unshare --net` (root) with [`INNER`] set, and the outer
+/// run asserts the inner one passed and printed `marker`.
+fn in_namespace<F: std::future::Future<Output = ()>>(test: &str, marker: &str, inner: F) {
     if std::env::var_os(INNER).is_some() {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
-            .block_on(inside());
+            .block_on(inner);
         return;
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("unshare")
         .arg("--net")
         .arg(&exe)
-        .args([
-            "--exact",
-            "a_session_follows_its_address_changing",
-            "--nocapture",
-        ])
+        .args(["--exact", test, "--nocapture"])
         .env(INNER, "1")
         .output();
     let skip = std::env::var("SCREAM_ICE_SKIP_NETNS").is_ok_and(|v| v == "1");
@@ -75,7 +76,28 @@ fn a_session_follows_its_address_changing() {
         "inside the namespace:\n{stdout}\n{stderr}"
     );
     // The inner run really ran (and was not filtered out).
-    assert!(stdout.contains("interface watch:"), "{stdout}");
+    assert!(stdout.contains(marker), "{stdout}");
+}
+
+#[test]
+fn a_session_follows_its_address_changing() {
+    in_namespace(
+        "a_session_follows_its_address_changing",
+        "interface watch:",
+        inside(),
+    );
+}
+
+/// `UdpMux::rescan`: an address that appears after the mux was bound gets
+/// a shared socket, and a session started after uses it and connects; an
+/// address that goes away has its socket closed.
+#[test]
+fn a_shared_port_follows_the_addresses() {
+    in_namespace(
+        "a_shared_port_follows_the_addresses",
+        "mux rescan:",
+        mux_inside(),
+    );
 }
 
 /// Drive both drivers until `done` says so or `limit` passes; every event
@@ -103,6 +125,21 @@ async fn drive(
     .is_ok()
 }
 
+/// The local address of the pair `a` selects within 5 s, if it does.
+async fn selected_by_a(a: &mut Driver, b: &mut Driver) -> Option<SocketAddr> {
+    let mut on = None;
+    drive(a, b, Duration::from_secs(5), |is_b, e| {
+        if let SessionEvent::Selected { local, .. } = e
+            && !is_b
+        {
+            on = Some(local);
+        }
+        on.is_some()
+    })
+    .await;
+    on
+}
+
 /// Each side's credentials and candidates to the other.
 fn signal(a: &mut Driver, b: &mut Driver) {
     let (ca, cb) = (a.local_credentials(), b.local_credentials());
@@ -118,11 +155,16 @@ fn signal(a: &mut Driver, b: &mut Driver) {
     }
 }
 
-async fn inside() {
+/// Loopback up, and a veth pair `d0`/`d1`, both up.
+fn veth() {
     ip("link set lo up");
     ip("link add d0 type veth peer name d1");
     ip("link set d1 up");
     ip("link set d0 up");
+}
+
+async fn inside() {
+    veth();
     // Three subnets: deleting an interface's primary address also deletes
     // the secondaries of its subnet.
     ip("addr add 10.77.0.1/24 dev d0");
@@ -183,22 +225,60 @@ async fn inside() {
     // The peer restarts too, both signal again.
     b.restart();
     signal(&mut a, &mut b);
-    let mut on = None;
-    assert!(
-        drive(&mut a, &mut b, Duration::from_secs(5), |is_b, e| {
-            if let SessionEvent::Selected { local, .. } = e
-                && !is_b
-            {
-                on = Some(local);
-            }
-            on.is_some()
-        })
-        .await,
-        "not connected again"
-    );
+    let on = selected_by_a(&mut a, &mut b).await;
+    assert!(on.is_some(), "not connected again");
     let again = changed.elapsed();
     assert_eq!(on, Some(local[0]));
     println!(
         "interface watch: address change noticed after {noticed:?} (poll 200 ms), new candidate {new_candidate:?}, selected again after {again:?}"
+    );
+}
+
+async fn mux_inside() {
+    veth();
+    ip("addr add 10.78.0.1/24 dev d0");
+    ip("addr add 10.78.1.9/24 dev d1");
+    let mut filter = HostFilter::new();
+    filter.allow_interfaces = vec!["d0".into()];
+    let mux = UdpMux::bind_discovered(&filter, 0).await.unwrap();
+    let first = mux.local_addresses();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].ip().to_string(), "10.78.0.1");
+    assert_eq!(mux.rescan().await.unwrap(), MuxChange::default());
+
+    ip("addr add 10.78.2.3/24 dev d0");
+    let change = mux.rescan().await.unwrap();
+    assert_eq!(change.removed, Vec::<SocketAddr>::new());
+    assert_eq!(change.added.len(), 1, "{change:?}");
+    let added = change.added[0];
+    assert_eq!(added.ip().to_string(), "10.78.2.3");
+    assert_eq!(mux.local_addresses().len(), 2);
+
+    let mut ca = SessionConfig::new(Role::Controlling);
+    ca.hosts = HostAddresses::Explicit(vec![SocketAddr::new(added.ip(), 0)]);
+    ca.mux = Some(mux.clone());
+    let mut cb = SessionConfig::new(Role::Controlled);
+    cb.hosts = HostAddresses::Explicit(vec!["10.78.1.9:0".parse().unwrap()]);
+    let mut a = Driver::start(ca).await.unwrap();
+    let mut b = Driver::start(cb).await.unwrap();
+    assert_eq!(a.local_addresses(), vec![added]);
+    while a.try_next().is_some() {}
+    while b.try_next().is_some() {}
+    signal(&mut a, &mut b);
+    let started = Instant::now();
+    let on = selected_by_a(&mut a, &mut b).await;
+    assert!(on.is_some(), "no connection over the rescanned address");
+    let connected = started.elapsed();
+    assert_eq!(on, Some(added));
+    assert!(mux.stats().routed > 0, "{:?}", mux.stats());
+
+    ip("addr del 10.78.0.1/24 dev d0");
+    let change = mux.rescan().await.unwrap();
+    assert_eq!(change.removed, first);
+    assert!(change.added.is_empty(), "{change:?}");
+    assert_eq!(mux.local_addresses(), vec![added]);
+    println!(
+        "mux rescan: bound {added} after the start, a session connected over it in {connected:?}, closed {} when its address went",
+        first[0]
     );
 }
