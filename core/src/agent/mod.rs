@@ -1839,7 +1839,6 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         });
     }
 
-    /// Controlling: mark pair `i` for a USE-CANDIDATE check, sent at once.
     /// Pair `i`'s check failed. A failed nomination (or the check
     /// triggered by the peer's) also takes the pair off the valid list —
     /// its path no longer answers — and lets another valid pair be
@@ -1861,6 +1860,7 @@ impl<const L: usize, const R: usize, const P: usize> Agent<L, R, P> {
         }
     }
 
+    /// Controlling: mark pair `i` for a USE-CANDIDATE check, sent at once.
     fn nominate(&mut self, i: usize) {
         self.nominate_at = None;
         self.pairs[i].nominate = true;
