@@ -726,10 +726,8 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
                 return;
             };
             self.turn_pending.remove(pos);
-            for v4 in [true, false] {
-                if let Some(a) = addresses.iter().find(|a| a.is_ipv4() == v4) {
-                    self.add_relay_server(server.index, *a);
-                }
+            for a in first_per_family(addresses) {
+                self.add_relay_server(server.index, a);
             }
             return;
         }
@@ -741,10 +739,8 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
             return;
         };
         self.pending.remove(pos);
-        for v4 in [true, false] {
-            if let Some(a) = addresses.iter().find(|a| a.is_ipv4() == v4) {
-                self.add_stun_server(*a);
-            }
+        for a in first_per_family(addresses) {
+            self.add_stun_server(a);
         }
         self.used.insert(usize::from(server.index));
         self.maybe_gather(now);
@@ -873,8 +869,7 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
     /// relays at once).
     fn reconsider(&mut self, now: Instant) {
         self.pump();
-        let symmetric = symmetric_seen(&self.knowledge);
-        let d = self.decisions[stage_index(self.decision.stage)][usize::from(symmetric)];
+        let d = self.decision_at(self.decision.stage);
         if d.network == self.decision.network {
             return;
         }
@@ -889,17 +884,20 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
     /// (the agent then gathers them before its failure grace runs out; a
     /// stage that adds nothing would only delay the failure report).
     fn widen_if_failing(&mut self, now: Instant) {
-        if !self.agent.is_failing() {
-            return;
+        let adds = self.agent.is_failing()
+            && self
+                .decision
+                .stage
+                .next()
+                .is_some_and(|next| self.adds_candidates(&self.decision_at(next)));
+        if adds {
+            self.widen(now, WidenReason::AllPairsFailed);
         }
-        let Some(next) = self.decision.stage.next() else {
-            return;
-        };
-        let symmetric = symmetric_seen(&self.knowledge);
-        let d = self.decisions[stage_index(next)][usize::from(symmetric)];
-        if self.adds_candidates(&d) {
-            self.step_to(now, next, WidenReason::AllPairsFailed);
-        }
+    }
+
+    /// The decision for `stage` with what is known of the peer now.
+    fn decision_at(&self, stage: FallbackStage) -> Decision {
+        self.decisions[stage_index(stage)][usize::from(symmetric_seen(&self.knowledge))]
     }
 
     /// Whether `next` gathers a server the decision in force does not, or
@@ -908,12 +906,12 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
         let current = &self.decision;
         !next.stun_servers.is_subset(current.stun_servers)
             || !next.turn_servers.is_subset(current.turn_servers)
-            || self.agent.local_candidates().any(|c| {
-                c.kind == CandidateKind::Host
-                    && self.offer_filter
-                    && !current.offers(c.address.ip())
-                    && next.offers(c.address.ip())
-            })
+            || (self.offer_filter
+                && self.agent.local_candidates().any(|c| {
+                    c.kind == CandidateKind::Host
+                        && !current.offers(c.address.ip())
+                        && next.offers(c.address.ip())
+                }))
     }
 
     fn widen(&mut self, now: Instant, reason: WidenReason) {
@@ -923,8 +921,7 @@ impl<const L: usize, const R: usize, const P: usize> Session<L, R, P> {
     }
 
     fn step_to(&mut self, now: Instant, stage: FallbackStage, reason: WidenReason) {
-        let symmetric = symmetric_seen(&self.knowledge);
-        let d = self.decisions[stage_index(stage)][usize::from(symmetric)];
+        let d = self.decision_at(stage);
         if d.stage == self.decision.stage {
             // The mode holds the stage (local-only): nothing to widen to.
             return;
@@ -1187,6 +1184,13 @@ fn kept_servers<'p, const N: usize>(
         }
     }
     out
+}
+
+/// The first IPv4 and the first IPv6 address of `addresses`, in that order.
+fn first_per_family(addresses: &[SocketAddr]) -> impl Iterator<Item = SocketAddr> + '_ {
+    [true, false]
+        .into_iter()
+        .filter_map(|v4| addresses.iter().find(|a| a.is_ipv4() == v4).copied())
 }
 
 fn server_entry(target: Target<'_>) -> Option<ServerEntry> {
