@@ -55,15 +55,6 @@ pub enum ServeError {
 /// How often `server.ice_port`'s sockets follow the machine's addresses.
 pub const ICE_PORT_RESCAN: Duration = Duration::from_secs(5);
 
-/// Aborts its task when dropped (when `serve` returns).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The bound listeners, before they run.
 pub struct Listeners {
     stun: Option<UdpSocket>,
@@ -223,28 +214,9 @@ pub async fn run_with_reload(
     // The shared ICE port follows the machine's addresses (a DHCP lease
     // that comes after the start, an address that goes): sessions started
     // after a rescan use what it bound.
-    let rescans = listeners.ice.clone().map(|mux| {
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(ICE_PORT_RESCAN);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                match mux.rescan().await {
-                    Ok(c) => {
-                        for a in &c.added {
-                            tracing::info!("ICE sessions now also share udp {a}");
-                        }
-                        for a in &c.removed {
-                            tracing::info!("udp {a} closed: its address went away");
-                        }
-                    }
-                    Err(e) => tracing::warn!("interfaces not listed for ice_port: {e}"),
-                }
-            }
-        })
-    });
-    let _rescans = rescans.map(AbortOnDrop);
+    if let Some(mux) = &listeners.ice {
+        mux.follow_interfaces(ICE_PORT_RESCAN);
+    }
 
     let responder = match listeners.stun {
         Some(socket) => Some(

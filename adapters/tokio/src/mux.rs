@@ -28,8 +28,8 @@
 //! pair's local address, and the sink relay ([`crate::Driver::selected_path`]
 //! hands it that socket) batches every speaker of one socket into one
 //! `sendmmsg`. A mux from [`UdpMux::bind_discovered`] follows interface
-//! changes when [`UdpMux::rescan`] is called (the router calls it
-//! periodically): an address that appeared is bound and used by the
+//! changes when [`UdpMux::rescan`] is called (or periodically, with
+//! [`UdpMux::follow_interfaces`]): an address that appeared is bound and used by the
 //! sessions started after; one that went away is closed (a session whose
 //! selected pair used it loses consent and restarts).
 
@@ -44,7 +44,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{BindError, DiscoverError, StartError};
 use crate::host::{HostAddresses, HostFilter, HostSocket, bind_address, discover};
@@ -87,11 +87,16 @@ struct Inner {
     table: Arc<Mutex<Table>>,
     /// What [`UdpMux::rescan`] discovers: the filter and the port to bind.
     discovery: Option<(HostFilter, u16)>,
+    /// The task of [`UdpMux::follow_interfaces`], if started.
+    follower: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         for (_, task) in lock(&self.sockets).iter() {
+            task.abort();
+        }
+        if let Some(task) = lock(&self.follower).take() {
             task.abort();
         }
     }
@@ -171,6 +176,7 @@ impl UdpMux {
                 sockets: Mutex::new(sockets),
                 table,
                 discovery,
+                follower: Mutex::new(None),
             }),
         })
     }
@@ -229,6 +235,36 @@ impl UdpMux {
             return Err(StartError::NoHostCandidates);
         }
         Ok(UdpMux::bind_with(&addrs, Some((filter.clone(), port))).await?)
+    }
+
+    /// [`UdpMux::rescan`] every `every`, in a task on the current tokio
+    /// runtime, logging each change; the task ends with the mux (it holds
+    /// no handle between rescans). Calling it again replaces the task.
+    pub fn follow_interfaces(&self, every: std::time::Duration) {
+        let mux = Arc::downgrade(&self.inner);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = mux.upgrade() else { return };
+                match (UdpMux { inner }).rescan().await {
+                    Ok(c) => {
+                        for a in &c.added {
+                            info!("shared ICE socket bound on {a}");
+                        }
+                        for a in &c.removed {
+                            info!("shared ICE socket on {a} closed: its address went away");
+                        }
+                    }
+                    Err(e) => warn!("interfaces not listed for the shared ICE sockets: {e}"),
+                }
+            }
+        });
+        if let Some(old) = lock(&self.inner.follower).replace(task) {
+            old.abort();
+        }
     }
 
     /// The bound addresses of the shared sockets.
