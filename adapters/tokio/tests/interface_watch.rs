@@ -140,6 +140,26 @@ async fn selected_by_a(a: &mut Driver, b: &mut Driver) -> Option<SocketAddr> {
     on
 }
 
+/// The filter that discovers only `d0`'s addresses.
+fn d0() -> HostFilter {
+    let mut filter = HostFilter::new();
+    filter.allow_interfaces = vec!["d0".into()];
+    filter
+}
+
+/// Start `a` from `ca` and a controlled `b` on the fixed address `b_at`,
+/// drop their start-up outputs, and signal each to the other.
+async fn start_and_signal(ca: SessionConfig, b_at: &str) -> (Driver, Driver) {
+    let mut cb = SessionConfig::new(Role::Controlled);
+    cb.hosts = HostAddresses::Explicit(vec![b_at.parse().unwrap()]);
+    let mut a = Driver::start(ca).await.unwrap();
+    let mut b = Driver::start(cb).await.unwrap();
+    while a.try_next().is_some() {}
+    while b.try_next().is_some() {}
+    signal(&mut a, &mut b);
+    (a, b)
+}
+
 /// Each side's credentials and candidates to the other.
 fn signal(a: &mut Driver, b: &mut Driver) {
     let (ca, cb) = (a.local_credentials(), b.local_credentials());
@@ -170,20 +190,12 @@ async fn inside() {
     ip("addr add 10.77.0.1/24 dev d0");
     ip("addr add 10.77.1.9/24 dev d1");
 
-    let mut filter = HostFilter::new();
-    filter.allow_interfaces = vec!["d0".into()];
     let mut ca = SessionConfig::new(Role::Controlling);
-    ca.hosts = HostAddresses::Discover(filter);
+    ca.hosts = HostAddresses::Discover(d0());
     ca.interface_poll = Some(Duration::from_millis(200));
-    let mut cb = SessionConfig::new(Role::Controlled);
-    cb.hosts = HostAddresses::Explicit(vec!["10.77.1.9:0".parse().unwrap()]);
-    let mut a = Driver::start(ca).await.unwrap();
-    let mut b = Driver::start(cb).await.unwrap();
+    let (mut a, mut b) = start_and_signal(ca, "10.77.1.9:0").await;
     assert_eq!(a.local_addresses().len(), 1);
     assert_eq!(a.local_addresses()[0].ip().to_string(), "10.77.0.1");
-    while a.try_next().is_some() {}
-    while b.try_next().is_some() {}
-    signal(&mut a, &mut b);
     let mut selected = (false, false);
     assert!(
         drive(&mut a, &mut b, Duration::from_secs(5), |is_b, e| {
@@ -238,9 +250,7 @@ async fn mux_inside() {
     veth();
     ip("addr add 10.78.0.1/24 dev d0");
     ip("addr add 10.78.1.9/24 dev d1");
-    let mut filter = HostFilter::new();
-    filter.allow_interfaces = vec!["d0".into()];
-    let mux = UdpMux::bind_discovered(&filter, 0).await.unwrap();
+    let mux = UdpMux::bind_discovered(&d0(), 0).await.unwrap();
     let first = mux.local_addresses();
     assert_eq!(first.len(), 1, "{first:?}");
     assert_eq!(first[0].ip().to_string(), "10.78.0.1");
@@ -257,14 +267,8 @@ async fn mux_inside() {
     let mut ca = SessionConfig::new(Role::Controlling);
     ca.hosts = HostAddresses::Explicit(vec![SocketAddr::new(added.ip(), 0)]);
     ca.mux = Some(mux.clone());
-    let mut cb = SessionConfig::new(Role::Controlled);
-    cb.hosts = HostAddresses::Explicit(vec!["10.78.1.9:0".parse().unwrap()]);
-    let mut a = Driver::start(ca).await.unwrap();
-    let mut b = Driver::start(cb).await.unwrap();
+    let (mut a, mut b) = start_and_signal(ca, "10.78.1.9:0").await;
     assert_eq!(a.local_addresses(), vec![added]);
-    while a.try_next().is_some() {}
-    while b.try_next().is_some() {}
-    signal(&mut a, &mut b);
     let started = Instant::now();
     let on = selected_by_a(&mut a, &mut b).await;
     assert!(on.is_some(), "no connection over the rescanned address");
@@ -277,8 +281,25 @@ async fn mux_inside() {
     assert_eq!(change.removed, first);
     assert!(change.added.is_empty(), "{change:?}");
     assert_eq!(mux.local_addresses(), vec![added]);
+
+    // The same on its own: follow_interfaces rescans every 50 ms.
+    mux.follow_interfaces(Duration::from_millis(50));
+    ip("addr add 10.78.3.4/24 dev d0");
+    let appeared = Instant::now();
+    let bound = loop {
+        let now: Vec<SocketAddr> = mux.local_addresses();
+        if let Some(a) = now.iter().find(|a| a.ip().to_string() == "10.78.3.4") {
+            break *a;
+        }
+        assert!(
+            appeared.elapsed() < Duration::from_secs(2),
+            "follow_interfaces did not bind 10.78.3.4: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let followed = appeared.elapsed();
     println!(
-        "mux rescan: bound {added} after the start, a session connected over it in {connected:?}, closed {} when its address went",
+        "mux rescan: bound {added} after the start, a session connected over it in {connected:?}, closed {} when its address went; follow_interfaces (50 ms) bound {bound} after {followed:?}",
         first[0]
     );
 }
