@@ -269,10 +269,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn print_times(name: &str, mut times: Vec<Duration>) {
+/// `times` of `what` ("connected", ...): count, median, p99, max.
+fn print_times(name: &str, what: &str, mut times: Vec<Duration>) {
     times.sort();
     println!(
-        "{name}: {} connected, median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "{name}: {} {what}, median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         times.len(),
         percentile(&times, 0.5).total_micros() as f64 / 1000.0,
         percentile(&times, 0.99).total_micros() as f64 / 1000.0,
@@ -359,7 +360,7 @@ fn a_wrong_first_guess_widens_to_stun_and_connects_through_the_nats() {
         }
         times.push(t - Instant::ZERO);
     }
-    print_times("(a) wrong guess, port-restricted NATs", times);
+    print_times("(a) wrong guess, port-restricted NATs", "connected", times);
 }
 
 #[test]
@@ -396,7 +397,7 @@ fn a_right_guess_never_widens_and_never_asks_stun() {
         }
         times.push(t - Instant::ZERO);
     }
-    print_times("(b) right guess, one LAN", times);
+    print_times("(b) right guess, one LAN", "connected", times);
 }
 
 /// (c) The wrong guess of (a) with a `host_candidate_timeout` longer than
@@ -409,6 +410,7 @@ fn a_right_guess_never_widens_and_never_asks_stun() {
 fn a_failed_stage_widens_before_its_timeout() {
     let host_timeout = Duration::from_secs(80);
     let mut times = Vec::new();
+    let mut steps_at = Vec::new();
     for seed in 0..seeds() {
         let r = run(seed, true, Some(host_timeout));
         let Run {
@@ -434,6 +436,7 @@ fn a_failed_stage_widens_before_its_timeout() {
                     && steps[0].0 < Instant::ZERO + host_timeout,
                 "seed {seed}: steps {steps:?}"
             );
+            steps_at.push(steps[0].0 - Instant::ZERO);
             // Connected within 2 s of the step (srflx gathering and checks).
             scream_ice_tests::sim_assert!(
                 sim,
@@ -453,8 +456,7 @@ fn a_failed_stage_widens_before_its_timeout() {
         }
         times.push(t - Instant::ZERO);
     }
-    print_times(
-        "(c) wrong guess, host timeout 80 s, every host pair failed",
-        times,
-    );
+    let name = "(c) wrong guess, host timeout 80 s, every host pair failed";
+    print_times(name, "connected", times);
+    print_times(name, "ends stepped", steps_at);
 }
