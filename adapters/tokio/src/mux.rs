@@ -29,9 +29,9 @@
 //! hands it that socket) batches every speaker of one socket into one
 //! `sendmmsg`. A mux from [`UdpMux::bind_discovered`] follows interface
 //! changes when [`UdpMux::rescan`] is called (or periodically, with
-//! [`UdpMux::follow_interfaces`]): an address that appeared is bound and used by the
-//! sessions started after; one that went away is closed (a session whose
-//! selected pair used it loses consent and restarts).
+//! [`UdpMux::follow_interfaces`]): an address that appeared is bound and
+//! used by the sessions started after; the socket of one that went away is
+//! closed (a session whose selected pair used it loses consent).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -195,7 +195,7 @@ impl UdpMux {
             .map(|i| with_port(bind_address(i), *port))
             .collect();
         let mut change = MuxChange::default();
-        {
+        let bound: Vec<SocketAddr> = {
             let mut sockets = lock(&self.inner.sockets);
             sockets.retain(|(h, task)| {
                 let keep = wanted.iter().any(|w| w.ip() == h.address.ip());
@@ -205,8 +205,8 @@ impl UdpMux {
                 }
                 keep
             });
-        }
-        let bound: Vec<SocketAddr> = self.local_addresses();
+            sockets.iter().map(|(h, _)| h.address).collect()
+        };
         for w in wanted
             .into_iter()
             .filter(|w| !bound.iter().any(|b| b.ip() == w.ip()))
