@@ -42,7 +42,7 @@
 //!   advertise_own_stun: true         # offer our responder to peers that need STUN
 //!   trusted_proxies: []              # X-Forwarded-For is honoured only from these
 //!   data_dir: "/home/me/.local/state/scream-ice"
-//!   ice_port: 4012                   # one UDP port shared by all ICE sessions
+//!   ice_port: 4012                   # one UDP port shared by all ICE sessions (0: one the system picks, the default; or per-session)
 //! ```
 //!
 //! Every key is optional; unknown keys are errors.
@@ -308,8 +308,8 @@ pub struct ServerConfig {
     /// `data_dir`.
     pub data_dir: Sourced<PathBuf>,
     /// `ice_port`: the one UDP port every ICE session shares on each local
-    /// address (`0`: one the system picks per address); `None`: each
-    /// session binds ports of its own.
+    /// address (`0`, the default: one the system picks per address);
+    /// `None` (`per-session`): each session binds ports of its own.
     pub ice_port: Sourced<Option<u16>>,
 }
 
@@ -474,7 +474,17 @@ struct FileServer {
     #[serde(default)]
     data_dir: Option<Spanned<String>>,
     #[serde(default)]
-    ice_port: Option<Spanned<u64>>,
+    ice_port: Option<Spanned<FileIcePort>>,
+}
+
+/// `ice_port` as written: a port number or the word `per-session`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileIcePort {
+    Port(i64),
+    Word(String),
+    /// Anything else (a list, a float, `true`): refused with the same message.
+    Other(serde::de::IgnoredAny),
 }
 
 // ---------------------------------------------------------------------------
@@ -510,7 +520,7 @@ impl Config {
                 advertise_own_stun: Sourced::default_value(true),
                 trusted_proxies: Sourced::default_value(Vec::new()),
                 data_dir: Sourced::default_value(default_data_dir()),
-                ice_port: Sourced::default_value(None),
+                ice_port: Sourced::default_value(Some(0)),
             },
             store: crate::store::StoreConfig::default(),
             limits: crate::limits::Limits::default(),
@@ -792,18 +802,25 @@ impl Config {
                 };
             }
             if let Some(v) = server.ice_port {
-                match u16::try_from(v.value) {
-                    Ok(port) => {
+                let value = match &v.value {
+                    FileIcePort::Port(p) => {
+                        u16::try_from(*p).map(Some).map_err(|_| format!("{p} is"))
+                    }
+                    FileIcePort::Word(w) if w == "per-session" => Ok(None),
+                    FileIcePort::Word(w) => Err(format!("{w:?} is")),
+                    FileIcePort::Other(_) => Err("this is".into()),
+                };
+                match value {
+                    Ok(value) => {
                         dst.ice_port = Sourced {
-                            value: Some(port),
+                            value,
                             origin: at(&v.referenced),
                         }
                     }
-                    Err(_) => errors.push(LocatedError::new(
+                    Err(shown) => errors.push(LocatedError::new(
                         at(&v.referenced),
                         format!(
-                            "ice_port: {} is out of range (0..=65535; 0: a port the system picks on each address)",
-                            v.value
+                            "ice_port: {shown} neither a port (0..=65535; 0: a port the system picks on each address) nor per-session"
                         ),
                     )),
                 }
@@ -1458,16 +1475,11 @@ impl Config {
             quoted(&s.data_dir.value.display().to_string()),
             &s.data_dir.origin,
         );
-        match s.ice_port.value {
-            Some(p) => line(&mut o, 2, "ice_port", p.to_string(), &s.ice_port.origin),
-            None => {
-                let _ = writeln!(
-                    o,
-                    "  # ice_port not set: each ICE session binds its own ports  # {}",
-                    s.ice_port.origin
-                );
-            }
-        }
+        let ice_port = s
+            .ice_port
+            .value
+            .map_or("per-session".into(), |p| p.to_string());
+        line(&mut o, 2, "ice_port", ice_port, &s.ice_port.origin);
         show_store(&mut o, &self.store, &self.sections.store, show_secrets);
         show_limits(&mut o, &self.limits, &self.sections.limits, show_secrets);
         if !self.sinks.value.is_empty() {
@@ -1957,28 +1969,38 @@ webrtc:
         );
         let back = Config::from_yaml("t.yaml", &shown).unwrap();
         assert_eq!(back.server.ice_port.value, Some(4012));
+        // The default: shared, on a port the system picks per address.
         let d = ok("server:\n  stun_listen: off\n");
-        assert_eq!(d.server.ice_port.value, None);
-        let shown = d.to_yaml_with_origins(false);
-        assert!(shown.contains("  # ice_port not set"), "{shown}");
-        assert_eq!(
-            Config::from_yaml("t.yaml", &shown)
-                .unwrap()
-                .server
-                .ice_port
-                .value,
-            None
+        assert_eq!(d.server.ice_port.value, Some(0));
+        assert!(
+            d.to_yaml_with_origins(false)
+                .contains("  ice_port: 0  # default\n"),
+            "{}",
+            d.to_yaml_with_origins(false)
         );
-        assert_eq!(
-            errors("server:\n  ice_port: 70000\n"),
-            [
-                "t.yaml:2:13: ice_port: 70000 is out of range (0..=65535; 0: a port the system picks on each address)"
-            ]
+        let p = ok("server:\n  ice_port: per-session\n");
+        assert_eq!(p.server.ice_port.value, None);
+        let shown = p.to_yaml_with_origins(false);
+        assert!(
+            shown.contains("  ice_port: per-session  # t.yaml:2:13\n"),
+            "{shown}"
         );
-        assert_eq!(
-            errors("server:\n  ice_port: any\n"),
-            ["t.yaml:2:13: not a whole number of 0 or more"]
-        );
+        let back = Config::from_yaml("t.yaml", &shown).unwrap();
+        assert_eq!(back.server.ice_port.value, None);
+        for (text, shown) in [
+            ("70000", "70000 is"),
+            ("-1", "-1 is"),
+            ("any", "\"any\" is"),
+            ("[1]", "this is"),
+            ("1.5", "this is"),
+        ] {
+            assert_eq!(
+                errors(&format!("server:\n  ice_port: {text}\n")),
+                [format!(
+                    "t.yaml:2:13: ice_port: {shown} neither a port (0..=65535; 0: a port the system picks on each address) nor per-session"
+                )]
+            );
+        }
     }
 
     #[test]

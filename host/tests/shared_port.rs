@@ -111,7 +111,11 @@ async fn run(shared: bool, speakers: usize, seconds: f64) -> Run {
     let cfg = many_speakers_config(
         &dir,
         speakers,
-        if shared { "  ice_port: 0\n" } else { "" },
+        if shared {
+            "  ice_port: 0\n"
+        } else {
+            "  ice_port: per-session\n"
+        },
         &format!("sinks:\n  - name: living\n    listen: \"127.0.0.1:{sink_port}\"\n"),
     );
     let daemon = Daemon::start(&cfg);

@@ -9,8 +9,10 @@
 //! lost (no disconnect, failure or missing echoes) and every session must
 //! still be there to `DELETE` at the end.
 //!
-//! `SOAK_ICE_PORT=1` runs every session on the daemon's shared socket
-//! (`server.ice_port: 0`). The full soak of docs/BENCHMARKS.md:
+//! By default each session binds sockets of its own (`server.ice_port:
+//! per-session`), where a descriptor leak would show; `SOAK_ICE_PORT=1`
+//! runs every session on the daemon's shared socket (`server.ice_port: 0`,
+//! the daemon's default). The full soak of docs/BENCHMARKS.md:
 //! `SOAK_SESSIONS=1000 SOAK_SECONDS=600 cargo test --release -p scream-ice-host --test soak -- --nocapture`
 
 mod support;
@@ -155,10 +157,15 @@ async fn concurrent_speaker_sessions_hold_with_flat_memory_and_descriptors() {
     let seconds = env_or("SOAK_SECONDS", 60);
     let media = Duration::from_millis(env_or("SOAK_MEDIA_MS", 500));
     // `SOAK_ICE_PORT=1`: every session on the daemon's shared socket
-    // (`server.ice_port: 0`) instead of sockets of its own.
+    // (`server.ice_port: 0`, the daemon's default) instead of sockets of
+    // its own.
     let shared = env_or("SOAK_ICE_PORT", 0) != 0;
     let dir = temp_dir("scream_ice_soak");
-    let server = if shared { "  ice_port: 0\n" } else { "" };
+    let server = if shared {
+        "  ice_port: 0\n"
+    } else {
+        "  ice_port: per-session\n"
+    };
     let cfg = many_speakers_config(&dir, sessions, server, "");
     let daemon = Daemon::start(&cfg);
     let pid = daemon.pid();
