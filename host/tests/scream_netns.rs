@@ -587,3 +587,130 @@ fn lan_ice_session(change: Change, ice_port: &str) -> Option<String> {
     assert_outputs_equal_inputs(&files, &out, "ice");
     Some(report)
 }
+
+/// `serve` on its default shared ICE port follows the router's addresses
+/// while it runs: after the start its LAN address 192.168.77.1 is
+/// replaced by 192.168.77.21. Within one rescan (`ICE_PORT_RESCAN`, 5 s)
+/// the daemon logs the new socket, and a speaker session that then starts
+/// (HTTP to the new address) connects over it: the selected pair's router
+/// side is that socket. Without the rescan the
+/// router would offer no LAN candidate at all (its only LAN socket was on
+/// the vanished address) and the session could not connect.
+#[test]
+fn serve_binds_a_lan_address_added_while_it_runs() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    let Some(lab) = lab() else {
+        return;
+    };
+    let router = lab.ns("router");
+    let new = "192.168.77.21";
+    let config = lab.dir().join("serve.yaml");
+    std::fs::write(
+        &config,
+        "server:\n  http_listen: 0.0.0.0:8188\n  stun_listen: off\n",
+    )
+    .unwrap();
+    let mut serve = in_ns(&router, &["serve", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let port: u16 = out
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            let rest = l.split(&format!("{}:", netns::ROUTER_LAN)).nth(1)?;
+            l.contains("ICE").then_some(())?;
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("serve printed no shared ICE port on the LAN address");
+    std::thread::spawn(move || for _ in out {});
+    let (tx, rx) = mpsc::channel();
+    let err = BufReader::new(serve.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for l in err.lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let ip = |args: &[&str]| {
+        let o = Command::new("ip").args(args).output().unwrap();
+        assert!(o.status.success(), "ip {args:?}: {o:?}");
+    };
+    ip(&[
+        "netns",
+        "exec",
+        &router,
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.eth0.promote_secondaries=1",
+    ]);
+    let changed = std::time::Instant::now();
+    ip(&[
+        "-n",
+        &router,
+        "addr",
+        "add",
+        &format!("{new}/24"),
+        "dev",
+        "eth0",
+    ]);
+    let old = format!("{}/24", netns::ROUTER_LAN);
+    ip(&["-n", &router, "addr", "del", &old, "dev", "eth0"]);
+    // Port 0 (the default): the system picks a port on each address, the
+    // new one's too; the log line names it.
+    let bound = format!("shared ICE socket bound on {new}:");
+    let deadline = changed + Duration::from_secs(8);
+    let new_port: u16 = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                if let Some(rest) = l.split(&bound).nth(1) {
+                    let digits = rest.split(|c: char| !c.is_ascii_digit()).next();
+                    break digits.and_then(|d| d.parse().ok()).expect(&l);
+                }
+            }
+            Err(_) => panic!("no {bound:?} within 8 s of the change"),
+        }
+    };
+    println!(
+        "bound {new}:{new_port} {:?} after the change (was {}:{port})",
+        changed.elapsed(),
+        netns::ROUTER_LAN
+    );
+    let c = in_ns(
+        &lab.ns("spk"),
+        &[
+            "connect",
+            &format!("http://{new}:8188"),
+            "--bind",
+            &SPK.to_string(),
+            "--count",
+            "5",
+        ],
+    )
+    .output()
+    .unwrap();
+    let report = String::from_utf8_lossy(&c.stdout).into_owned();
+    let st = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(serve.wait().unwrap().success());
+    println!("{report}");
+    assert!(
+        c.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+    assert!(
+        report.contains(&format!("-> {new}:{new_port})")),
+        "{report}"
+    );
+}
