@@ -527,31 +527,8 @@ fn lan_ice_session(change: Change, ice_port: &str) -> Option<String> {
         Change::Address(ms) => {
             let ns = spk_ns.clone();
             Some(std::thread::spawn(move || {
-                let ip = |args: &[&str]| {
-                    let o = Command::new("ip").args(args).output().unwrap();
-                    assert!(o.status.success(), "ip {args:?}: {o:?}");
-                };
-                // Deleting an interface's primary address deletes the
-                // secondaries of its subnet unless they are promoted.
-                ip(&[
-                    "netns",
-                    "exec",
-                    &ns,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv4.conf.eth0.promote_secondaries=1",
-                ]);
                 std::thread::sleep(Duration::from_millis(ms));
-                ip(&[
-                    "-n",
-                    &ns,
-                    "addr",
-                    "add",
-                    &format!("{moved}/24"),
-                    "dev",
-                    "eth0",
-                ]);
-                ip(&["-n", &ns, "addr", "del", "192.168.77.2/24", "dev", "eth0"]);
+                replace_address(&ns, &format!("{}/24", SPK), &format!("{moved}/24"));
             }))
         }
         _ => None,
@@ -622,12 +599,8 @@ fn serve_binds_a_lan_address_added_while_it_runs() {
         .by_ref()
         .map_while(Result::ok)
         .find_map(|l| {
-            let rest = l.split(&format!("{}:", netns::ROUTER_LAN)).nth(1)?;
             l.contains("ICE").then_some(())?;
-            rest.split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
+            port_after(&l, &format!("{}:", netns::ROUTER_LAN))
         })
         .expect("serve printed no shared ICE port on the LAN address");
     std::thread::spawn(move || for _ in out {});
@@ -638,30 +611,9 @@ fn serve_binds_a_lan_address_added_while_it_runs() {
             let _ = tx.send(l);
         }
     });
-    let ip = |args: &[&str]| {
-        let o = Command::new("ip").args(args).output().unwrap();
-        assert!(o.status.success(), "ip {args:?}: {o:?}");
-    };
-    ip(&[
-        "netns",
-        "exec",
-        &router,
-        "sysctl",
-        "-qw",
-        "net.ipv4.conf.eth0.promote_secondaries=1",
-    ]);
     let changed = std::time::Instant::now();
-    ip(&[
-        "-n",
-        &router,
-        "addr",
-        "add",
-        &format!("{new}/24"),
-        "dev",
-        "eth0",
-    ]);
     let old = format!("{}/24", netns::ROUTER_LAN);
-    ip(&["-n", &router, "addr", "del", &old, "dev", "eth0"]);
+    replace_address(&router, &old, &format!("{new}/24"));
     // Port 0 (the default): the system picks a port on each address, the
     // new one's too; the log line names it.
     let bound = format!("shared ICE socket bound on {new}:");
@@ -670,9 +622,8 @@ fn serve_binds_a_lan_address_added_while_it_runs() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(l) => {
-                if let Some(rest) = l.split(&bound).nth(1) {
-                    let digits = rest.split(|c: char| !c.is_ascii_digit()).next();
-                    break digits.and_then(|d| d.parse().ok()).expect(&l);
+                if let Some(p) = port_after(&l, &bound) {
+                    break p;
                 }
             }
             Err(_) => panic!("no {bound:?} within 8 s of the change"),
@@ -713,4 +664,33 @@ fn serve_binds_a_lan_address_added_while_it_runs() {
         report.contains(&format!("-> {new}:{new_port})")),
         "{report}"
     );
+}
+
+/// The port number right after `prefix` in `line`.
+fn port_after(line: &str, prefix: &str) -> Option<u16> {
+    let rest = line.split(prefix).nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Replace the address `old` (CIDR) of `ns`'s eth0 by `new`: `new` is
+/// added first, as a secondary of the same subnet, which is promoted when
+/// `old` goes (otherwise deleting the primary deletes the secondaries).
+fn replace_address(ns: &str, old: &str, new: &str) {
+    let ip = |args: &[&str]| {
+        let o = Command::new("ip").args(args).output().unwrap();
+        assert!(o.status.success(), "ip {args:?}: {o:?}");
+    };
+    ip(&[
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.eth0.promote_secondaries=1",
+    ]);
+    ip(&["-n", ns, "addr", "add", new, "dev", "eth0"]);
+    ip(&["-n", ns, "addr", "del", old, "dev", "eth0"]);
 }
