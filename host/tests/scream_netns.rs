@@ -544,12 +544,7 @@ fn lan_ice_session(change: Change, ice_port: &str) -> Option<String> {
         m.join().unwrap();
     }
     let report = String::from_utf8_lossy(&c.stdout).into_owned();
-    let st = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    assert!(serve.wait().unwrap().success());
+    stop(serve);
     println!("{report}");
     assert!(c.status.success(), "{report}");
     assert!(
@@ -648,12 +643,7 @@ fn serve_binds_a_lan_address_added_while_it_runs() {
     .output()
     .unwrap();
     let report = String::from_utf8_lossy(&c.stdout).into_owned();
-    let st = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    assert!(serve.wait().unwrap().success());
+    stop(serve);
     println!("{report}");
     assert!(
         c.status.success(),
@@ -693,4 +683,14 @@ fn replace_address(ns: &str, old: &str, new: &str) {
     ]);
     ip(&["-n", ns, "addr", "add", new, "dev", "eth0"]);
     ip(&["-n", ns, "addr", "del", old, "dev", "eth0"]);
+}
+
+/// SIGTERM to `serve`, which must then exit with success.
+fn stop(mut serve: std::process::Child) {
+    let st = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(serve.wait().unwrap().success());
 }
