@@ -803,12 +803,10 @@ impl Config {
             }
             if let Some(v) = server.ice_port {
                 let value = match &v.value {
-                    FileIcePort::Port(p) => {
-                        u16::try_from(*p).map(Some).map_err(|_| format!("{p} is"))
-                    }
+                    FileIcePort::Port(p) => u16::try_from(*p).map(Some).map_err(|_| p.to_string()),
                     FileIcePort::Word(w) if w == "per-session" => Ok(None),
-                    FileIcePort::Word(w) => Err(format!("{w:?} is")),
-                    FileIcePort::Other(_) => Err("this is".into()),
+                    FileIcePort::Word(w) => Err(format!("{w:?}")),
+                    FileIcePort::Other(_) => Err("this".into()),
                 };
                 match value {
                     Ok(value) => {
@@ -820,7 +818,7 @@ impl Config {
                     Err(shown) => errors.push(LocatedError::new(
                         at(&v.referenced),
                         format!(
-                            "ice_port: {shown} neither a port (0..=65535; 0: a port the system picks on each address) nor per-session"
+                            "ice_port: {shown} is neither a port (0..=65535; 0: a port the system picks on each address) nor per-session"
                         ),
                     )),
                 }
@@ -1988,16 +1986,16 @@ webrtc:
         let back = Config::from_yaml("t.yaml", &shown).unwrap();
         assert_eq!(back.server.ice_port.value, None);
         for (text, shown) in [
-            ("70000", "70000 is"),
-            ("-1", "-1 is"),
-            ("any", "\"any\" is"),
-            ("[1]", "this is"),
-            ("1.5", "this is"),
+            ("70000", "70000"),
+            ("-1", "-1"),
+            ("any", "\"any\""),
+            ("[1]", "this"),
+            ("1.5", "this"),
         ] {
             assert_eq!(
                 errors(&format!("server:\n  ice_port: {text}\n")),
                 [format!(
-                    "t.yaml:2:13: ice_port: {shown} neither a port (0..=65535; 0: a port the system picks on each address) nor per-session"
+                    "t.yaml:2:13: ice_port: {shown} is neither a port (0..=65535; 0: a port the system picks on each address) nor per-session"
                 )]
             );
         }
