@@ -450,8 +450,9 @@ enum Change {
 }
 
 /// Run the LAN session (with `change`, and the router's `server.ice_port`
-/// if not empty: the default is the shared port); returns connect's report after checking the WAVs (bit exact
-/// unless the address changed).
+/// set to `ice_port` unless it is empty: the default, the shared port);
+/// returns connect's report after checking the WAVs (bit exact unless the
+/// address changed).
 fn lan_ice_session(change: Change, ice_port: &str) -> Option<String> {
     use std::io::{BufRead, BufReader};
     let lab = lab()?;
@@ -565,9 +566,9 @@ fn lan_ice_session(change: Change, ice_port: &str) -> Option<String> {
 /// replaced by 192.168.77.21. Within one rescan (`ICE_PORT_RESCAN`, 5 s)
 /// the daemon logs the new socket, and a speaker session that then starts
 /// (HTTP to the new address) connects over it: the selected pair's router
-/// side is that socket. Without the rescan the
-/// router would offer no LAN candidate at all (its only LAN socket was on
-/// the vanished address) and the session could not connect.
+/// side is that socket. Without the rescan no such line comes and the
+/// test fails: the router's only LAN socket would be the vanished
+/// address's.
 #[test]
 fn serve_binds_a_lan_address_added_while_it_runs() {
     use std::io::{BufRead, BufReader};
