@@ -30,8 +30,9 @@
 //! `sendmmsg`. A mux from [`UdpMux::bind_discovered`] follows interface
 //! changes when [`UdpMux::rescan`] is called (or periodically, with
 //! [`UdpMux::follow_interfaces`]): an address that appeared is bound and
-//! used by the sessions started after; the socket of one that went away is
-//! closed (a session whose selected pair used it loses consent).
+//! used by the sessions started after; the mux drops the socket of one
+//! that went away and stops reading it (a session whose selected pair used
+//! it loses consent, and the socket closes when the last such session ends).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -87,6 +88,9 @@ struct Inner {
     table: Arc<Mutex<Table>>,
     /// What [`UdpMux::rescan`] discovers: the filter and the port to bind.
     discovery: Option<(HostFilter, u16)>,
+    /// Held for a whole rescan: two at once would both bind an address
+    /// that appeared (with port 0, twice).
+    rescanning: tokio::sync::Mutex<()>,
     /// The task of [`UdpMux::follow_interfaces`], if started.
     follower: Mutex<Option<JoinHandle<()>>>,
 }
@@ -108,7 +112,7 @@ impl Drop for Inner {
 pub struct MuxChange {
     /// Sockets bound on addresses that appeared.
     pub added: Vec<SocketAddr>,
-    /// Sockets closed because their address went away.
+    /// Sockets dropped because their address went away.
     pub removed: Vec<SocketAddr>,
 }
 
@@ -176,6 +180,7 @@ impl UdpMux {
                 sockets: Mutex::new(sockets),
                 table,
                 discovery,
+                rescanning: tokio::sync::Mutex::new(()),
                 follower: Mutex::new(None),
             }),
         })
@@ -183,13 +188,14 @@ impl UdpMux {
 
     /// Discover the interfaces again (a mux from
     /// [`UdpMux::bind_discovered`]; for one from [`UdpMux::bind`] nothing
-    /// changes): bind the mux's port on every address that appeared, close
+    /// changes): bind the mux's port on every address that appeared, drop
     /// the sockets of addresses that went away. An address whose bind
     /// fails is skipped (logged) and tried again at the next rescan.
     pub async fn rescan(&self) -> Result<MuxChange, DiscoverError> {
         let Some((filter, port)) = &self.inner.discovery else {
             return Ok(MuxChange::default());
         };
+        let _one_at_a_time = self.inner.rescanning.lock().await;
         let wanted: Vec<SocketAddr> = discover(filter)?
             .iter()
             .map(|i| with_port(bind_address(i), *port))
@@ -255,7 +261,7 @@ impl UdpMux {
                             info!("shared ICE socket bound on {a}");
                         }
                         for a in &c.removed {
-                            info!("shared ICE socket on {a} closed: its address went away");
+                            info!("shared ICE socket on {a} dropped: its address went away");
                         }
                     }
                     Err(e) => warn!("interfaces not listed for the shared ICE sockets: {e}"),

@@ -90,7 +90,7 @@ fn a_session_follows_its_address_changing() {
 
 /// `UdpMux::rescan`: an address that appears after the mux was bound gets
 /// a shared socket, and a session started after uses it and connects; an
-/// address that goes away has its socket closed.
+/// address that goes away has its socket dropped.
 #[test]
 fn a_shared_port_follows_the_addresses() {
     in_namespace(
@@ -299,7 +299,7 @@ async fn mux_inside() {
     };
     let followed = appeared.elapsed();
     println!(
-        "mux rescan: bound {added} after the start, a session connected over it in {connected:?}, closed {} when its address went; follow_interfaces (50 ms) bound {bound} after {followed:?}",
+        "mux rescan: bound {added} after the start, a session connected over it in {connected:?}, dropped {} when its address went; follow_interfaces (50 ms) bound {bound} after {followed:?}",
         first[0]
     );
 }
