@@ -472,15 +472,7 @@ fn lan_ice_session(change: Change, ice_port: &str) -> Option<String> {
         ),
     )
     .unwrap();
-    let mut serve = in_ns(
-        &lab.ns("router"),
-        &["serve", "--config", config.to_str().unwrap()],
-    )
-    .env("RUST_LOG", "warn")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut serve = serve_in(&lab.ns("router"), &config, "warn", Stdio::null());
     let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
     assert!(
         lines
@@ -584,12 +576,7 @@ fn serve_binds_a_lan_address_added_while_it_runs() {
         "server:\n  http_listen: 0.0.0.0:8188\n  stun_listen: off\n",
     )
     .unwrap();
-    let mut serve = in_ns(&router, &["serve", "--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut serve = serve_in(&router, &config, "info", Stdio::piped());
     let mut out = BufReader::new(serve.stdout.take().unwrap()).lines();
     let port: u16 = out
         .by_ref()
@@ -684,6 +671,17 @@ fn replace_address(ns: &str, old: &str, new: &str) {
     ]);
     ip(&["-n", ns, "addr", "add", new, "dev", "eth0"]);
     ip(&["-n", ns, "addr", "del", old, "dev", "eth0"]);
+}
+
+/// `serve --config config` in `ns`, logging at `rust_log` to `stderr`,
+/// its stdout piped.
+fn serve_in(ns: &str, config: &Path, rust_log: &str, stderr: Stdio) -> std::process::Child {
+    in_ns(ns, &["serve", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
 }
 
 /// SIGTERM to `serve`, which must then exit with success.
